@@ -1,0 +1,30 @@
+//! One module per command: each turns its arguments into options, calls a library, and prints.
+
+pub mod common;
+pub mod init;
+pub mod lifecycle;
+pub mod mesh;
+pub mod plan;
+pub mod render;
+pub mod sim;
+pub mod validate;
+
+use crate::cli::Command;
+use crate::ctx::{Ctx, Exit};
+
+/// Dispatch a parsed command.
+pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Exit> {
+    match command {
+        Command::Init(a) => init::run(ctx, a),
+        Command::Validate(a) => validate::run(ctx, a),
+        Command::Plan(a) => plan::run(ctx, a),
+        Command::Render(a) => render::run(ctx, a),
+        Command::Up(a) => lifecycle::up(ctx, a),
+        Command::Status(a) => lifecycle::status(ctx, a),
+        Command::Down(a) => lifecycle::down(ctx, a),
+        Command::Kubeconfig(a) => lifecycle::kubeconfig(ctx, a),
+        Command::Sim(a) => sim::run(ctx, a),
+        Command::Mesh(a) => mesh::run(ctx, a),
+        Command::Gcp(a) => lifecycle::gcp(ctx, a),
+    }
+}

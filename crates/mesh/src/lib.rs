@@ -1,0 +1,1 @@
+//! Mesh PKI and probes (being written).

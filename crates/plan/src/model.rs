@@ -1,0 +1,210 @@
+//! The plan's data: what every later stage (render, up, gcp setup, status) reads.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use ipnet::IpNet;
+use meshfleet_spec::{Diagnostic, Provider};
+use serde::{Deserialize, Serialize};
+
+use crate::lock::Lock;
+
+/// Everything the planner decided for a fleet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// `metadata.name` of the fleet.
+    pub fleet: String,
+    /// One entry per cluster, in fleet-file order.
+    pub clusters: Vec<ClusterPlan>,
+    /// Who must reach whom on which port (DESIGN.md §3).
+    pub firewall: Vec<FirewallRule>,
+    /// Meshed cluster name → the names of its peers (every other meshed cluster), sorted.
+    pub mesh_peers: BTreeMap<String, Vec<String>>,
+    /// Network links between clouds or regions that the mesh needs.
+    pub interconnects: Vec<InterconnectNeed>,
+    /// Differences against the lock the plan started from.
+    pub changes: Vec<Change>,
+    /// Warnings (e.g. an interconnect the fleet does not say how to provide).
+    #[serde(skip)]
+    pub warnings: Vec<Diagnostic>,
+    /// The lock to write back: the previous lock plus this plan's allocations.
+    #[serde(skip)]
+    pub lock: Lock,
+}
+
+/// One cluster's allocations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterPlan {
+    /// Cluster name (also Cilium's `cluster.name`).
+    pub name: String,
+    /// Cloud.
+    pub provider: Provider,
+    /// Region.
+    pub region: String,
+    /// Cilium `cluster.id`, 1..=maxConnectedClusters.
+    pub mesh_id: u16,
+    /// The cluster's CIDRs.
+    pub network: ClusterCidrs,
+}
+
+/// A cluster's three CIDRs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterCidrs {
+    /// Pod CIDR (Talos `podSubnets`, Cilium's pod range via Kubernetes IPAM).
+    pub pods: IpNet,
+    /// Service CIDR (Talos `serviceSubnets`).
+    pub services: IpNet,
+    /// Node subnet (GCP subnetwork / AWS VPC CIDR).
+    pub nodes: IpNet,
+}
+
+/// IP protocol of a firewall rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// ICMP echo (cilium-health).
+    Icmp,
+    /// IPsec ESP, IP protocol 50.
+    Esp,
+}
+
+impl Protocol {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+            Self::Icmp => "icmp",
+            Self::Esp => "esp",
+        }
+    }
+}
+
+/// Which machines of a cluster a rule opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Control-plane machines only.
+    ControlPlane,
+    /// Every machine of the cluster (control plane and workers).
+    Nodes,
+}
+
+/// A rule's target: a role in one cluster. Serialised as `CLUSTER/control-plane` or
+/// `CLUSTER/nodes` so the JSON stays flat for programs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Target {
+    /// Cluster name.
+    pub cluster: String,
+    /// Which machines.
+    pub role: Role,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let role = match self.role {
+            Role::ControlPlane => "control-plane",
+            Role::Nodes => "nodes",
+        };
+        write!(f, "{}/{role}", self.cluster)
+    }
+}
+
+impl Serialize for Target {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Why a rule exists; stable identifiers used by renderers to name cloud rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Purpose {
+    /// tcp/50000 from the management egress: Talos apid, used to bootstrap etcd.
+    TalosApiManagement,
+    /// tcp/50000 between a cluster's nodes.
+    TalosApiNodes,
+    /// tcp/50001 from a cluster's nodes to its control plane: Talos trustd.
+    TalosTrustd,
+    /// tcp/6443 to the control plane from its nodes and the management egress.
+    KubeApiserver,
+    /// Tunnel (udp/8472 VXLAN or udp/6081 Geneve) between every meshed node.
+    CiliumTunnel,
+    /// tcp/4240 and ICMP echo between every meshed node: cilium-health.
+    CiliumHealth,
+    /// udp/51871 between every meshed node.
+    CiliumWireguard,
+    /// ESP between every meshed node.
+    CiliumIpsec,
+    /// tcp/2379 (LoadBalancer) or tcp/32379 (NodePort) to each clustermesh-apiserver.
+    ClustermeshApiserver,
+    /// tcp/4244 from hubble-relay to a cluster's nodes.
+    Hubble,
+}
+
+/// One rule of the firewall matrix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FirewallRule {
+    /// IP protocol.
+    pub protocol: Protocol,
+    /// Destination ports (empty for ICMP and ESP).
+    pub ports: Vec<u16>,
+    /// Source CIDRs, aggregated and sorted.
+    pub sources: Vec<IpNet>,
+    /// Machines the rule opens.
+    pub targets: Vec<Target>,
+    /// Why.
+    pub purpose: Purpose,
+}
+
+/// A network link the mesh needs between two node networks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InterconnectNeed {
+    /// E.g. `aws:eu-west-1` ↔ `aws:us-east-1`, or `gcp` ↔ `aws:eu-west-1`.
+    pub between: [String; 2],
+    /// How the fleet file says to provide it, if it does (`vpcPeering`, `transitGateway`,
+    /// `haVpn`, `publicAddresses`); `None` means a warning.
+    pub via: Option<String>,
+}
+
+/// A difference between the plan and the lock it started from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    /// `+` added, `~` changed, `-` removed.
+    pub kind: ChangeKind,
+    /// Cluster name.
+    pub cluster: String,
+    /// Human description, e.g. "pods `10.64.0.0/16` → `10.65.0.0/16`".
+    pub detail: String,
+}
+
+/// Kind of change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// New cluster.
+    Added,
+    /// Allocation changed (only through an explicit pin).
+    Changed,
+    /// In the lock, no longer in the fleet: its blocks are freed, its mesh ID retired.
+    Removed,
+}
+
+impl ChangeKind {
+    /// `+`, `~` or `-`.
+    pub fn sigil(self) -> char {
+        match self {
+            Self::Added => '+',
+            Self::Changed => '~',
+            Self::Removed => '-',
+        }
+    }
+}
