@@ -9,7 +9,12 @@ use crate::cmd;
 /// One declarative fleet file to many Talos Kubernetes clusters on GCP and AWS, created through
 /// Cluster API and joined into one Cilium ClusterMesh.
 #[derive(Debug, Parser)]
-#[command(name = "meshfleet", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "meshfleet",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -32,7 +37,12 @@ pub struct GlobalArgs {
 #[derive(Debug, Args, Clone)]
 pub struct FleetArg {
     /// Fleet file.
-    #[arg(short = 'f', long = "file", default_value = "fleet.yaml", value_name = "FILE")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        default_value = "fleet.yaml",
+        value_name = "FILE"
+    )]
     pub file: PathBuf,
 }
 

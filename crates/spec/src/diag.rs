@@ -110,39 +110,36 @@ impl Diagnostic {
         };
         let mut out = String::new();
         let _ = writeln!(out, "{}: {}", style(code, label), style("1", &self.message));
+        let width = self.position.map_or(1, |p| p.line.to_string().len());
+        let arrow = " ".repeat(width + 1);
+        let indent = " ".repeat(width + 2);
         match self.position {
             Some(p) => {
-                let _ = writeln!(out, "  --> {file}:{}:{}", p.line, p.column);
+                let _ = writeln!(out, "{arrow}--> {file}:{}:{}", p.line, p.column);
                 if let Some(text) = source.lines().nth(p.line.saturating_sub(1) as usize) {
-                    let num = p.line.to_string();
-                    let pad = " ".repeat(num.len());
                     let caret_at: String = text
                         .chars()
                         .take(p.column.saturating_sub(1) as usize)
                         .map(|c| if c == '\t' { '\t' } else { ' ' })
                         .collect();
-                    let width = underline_width(text, p.column);
-                    let _ = writeln!(out, "   {pad} |");
-                    let _ = writeln!(out, "   {num} | {text}");
-                    let _ = writeln!(
-                        out,
-                        "   {pad} | {caret_at}{}",
-                        style(code, &"^".repeat(width))
-                    );
+                    let carets = "^".repeat(underline_width(text, p.column));
+                    let _ = writeln!(out, "{}|", &indent[1..]);
+                    let _ = writeln!(out, " {} | {text}", p.line);
+                    let _ = writeln!(out, "{}| {caret_at}{}", &indent[1..], style(code, &carets));
                 }
             }
             None => {
-                let _ = writeln!(out, "  --> {file}");
+                let _ = writeln!(out, "{arrow}--> {file}");
             }
         }
         if !self.path.is_empty() {
-            let _ = writeln!(out, "   = field: {}", self.path);
+            let _ = writeln!(out, "{}= field: {}", &indent[1..], self.path);
         }
         if let Some(v) = &self.value {
-            let _ = writeln!(out, "   = value: `{v}`");
+            let _ = writeln!(out, "{}= value: `{v}`", &indent[1..]);
         }
         if let Some(h) = &self.hint {
-            let _ = writeln!(out, "   = {}: {h}", style("1;36", "hint"));
+            let _ = writeln!(out, "{}= {}: {h}", &indent[1..], style("1;36", "hint"));
         }
         out
     }
@@ -220,6 +217,11 @@ impl std::error::Error for Report {}
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} error(s), {} warning(s)", self.errors.len(), self.warnings.len())
+        write!(
+            f,
+            "{} error(s), {} warning(s)",
+            self.errors.len(),
+            self.warnings.len()
+        )
     }
 }

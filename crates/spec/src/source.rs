@@ -225,7 +225,9 @@ pub(crate) fn parse_tree(text: &str) -> Result<(Value, SourceMap), Report> {
             Ok((value, map))
         }
         Err(e) => {
-            let position = e.location().map_or(Position { line: 1, column: 1 }, |l| pos(&l));
+            let position = e
+                .location()
+                .map_or(Position { line: 1, column: 1 }, |l| pos(&l));
             let raw = e.to_string();
             let multi = raw.contains("multiple documents") || raw.contains("more than one");
             let message = first_line(&raw);
@@ -267,8 +269,14 @@ mod tests {
     #[test]
     fn positions_follow_paths() {
         let (_, map) = parse_tree("a:\n  b:\n    - x\n    - y\n").unwrap();
-        assert_eq!(map.position("a.b[1]"), Some(Position { line: 4, column: 7 }));
-        assert_eq!(map.key_position("a.b"), Some(Position { line: 2, column: 3 }));
+        assert_eq!(
+            map.position("a.b[1]"),
+            Some(Position { line: 4, column: 7 })
+        );
+        assert_eq!(
+            map.key_position("a.b"),
+            Some(Position { line: 2, column: 3 })
+        );
         assert_eq!(map.position("a.b[1].missing"), map.position("a.b[1]"));
     }
 }

@@ -15,7 +15,12 @@ pub const EXAMPLE: &str = include_str!("../../../../examples/fleet.yaml");
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Where to write the example.
-    #[arg(short = 'f', long = "file", default_value = "fleet.yaml", value_name = "FILE")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        default_value = "fleet.yaml",
+        value_name = "FILE"
+    )]
     pub file: PathBuf,
 }
 

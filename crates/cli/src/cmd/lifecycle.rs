@@ -109,8 +109,14 @@ pub struct GcpSetupArgs {
 
 /// Parse `90s`, `20m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.trim().split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(s.trim().len()));
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration: use e.g. 90s, 20m or 1h"))?;
+    let (num, unit) = s.trim().split_at(
+        s.trim()
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(s.trim().len()),
+    );
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration: use e.g. 90s, 20m or 1h"))?;
     let secs = match unit {
         "" | "s" => n,
         "m" => n * 60,

@@ -39,7 +39,11 @@ pub fn run(ctx: &Ctx, a: ValidateArgs) -> anyhow::Result<Exit> {
             input.loaded.fleet.metadata.name,
             if n == 1 { "" } else { "s" },
             input.loaded.warnings.len(),
-            if input.loaded.warnings.len() == 1 { "" } else { "s" },
+            if input.loaded.warnings.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
         );
         return Ok(Exit::Ok);
     }
@@ -65,5 +69,9 @@ pub fn run(ctx: &Ctx, a: ValidateArgs) -> anyhow::Result<Exit> {
         Format::Json => output::json(&out)?,
         _ => output::yaml(&out)?,
     }
-    Ok(if report.is_ok() { Exit::Ok } else { Exit::Invalid })
+    Ok(if report.is_ok() {
+        Exit::Ok
+    } else {
+        Exit::Invalid
+    })
 }
