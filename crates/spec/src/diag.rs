@@ -123,9 +123,9 @@ impl Diagnostic {
                         .map(|c| if c == '\t' { '\t' } else { ' ' })
                         .collect();
                     let carets = "^".repeat(underline_width(text, p.column));
-                    let _ = writeln!(out, "{}|", &indent[1..]);
+                    let _ = writeln!(out, "{}|", &indent);
                     let _ = writeln!(out, " {} | {text}", p.line);
-                    let _ = writeln!(out, "{}| {caret_at}{}", &indent[1..], style(code, &carets));
+                    let _ = writeln!(out, "{}| {caret_at}{}", &indent, style(code, &carets));
                 }
             }
             None => {
@@ -133,13 +133,13 @@ impl Diagnostic {
             }
         }
         if !self.path.is_empty() {
-            let _ = writeln!(out, "{}= field: {}", &indent[1..], self.path);
+            let _ = writeln!(out, "{}= field: {}", &indent, self.path);
         }
         if let Some(v) = &self.value {
-            let _ = writeln!(out, "{}= value: `{v}`", &indent[1..]);
+            let _ = writeln!(out, "{}= value: `{v}`", &indent);
         }
         if let Some(h) = &self.hint {
-            let _ = writeln!(out, "{}= {}: {h}", &indent[1..], style("1;36", "hint"));
+            let _ = writeln!(out, "{}= {}: {h}", &indent, style("1;36", "hint"));
         }
         out
     }

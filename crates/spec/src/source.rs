@@ -248,8 +248,15 @@ pub(crate) fn parse_tree(text: &str) -> Result<(Value, SourceMap), Report> {
 /// serde-saphyr's messages may carry a rendered snippet after the first line; the snippet is
 /// ours to render, so keep only the sentence.
 fn first_line(s: &str) -> String {
-    let line = s.lines().next().unwrap_or(s).trim();
-    // Drop a trailing " at line X column Y" that would duplicate our own location.
+    let mut line = s.lines().next().unwrap_or(s).trim();
+    // Drop the "error: line X column Y:" prefix and a trailing " at line X column Y": our own
+    // location is printed beside the message.
+    line = line.strip_prefix("error: ").unwrap_or(line);
+    if line.starts_with("line ")
+        && let Some((_, rest)) = line.split_once(": ")
+    {
+        line = rest;
+    }
     let line = line.split(" at line ").next().unwrap_or(line);
     line.trim_end_matches('.').to_owned()
 }
