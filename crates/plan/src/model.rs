@@ -33,6 +33,68 @@ pub struct Plan {
     pub lock: Lock,
 }
 
+impl Plan {
+    /// The plan of the cluster called `name`.
+    pub fn cluster(&self, name: &str) -> Option<&ClusterPlan> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+
+    /// The rules that open something on `cluster`'s machines (fleet-wide rules included), in
+    /// matrix order.
+    pub fn rules_for<'a>(
+        &'a self,
+        cluster: &'a str,
+    ) -> impl Iterator<Item = &'a FirewallRule> + 'a {
+        self.firewall
+            .iter()
+            .filter(move |r| r.targets.iter().any(|t| t.cluster == cluster))
+    }
+}
+
+impl FirewallRule {
+    /// The roles this rule opens on `cluster`'s machines (empty if it does not target it).
+    pub fn roles_in<'a>(&'a self, cluster: &'a str) -> impl Iterator<Item = Role> + 'a {
+        self.targets
+            .iter()
+            .filter(move |t| t.cluster == cluster)
+            .map(|t| t.role)
+    }
+
+    /// `tcp/50000`, `udp/8472`, `icmp`, `esp`: protocol and ports as people write them.
+    pub fn port_label(&self) -> String {
+        if self.ports.is_empty() {
+            self.protocol.as_str().to_owned()
+        } else {
+            let ports: Vec<String> = self.ports.iter().map(u16::to_string).collect();
+            format!("{}/{}", self.protocol.as_str(), ports.join(","))
+        }
+    }
+}
+
+impl Purpose {
+    /// The stable kebab-case identifier (as serialised), e.g. `talos-api-management`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TalosApiManagement => "talos-api-management",
+            Self::TalosApiNodes => "talos-api-nodes",
+            Self::TalosTrustd => "talos-trustd",
+            Self::KubeApiserver => "kube-apiserver",
+            Self::CiliumTunnel => "cilium-tunnel",
+            Self::CiliumHealth => "cilium-health",
+            Self::CiliumWireguard => "cilium-wireguard",
+            Self::CiliumIpsec => "cilium-ipsec",
+            Self::ClustermeshApiserver => "clustermesh-apiserver",
+            Self::Hubble => "hubble",
+        }
+    }
+}
+
+impl fmt::Display for Purpose {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One cluster's allocations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
