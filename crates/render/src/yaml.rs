@@ -1,0 +1,37 @@
+//! Serialisation helpers: typed object → JSON value (for `up`) and → YAML text (for files).
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::RenderError;
+
+fn err(what: &str, e: impl std::fmt::Display) -> RenderError {
+    RenderError::Serialize {
+        what: what.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// A typed object as a JSON value.
+pub fn to_value<T: Serialize>(t: &T, what: &str) -> Result<Value, RenderError> {
+    serde_json::to_value(t).map_err(|e| err(what, e))
+}
+
+/// One YAML document (no leading `---`).
+pub fn to_yaml<T: Serialize>(t: &T, what: &str) -> Result<String, RenderError> {
+    let mut s = serde_saphyr::to_string(t).map_err(|e| err(what, e))?;
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    Ok(s)
+}
+
+/// Several YAML documents, each introduced by `---`.
+pub fn multi_doc<T: Serialize>(docs: &[T], what: &str) -> Result<String, RenderError> {
+    let mut out = String::new();
+    for d in docs {
+        out.push_str("---\n");
+        out.push_str(&to_yaml(d, what)?);
+    }
+    Ok(out)
+}
