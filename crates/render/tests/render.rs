@@ -1,0 +1,453 @@
+//! Behaviour of the renderer: what each object says, determinism, no secrets, snapshots.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use meshfleet_render::{CLUSTER_LABEL, FLEET_LABEL, RenderError, Rendered, render};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+fn example() -> (meshfleet_spec::Fleet, meshfleet_plan::Plan, Rendered) {
+    let fleet = common::parse(&common::example_fleet_text());
+    let plan = common::plan(&fleet);
+    let rendered = render(&fleet, &plan).expect("render");
+    (fleet, plan, rendered)
+}
+
+fn file<'a>(r: &'a Rendered, path: &str) -> &'a str {
+    &r.files
+        .iter()
+        .find(|f| f.path == path)
+        .unwrap_or_else(|| panic!("no file `{path}`"))
+        .contents
+}
+
+fn objects_of<'a>(r: &'a Rendered, cluster: &str, kind: &str) -> Vec<&'a Value> {
+    r.clusters
+        .iter()
+        .find(|c| c.name == cluster)
+        .expect("cluster")
+        .objects
+        .iter()
+        .filter(|o| o["kind"] == kind)
+        .collect()
+}
+
+fn yaml(text: &str) -> Value {
+    serde_saphyr::from_str(text).expect("yaml")
+}
+
+#[test]
+fn layout_has_every_file() {
+    let (_, _, r) = example();
+    let paths: Vec<&str> = r.files.iter().map(|f| f.path.as_str()).collect();
+    for c in ["gcp-euw1", "gcp-use1", "aws-euw1"] {
+        for f in [
+            "cluster.yaml",
+            "cilium-values.yaml",
+            "talos-controlplane.patch.yaml",
+            "talos-worker.patch.yaml",
+        ] {
+            assert!(paths.contains(&format!("{c}/{f}").as_str()), "{c}/{f} missing");
+        }
+    }
+    for p in [
+        "fleet/00-namespace.yaml",
+        "fleet/10-cilium-helmchartproxies.yaml",
+        "prerequisites/gcp.yaml",
+        "prerequisites/aws.yaml",
+    ] {
+        assert!(paths.contains(&p), "{p} missing");
+    }
+}
+
+#[test]
+fn rendering_is_deterministic() {
+    let (fleet, plan, r) = example();
+    assert_eq!(r, render(&fleet, &plan).expect("render"));
+}
+
+#[test]
+fn every_object_is_labelled_and_namespaced() {
+    let (fleet, _, r) = example();
+    let ns = fleet.metadata.name.as_str();
+    for c in &r.clusters {
+        for o in &c.objects {
+            let m = &o["metadata"];
+            assert_eq!(m["namespace"], ns, "{o}");
+            assert_eq!(m["labels"][FLEET_LABEL], ns);
+            assert_eq!(m["labels"][CLUSTER_LABEL], c.name.as_str());
+        }
+    }
+    for o in &r.fleet_objects {
+        assert_eq!(o["metadata"]["labels"][FLEET_LABEL], ns);
+    }
+    // The user's cluster labels land on the Cluster.
+    let cluster = objects_of(&r, "gcp-euw1", "Cluster")[0];
+    assert_eq!(cluster["metadata"]["labels"]["env"], "prod");
+}
+
+#[test]
+fn cluster_networks_come_from_the_plan() {
+    let (_, plan, r) = example();
+    for cp in &plan.clusters {
+        let cluster = objects_of(&r, &cp.name, "Cluster")[0];
+        assert_eq!(cluster["apiVersion"], "cluster.x-k8s.io/v1beta2");
+        let net = &cluster["spec"]["clusterNetwork"];
+        assert_eq!(net["pods"]["cidrBlocks"][0], cp.network.pods.to_string());
+        assert_eq!(net["services"]["cidrBlocks"][0], cp.network.services.to_string());
+        let patch = yaml(file(&r, &format!("{}/talos-controlplane.patch.yaml", cp.name)));
+        assert_eq!(patch["cluster"]["network"]["podSubnets"][0], cp.network.pods.to_string());
+        assert_eq!(patch["cluster"]["network"]["cni"]["name"], "none");
+        assert_eq!(patch["cluster"]["proxy"]["disabled"], true);
+        assert_eq!(patch["machine"]["features"]["kubePrism"]["port"], 7445);
+        let values = yaml(file(&r, &format!("{}/cilium-values.yaml", cp.name)));
+        assert_eq!(values["cluster"]["id"], cp.mesh_id);
+        assert_eq!(values["cluster"]["name"], cp.name.as_str());
+    }
+}
+
+#[test]
+fn gcp_cluster_uses_the_custom_network_and_opens_talos_to_management() {
+    let (_, plan, r) = example();
+    let gcp = objects_of(&r, "gcp-euw1", "GCPCluster")[0];
+    let net = &gcp["spec"]["network"];
+    assert_eq!(net["name"], "meshfleet");
+    assert_eq!(net["autoCreateSubnetworks"], false);
+    let nodes = plan.cluster("gcp-euw1").expect("planned").network.nodes.to_string();
+    assert_eq!(net["subnets"][0]["cidrBlock"], nodes.as_str());
+    assert_eq!(
+        gcp["spec"]["failureDomains"],
+        serde_json::json!(["europe-west1-b", "europe-west1-c", "europe-west1-d"])
+    );
+    let rules = net["firewall"]["firewallRules"].as_array().expect("rules");
+    let talos = rules
+        .iter()
+        .find(|r| r["allowed"][0]["ports"][0] == "50000" && r["sourceRanges"][0] == "203.0.113.10/32")
+        .expect("a 50000 rule from the management egress");
+    assert_eq!(talos["targetTags"], serde_json::json!(["gcp-euw1-control-plane"]));
+    let mesh = rules
+        .iter()
+        .find(|r| r["allowed"][0]["ports"][0] == "32379")
+        .expect("clustermesh-apiserver rule");
+    let aws_nodes = plan.cluster("aws-euw1").expect("planned").network.nodes;
+    let covered = mesh["sourceRanges"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .filter_map(|s| s.as_str()?.parse::<ipnet::IpNet>().ok())
+        .any(|s| s.contains(&aws_nodes));
+    assert!(covered, "peers' nodes may reach the clustermesh-apiserver: {mesh}");
+    let tpl = objects_of(&r, "gcp-euw1", "GCPMachineTemplate")[0];
+    assert_eq!(
+        tpl["spec"]["template"]["spec"]["image"],
+        "projects/my-project/global/images/talos-v1-13-9-amd64"
+    );
+}
+
+#[test]
+fn aws_cluster_is_v1beta2_with_cilium_ports_and_an_nlb() {
+    let (_, plan, r) = example();
+    let aws = objects_of(&r, "aws-euw1", "AWSCluster")[0];
+    assert_eq!(aws["apiVersion"], "infrastructure.cluster.x-k8s.io/v1beta2");
+    let nodes = plan.cluster("aws-euw1").expect("planned").network.nodes;
+    assert_eq!(aws["spec"]["network"]["vpc"]["cidrBlock"], nodes.to_string());
+    for s in aws["spec"]["network"]["subnets"].as_array().expect("subnets") {
+        let cidr: ipnet::IpNet = s["cidrBlock"].as_str().expect("cidr").parse().expect("cidr");
+        assert!(nodes.contains(&cidr), "subnet {cidr} outside the VPC {nodes}");
+    }
+    let cni: Vec<i64> = aws["spec"]["network"]["cni"]["cniIngressRules"]
+        .as_array()
+        .expect("cni rules")
+        .iter()
+        .filter_map(|r| r["fromPort"].as_i64())
+        .collect();
+    for port in [8472, 4240, 50000, 50001] {
+        assert!(cni.contains(&port), "cniIngressRules lack {port}: {cni:?}");
+    }
+    let cp_rules = aws["spec"]["network"]["additionalControlPlaneIngressRules"]
+        .as_array()
+        .expect("cp rules");
+    assert!(cp_rules.iter().any(|r| r["fromPort"] == 50000
+        && r["cidrBlocks"][0] == "203.0.113.10/32"));
+    assert_eq!(aws["spec"]["controlPlaneLoadBalancer"]["loadBalancerType"], "nlb");
+    for o in &r.clusters.iter().find(|c| c.name == "aws-euw1").expect("aws").objects {
+        let v = o["apiVersion"].as_str().expect("apiVersion");
+        assert_ne!(v, "infrastructure.cluster.x-k8s.io/v1beta1", "{o}");
+    }
+}
+
+#[test]
+fn one_machine_deployment_and_health_check_per_pool() {
+    let (fleet, _, r) = example();
+    for c in &fleet.spec.clusters {
+        let mds = objects_of(&r, &c.name, "MachineDeployment");
+        let mhcs = objects_of(&r, &c.name, "MachineHealthCheck");
+        assert_eq!(mds.len(), c.worker_pools.len());
+        assert_eq!(mhcs.len(), c.worker_pools.len());
+        for (md, mhc) in mds.iter().zip(&mhcs) {
+            assert_eq!(md["apiVersion"], "cluster.x-k8s.io/v1beta2");
+            assert_eq!(mhc["apiVersion"], "cluster.x-k8s.io/v1beta2");
+            // The health check selects exactly the deployment's machines.
+            let sel = mhc["spec"]["selector"]["matchLabels"].as_object().expect("sel");
+            for (k, v) in sel {
+                assert_eq!(&md["spec"]["template"]["metadata"]["labels"][k], v);
+            }
+        }
+        let tcp = objects_of(&r, &c.name, "TalosControlPlane")[0];
+        assert_eq!(tcp["spec"]["version"], fleet.spec.versions.kubernetes.as_str());
+        assert!(tcp["spec"]["version"].as_str().expect("v").starts_with('v'));
+        assert_eq!(tcp["spec"]["replicas"], c.control_plane.replicas);
+    }
+}
+
+#[test]
+fn cilium_values_follow_the_design() {
+    let (_, plan, r) = example();
+    let v = yaml(file(&r, "gcp-euw1/cilium-values.yaml"));
+    assert_eq!(v["ipam"]["mode"], "kubernetes");
+    assert_eq!(v["kubeProxyReplacement"], true);
+    assert_eq!(v["k8sServiceHost"], "localhost");
+    assert_eq!(v["k8sServicePort"], 7445);
+    assert_eq!(v["cgroup"]["autoMount"]["enabled"], false);
+    assert_eq!(v["cgroup"]["hostRoot"], "/sys/fs/cgroup");
+    assert_eq!(v["clustermesh"]["useAPIServer"], true);
+    assert_eq!(v["clustermesh"]["maxConnectedClusters"], 255);
+    assert_eq!(v["clustermesh"]["apiserver"]["service"]["type"], "NodePort");
+    assert_eq!(v["clustermesh"]["apiserver"]["service"]["nodePort"], 32379);
+    // One shared CA: certificates are generated in-cluster from the existing `cilium-ca`.
+    assert_eq!(v["clustermesh"]["apiserver"]["tls"]["auto"]["method"], "cronJob");
+    assert_eq!(v["hubble"]["tls"]["auto"]["method"], "cronJob");
+    assert!(v.get("tls").is_none(), "no CA material in values");
+    // Peers in map form, keyed by name, never the cluster itself.
+    let peers = v["clustermesh"]["config"]["clusters"].as_object().expect("map form");
+    let expected: Vec<&String> = plan.mesh_peers["gcp-euw1"].iter().collect();
+    assert_eq!(peers.keys().collect::<Vec<_>>(), expected);
+    assert!(!peers.contains_key("gcp-euw1"));
+}
+
+#[test]
+fn cilium_capabilities_are_the_chart_defaults_without_sys_module() {
+    let Some(dir) = common::schema_dir() else { return };
+    let chart: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(dir.join("cilium/values.yaml")).expect("values.yaml"),
+    )
+    .expect("yaml");
+    let (_, _, r) = example();
+    let v = yaml(file(&r, "aws-euw1/cilium-values.yaml"));
+    for key in ["ciliumAgent", "cleanCiliumState"] {
+        let defaults: Vec<&Value> = chart["securityContext"]["capabilities"][key]
+            .as_array()
+            .expect("chart default")
+            .iter()
+            .filter(|c| *c != "SYS_MODULE")
+            .collect();
+        assert!(
+            chart["securityContext"]["capabilities"][key]
+                .as_array()
+                .expect("default")
+                .iter()
+                .any(|c| c == "SYS_MODULE"),
+            "the chart default of {key} no longer has SYS_MODULE; revisit the values"
+        );
+        let ours: Vec<&Value> = v["securityContext"]["capabilities"][key]
+            .as_array()
+            .expect("ours")
+            .iter()
+            .collect();
+        assert_eq!(ours, defaults, "{key}");
+    }
+}
+
+fn variant(replacements: &[(&str, &str)]) -> Rendered {
+    let mut text = common::example_fleet_text();
+    for (from, to) in replacements {
+        assert!(text.contains(from), "{from}");
+        text = text.replacen(from, to, 1);
+    }
+    let fleet = common::parse(&text);
+    render(&fleet, &common::plan(&fleet)).expect("render")
+}
+
+#[test]
+fn mesh_variants_reach_the_values() {
+    let r = variant(&[
+        ("routing: tunnel", "routing: native"),
+        ("encryption: none", "encryption: ipsec"),
+        ("apiserverService: NodePort", "apiserverService: LoadBalancer"),
+    ]);
+    let v = yaml(file(&r, "gcp-use1/cilium-values.yaml"));
+    assert_eq!(v["routingMode"], "native");
+    assert_eq!(v["ipv4NativeRoutingCIDR"], "10.64.0.0/10");
+    assert!(v.get("tunnelProtocol").is_none());
+    assert_eq!(v["encryption"]["enabled"], true);
+    assert_eq!(v["encryption"]["type"], "ipsec");
+    assert_eq!(v["clustermesh"]["apiserver"]["service"]["type"], "LoadBalancer");
+    assert!(v["clustermesh"]["apiserver"]["service"].get("nodePort").is_none());
+    assert_eq!(v["clustermesh"]["config"]["clusters"]["gcp-euw1"]["port"], 2379);
+
+    let r = variant(&[
+        ("tunnelProtocol: vxlan", "tunnelProtocol: geneve"),
+        ("encryption: none", "encryption: wireguard"),
+    ]);
+    let v = yaml(file(&r, "aws-euw1/cilium-values.yaml"));
+    assert_eq!(v["tunnelProtocol"], "geneve");
+    assert_eq!(v["encryption"]["type"], "wireguard");
+    let aws = &r.clusters[2].objects[1];
+    let cni = aws["spec"]["network"]["cni"]["cniIngressRules"].to_string();
+    assert!(cni.contains("6081") && cni.contains("51871") && !cni.contains("8472"), "{cni}");
+
+    let r = variant(&[("enabled: true", "enabled: false")]);
+    let v = yaml(file(&r, "gcp-euw1/cilium-values.yaml"));
+    assert_eq!(v["clustermesh"]["useAPIServer"], false);
+    assert!(v["clustermesh"].get("config").is_none());
+}
+
+#[test]
+fn readyz_fix_is_gcp_only_and_per_talos_line() {
+    let (_, _, r) = example();
+    let gcp = yaml(file(&r, "gcp-euw1/talos-controlplane.patch.yaml"));
+    assert_eq!(gcp["cluster"]["apiServer"]["extraArgs"]["anonymous-auth"], "true");
+    let aws = yaml(file(&r, "aws-euw1/talos-controlplane.patch.yaml"));
+    assert!(aws["cluster"]["apiServer"].get("extraArgs").is_none());
+    let psa = &gcp["cluster"]["apiServer"]["admissionControl"][0];
+    assert_eq!(psa["name"], "PodSecurity");
+    assert_eq!(psa["configuration"]["defaults"]["enforce"], "baseline");
+    assert_eq!(psa["configuration"]["defaults"]["warn"], "restricted");
+    assert_eq!(psa["configuration"]["exemptions"]["namespaces"][0], "kube-system");
+
+    let r = variant(&[("talos: v1.13.9", "talos: v1.14.1")]);
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(file(&r, "gcp-euw1/talos-controlplane.patch.yaml")).expect("yaml");
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "KubeNetworkConfig",
+            "KubeFlannelCNIConfig",
+            "KubeProxyConfig",
+            "KubePrismConfig",
+            "KubeAdmissionControlConfig",
+            "KubeAuthenticationConfig"
+        ]
+    );
+    let auth = &docs[5]["configuration"]["anonymous"];
+    assert_eq!(auth["enabled"], true);
+    assert_eq!(
+        auth["conditions"],
+        serde_json::json!([{"path": "/livez"}, {"path": "/readyz"}, {"path": "/healthz"}])
+    );
+    let aws: Vec<Value> =
+        serde_saphyr::from_multiple(file(&r, "aws-euw1/talos-controlplane.patch.yaml")).expect("yaml");
+    assert!(aws.iter().all(|d| d["kind"] != "KubeAuthenticationConfig"));
+}
+
+#[test]
+fn helm_chart_proxies_select_one_cluster_each() {
+    let (fleet, _, r) = example();
+    let proxies: Vec<&Value> = r
+        .fleet_objects
+        .iter()
+        .filter(|o| o["kind"] == "HelmChartProxy")
+        .collect();
+    assert_eq!(proxies.len(), fleet.spec.clusters.len());
+    for (p, c) in proxies.iter().zip(&fleet.spec.clusters) {
+        let s = &p["spec"];
+        assert_eq!(s["clusterSelector"]["matchLabels"][CLUSTER_LABEL], c.name.as_str());
+        assert_eq!(s["repoURL"], "https://helm.cilium.io/");
+        assert_eq!(s["chartName"], "cilium");
+        assert_eq!(s["version"], "1.19.5");
+        assert_eq!(s["namespace"], "kube-system");
+    }
+    // The namespace is applied before anything in it.
+    assert_eq!(r.fleet_objects[0]["kind"], "Namespace");
+}
+
+#[test]
+fn prerequisites_describe_network_nat_image_and_vpcs() {
+    let (_, plan, r) = example();
+    let gcp = yaml(file(&r, "prerequisites/gcp.yaml"));
+    assert_eq!(gcp["network"]["routingMode"], "GLOBAL");
+    assert_eq!(gcp["network"]["autoCreateSubnetworks"], false);
+    assert_eq!(gcp["subnetworks"].as_array().expect("subnets").len(), 2);
+    assert_eq!(gcp["routers"].as_array().expect("routers").len(), 2, "one per region");
+    assert_eq!(gcp["image"]["name"], "talos-v1-13-9-amd64");
+    assert_eq!(gcp["image"]["bucket"], "talos-images-01-7f3a");
+    assert!(!gcp["firewallRules"].as_array().expect("rules").is_empty());
+    let aws = yaml(file(&r, "prerequisites/aws.yaml"));
+    assert_eq!(aws["regions"][0]["region"], "eu-west-1");
+    assert_eq!(
+        aws["regions"][0]["vpcs"][0]["cidrBlock"],
+        plan.cluster("aws-euw1").expect("planned").network.nodes.to_string()
+    );
+    assert_eq!(aws["regions"][0]["ami"]["name"], "talos-v1.13.9-eu-west-1-amd64");
+    assert!(!aws["interconnects"].as_array().expect("needs").is_empty());
+}
+
+#[test]
+fn no_rendered_file_contains_a_private_key() {
+    let mut renders = vec![example().2];
+    for text in [
+        common::large_fleet_text(40, 255),
+        common::example_fleet_text().replace("encryption: none", "encryption: ipsec"),
+        common::example_fleet_text().replace("talos: v1.13.9", "talos: v1.14.1"),
+    ] {
+        let fleet = common::parse(&text);
+        renders.push(render(&fleet, &common::plan(&fleet)).expect("render"));
+    }
+    for r in &renders {
+        for f in &r.files {
+            assert!(!f.contents.contains("PRIVATE KEY"), "{} holds a private key", f.path);
+            assert!(!f.contents.contains("ca.key"), "{} mentions a CA key", f.path);
+        }
+    }
+}
+
+#[test]
+fn stale_plan_and_reserved_names_are_errors() {
+    let (fleet, mut plan, _) = example();
+    plan.clusters.retain(|c| c.name != "gcp-use1");
+    let err = render(&fleet, &plan).expect_err("stale plan");
+    assert!(matches!(err, RenderError::NotPlanned { ref cluster } if cluster == "gcp-use1"));
+    assert!(err.to_string().contains("`gcp-use1`"));
+
+    let text = common::example_fleet_text().replace("name: gcp-use1", "name: fleet");
+    let fleet = common::parse(&text);
+    let err = render(&fleet, &common::plan(&fleet)).expect_err("reserved");
+    assert!(matches!(err, RenderError::ReservedName { .. }), "{err}");
+}
+
+#[test]
+fn snapshot_example_fleet() {
+    let (_, _, r) = example();
+    for f in &r.files {
+        let name = f.path.replace(['/', '.'], "_");
+        insta::assert_snapshot!(name, f.contents);
+    }
+}
+
+/// A digest of a big render: any change in any byte shows up, without a 100-cluster golden.
+#[test]
+fn snapshot_large_fleet_digest() {
+    let fleet = common::parse(&common::large_fleet_text(100, 255));
+    let r = render(&fleet, &common::plan(&fleet)).expect("render");
+    let mut hash = Sha256::new();
+    let mut bytes = 0;
+    for f in &r.files {
+        hash.update(f.path.as_bytes());
+        hash.update([0]);
+        hash.update(f.contents.as_bytes());
+        bytes += f.contents.len();
+    }
+    let mut kinds = BTreeMap::<&str, usize>::new();
+    for o in r.all_objects() {
+        *kinds.entry(o["kind"].as_str().unwrap_or_default()).or_default() += 1;
+    }
+    let mut s = format!("files: {}\nbytes: {bytes}\nsha256: {:x}\nobjects:\n", r.files.len(), hash.finalize());
+    for (k, n) in kinds {
+        let _ = writeln!(s, "  {k}: {n}");
+    }
+    insta::assert_snapshot!(s);
+}
