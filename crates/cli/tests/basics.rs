@@ -79,17 +79,33 @@ fn init_writes_a_valid_example_and_never_overwrites() {
 fn invalid_input_exits_2_with_located_errors_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("fleet.yaml"), BAD).unwrap();
-    for args in [vec!["validate"], vec!["plan"], vec!["render", "--out", "out"]] {
+    for args in [
+        vec!["validate"],
+        vec!["plan"],
+        vec!["render", "--out", "out"],
+    ] {
         let out = meshfleet(dir.path(), &args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
         let err = text(&out.stderr);
         assert!(err.contains("fleet.yaml:12:33"), "{args:?}: {err}");
         assert!(err.contains("control-plane replicas must be odd"), "{err}");
         assert!(err.contains("fleet.yaml:13:7"), "{err}");
         assert!(err.contains("did you mean `workerPools`?"), "{err}");
         assert!(err.contains("is invalid: 2 errors"), "{err}");
-        assert!(!err.contains('\x1b'), "no colour when stderr is not a terminal");
-        assert_eq!(entries(dir.path()), vec!["fleet.yaml"], "{args:?} wrote something");
+        assert!(
+            !err.contains('\x1b'),
+            "no colour when stderr is not a terminal"
+        );
+        assert_eq!(
+            entries(dir.path()),
+            vec!["fleet.yaml"],
+            "{args:?} wrote something"
+        );
     }
 }
 
@@ -102,7 +118,10 @@ fn validate_json_reports_on_stdout() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json on stdout");
     assert_eq!(v["valid"], false);
     assert_eq!(v["errors"].as_array().unwrap().len(), 2);
-    assert_eq!(v["errors"][0]["path"], "spec.clusters[0].controlPlane.replicas");
+    assert_eq!(
+        v["errors"][0]["path"],
+        "spec.clusters[0].controlPlane.replicas"
+    );
     assert_eq!(v["errors"][0]["position"]["line"], 12);
     assert_eq!(v["errors"][0]["position"]["column"], 33);
 }
@@ -116,7 +135,10 @@ fn missing_file_and_colour_controls() {
 
     std::fs::write(dir.path().join("fleet.yaml"), BAD).unwrap();
     let out = meshfleet(dir.path(), &["--color", "always", "validate"]);
-    assert!(text(&out.stderr).contains('\x1b'), "--color always forces colour");
+    assert!(
+        text(&out.stderr).contains('\x1b'),
+        "--color always forces colour"
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_meshfleet"))
         .args(["validate"])
         .current_dir(dir.path())
