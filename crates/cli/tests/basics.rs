@@ -151,7 +151,7 @@ fn missing_file_and_colour_controls() {
 #[test]
 fn commands_that_have_not_landed_say_so() {
     let dir = tempfile::tempdir().unwrap();
-    let out = meshfleet(dir.path(), &["up", "--sim"]);
+    let out = meshfleet(dir.path(), &["gcp", "setup"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("not available yet"));
     assert!(out.stdout.is_empty());
