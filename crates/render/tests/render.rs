@@ -50,7 +50,10 @@ fn layout_has_every_file() {
             "talos-controlplane.patch.yaml",
             "talos-worker.patch.yaml",
         ] {
-            assert!(paths.contains(&format!("{c}/{f}").as_str()), "{c}/{f} missing");
+            assert!(
+                paths.contains(&format!("{c}/{f}").as_str()),
+                "{c}/{f} missing"
+            );
         }
     }
     for p in [
@@ -97,9 +100,18 @@ fn cluster_networks_come_from_the_plan() {
         assert_eq!(cluster["apiVersion"], "cluster.x-k8s.io/v1beta2");
         let net = &cluster["spec"]["clusterNetwork"];
         assert_eq!(net["pods"]["cidrBlocks"][0], cp.network.pods.to_string());
-        assert_eq!(net["services"]["cidrBlocks"][0], cp.network.services.to_string());
-        let patch = yaml(file(&r, &format!("{}/talos-controlplane.patch.yaml", cp.name)));
-        assert_eq!(patch["cluster"]["network"]["podSubnets"][0], cp.network.pods.to_string());
+        assert_eq!(
+            net["services"]["cidrBlocks"][0],
+            cp.network.services.to_string()
+        );
+        let patch = yaml(file(
+            &r,
+            &format!("{}/talos-controlplane.patch.yaml", cp.name),
+        ));
+        assert_eq!(
+            patch["cluster"]["network"]["podSubnets"][0],
+            cp.network.pods.to_string()
+        );
         assert_eq!(patch["cluster"]["network"]["cni"]["name"], "none");
         assert_eq!(patch["cluster"]["proxy"]["disabled"], true);
         assert_eq!(patch["machine"]["features"]["kubePrism"]["port"], 7445);
@@ -116,7 +128,12 @@ fn gcp_cluster_uses_the_custom_network_and_opens_talos_to_management() {
     let net = &gcp["spec"]["network"];
     assert_eq!(net["name"], "meshfleet");
     assert_eq!(net["autoCreateSubnetworks"], false);
-    let nodes = plan.cluster("gcp-euw1").expect("planned").network.nodes.to_string();
+    let nodes = plan
+        .cluster("gcp-euw1")
+        .expect("planned")
+        .network
+        .nodes
+        .to_string();
     assert_eq!(net["subnets"][0]["cidrBlock"], nodes.as_str());
     assert_eq!(
         gcp["spec"]["failureDomains"],
@@ -125,9 +142,14 @@ fn gcp_cluster_uses_the_custom_network_and_opens_talos_to_management() {
     let rules = net["firewall"]["firewallRules"].as_array().expect("rules");
     let talos = rules
         .iter()
-        .find(|r| r["allowed"][0]["ports"][0] == "50000" && r["sourceRanges"][0] == "203.0.113.10/32")
+        .find(|r| {
+            r["allowed"][0]["ports"][0] == "50000" && r["sourceRanges"][0] == "203.0.113.10/32"
+        })
         .expect("a 50000 rule from the management egress");
-    assert_eq!(talos["targetTags"], serde_json::json!(["gcp-euw1-control-plane"]));
+    assert_eq!(
+        talos["targetTags"],
+        serde_json::json!(["gcp-euw1-control-plane"])
+    );
     let mesh = rules
         .iter()
         .find(|r| r["allowed"][0]["ports"][0] == "32379")
@@ -139,7 +161,10 @@ fn gcp_cluster_uses_the_custom_network_and_opens_talos_to_management() {
         .iter()
         .filter_map(|s| s.as_str()?.parse::<ipnet::IpNet>().ok())
         .any(|s| s.contains(&aws_nodes));
-    assert!(covered, "peers' nodes may reach the clustermesh-apiserver: {mesh}");
+    assert!(
+        covered,
+        "peers' nodes may reach the clustermesh-apiserver: {mesh}"
+    );
     let tpl = objects_of(&r, "gcp-euw1", "GCPMachineTemplate")[0];
     assert_eq!(
         tpl["spec"]["template"]["spec"]["image"],
@@ -153,10 +178,23 @@ fn aws_cluster_is_v1beta2_with_cilium_ports_and_an_nlb() {
     let aws = objects_of(&r, "aws-euw1", "AWSCluster")[0];
     assert_eq!(aws["apiVersion"], "infrastructure.cluster.x-k8s.io/v1beta2");
     let nodes = plan.cluster("aws-euw1").expect("planned").network.nodes;
-    assert_eq!(aws["spec"]["network"]["vpc"]["cidrBlock"], nodes.to_string());
-    for s in aws["spec"]["network"]["subnets"].as_array().expect("subnets") {
-        let cidr: ipnet::IpNet = s["cidrBlock"].as_str().expect("cidr").parse().expect("cidr");
-        assert!(nodes.contains(&cidr), "subnet {cidr} outside the VPC {nodes}");
+    assert_eq!(
+        aws["spec"]["network"]["vpc"]["cidrBlock"],
+        nodes.to_string()
+    );
+    for s in aws["spec"]["network"]["subnets"]
+        .as_array()
+        .expect("subnets")
+    {
+        let cidr: ipnet::IpNet = s["cidrBlock"]
+            .as_str()
+            .expect("cidr")
+            .parse()
+            .expect("cidr");
+        assert!(
+            nodes.contains(&cidr),
+            "subnet {cidr} outside the VPC {nodes}"
+        );
     }
     let cni: Vec<i64> = aws["spec"]["network"]["cni"]["cniIngressRules"]
         .as_array()
@@ -170,10 +208,22 @@ fn aws_cluster_is_v1beta2_with_cilium_ports_and_an_nlb() {
     let cp_rules = aws["spec"]["network"]["additionalControlPlaneIngressRules"]
         .as_array()
         .expect("cp rules");
-    assert!(cp_rules.iter().any(|r| r["fromPort"] == 50000
-        && r["cidrBlocks"][0] == "203.0.113.10/32"));
-    assert_eq!(aws["spec"]["controlPlaneLoadBalancer"]["loadBalancerType"], "nlb");
-    for o in &r.clusters.iter().find(|c| c.name == "aws-euw1").expect("aws").objects {
+    assert!(
+        cp_rules
+            .iter()
+            .any(|r| r["fromPort"] == 50000 && r["cidrBlocks"][0] == "203.0.113.10/32")
+    );
+    assert_eq!(
+        aws["spec"]["controlPlaneLoadBalancer"]["loadBalancerType"],
+        "nlb"
+    );
+    for o in &r
+        .clusters
+        .iter()
+        .find(|c| c.name == "aws-euw1")
+        .expect("aws")
+        .objects
+    {
         let v = o["apiVersion"].as_str().expect("apiVersion");
         assert_ne!(v, "infrastructure.cluster.x-k8s.io/v1beta1", "{o}");
     }
@@ -191,13 +241,18 @@ fn one_machine_deployment_and_health_check_per_pool() {
             assert_eq!(md["apiVersion"], "cluster.x-k8s.io/v1beta2");
             assert_eq!(mhc["apiVersion"], "cluster.x-k8s.io/v1beta2");
             // The health check selects exactly the deployment's machines.
-            let sel = mhc["spec"]["selector"]["matchLabels"].as_object().expect("sel");
+            let sel = mhc["spec"]["selector"]["matchLabels"]
+                .as_object()
+                .expect("sel");
             for (k, v) in sel {
                 assert_eq!(&md["spec"]["template"]["metadata"]["labels"][k], v);
             }
         }
         let tcp = objects_of(&r, &c.name, "TalosControlPlane")[0];
-        assert_eq!(tcp["spec"]["version"], fleet.spec.versions.kubernetes.as_str());
+        assert_eq!(
+            tcp["spec"]["version"],
+            fleet.spec.versions.kubernetes.as_str()
+        );
         assert!(tcp["spec"]["version"].as_str().expect("v").starts_with('v'));
         assert_eq!(tcp["spec"]["replicas"], c.control_plane.replicas);
     }
@@ -218,11 +273,16 @@ fn cilium_values_follow_the_design() {
     assert_eq!(v["clustermesh"]["apiserver"]["service"]["type"], "NodePort");
     assert_eq!(v["clustermesh"]["apiserver"]["service"]["nodePort"], 32379);
     // One shared CA: certificates are generated in-cluster from the existing `cilium-ca`.
-    assert_eq!(v["clustermesh"]["apiserver"]["tls"]["auto"]["method"], "cronJob");
+    assert_eq!(
+        v["clustermesh"]["apiserver"]["tls"]["auto"]["method"],
+        "cronJob"
+    );
     assert_eq!(v["hubble"]["tls"]["auto"]["method"], "cronJob");
     assert!(v.get("tls").is_none(), "no CA material in values");
     // Peers in map form, keyed by name, never the cluster itself.
-    let peers = v["clustermesh"]["config"]["clusters"].as_object().expect("map form");
+    let peers = v["clustermesh"]["config"]["clusters"]
+        .as_object()
+        .expect("map form");
     let expected: Vec<&String> = plan.mesh_peers["gcp-euw1"].iter().collect();
     assert_eq!(peers.keys().collect::<Vec<_>>(), expected);
     assert!(!peers.contains_key("gcp-euw1"));
@@ -230,7 +290,9 @@ fn cilium_values_follow_the_design() {
 
 #[test]
 fn cilium_capabilities_are_the_chart_defaults_without_sys_module() {
-    let Some(dir) = common::schema_dir() else { return };
+    let Some(dir) = common::schema_dir() else {
+        return;
+    };
     let chart: Value = serde_saphyr::from_str(
         &std::fs::read_to_string(dir.join("cilium/values.yaml")).expect("values.yaml"),
     )
@@ -276,7 +338,10 @@ fn mesh_variants_reach_the_values() {
     let r = variant(&[
         ("routing: tunnel", "routing: native"),
         ("encryption: none", "encryption: ipsec"),
-        ("apiserverService: NodePort", "apiserverService: LoadBalancer"),
+        (
+            "apiserverService: NodePort",
+            "apiserverService: LoadBalancer",
+        ),
     ]);
     let v = yaml(file(&r, "gcp-use1/cilium-values.yaml"));
     assert_eq!(v["routingMode"], "native");
@@ -284,9 +349,19 @@ fn mesh_variants_reach_the_values() {
     assert!(v.get("tunnelProtocol").is_none());
     assert_eq!(v["encryption"]["enabled"], true);
     assert_eq!(v["encryption"]["type"], "ipsec");
-    assert_eq!(v["clustermesh"]["apiserver"]["service"]["type"], "LoadBalancer");
-    assert!(v["clustermesh"]["apiserver"]["service"].get("nodePort").is_none());
-    assert_eq!(v["clustermesh"]["config"]["clusters"]["gcp-euw1"]["port"], 2379);
+    assert_eq!(
+        v["clustermesh"]["apiserver"]["service"]["type"],
+        "LoadBalancer"
+    );
+    assert!(
+        v["clustermesh"]["apiserver"]["service"]
+            .get("nodePort")
+            .is_none()
+    );
+    assert_eq!(
+        v["clustermesh"]["config"]["clusters"]["gcp-euw1"]["port"],
+        2379
+    );
 
     let r = variant(&[
         ("tunnelProtocol: vxlan", "tunnelProtocol: geneve"),
@@ -297,7 +372,10 @@ fn mesh_variants_reach_the_values() {
     assert_eq!(v["encryption"]["type"], "wireguard");
     let aws = &r.clusters[2].objects[1];
     let cni = aws["spec"]["network"]["cni"]["cniIngressRules"].to_string();
-    assert!(cni.contains("6081") && cni.contains("51871") && !cni.contains("8472"), "{cni}");
+    assert!(
+        cni.contains("6081") && cni.contains("51871") && !cni.contains("8472"),
+        "{cni}"
+    );
 
     let r = variant(&[("enabled: true", "enabled: false")]);
     let v = yaml(file(&r, "gcp-euw1/cilium-values.yaml"));
@@ -309,18 +387,25 @@ fn mesh_variants_reach_the_values() {
 fn readyz_fix_is_gcp_only_and_per_talos_line() {
     let (_, _, r) = example();
     let gcp = yaml(file(&r, "gcp-euw1/talos-controlplane.patch.yaml"));
-    assert_eq!(gcp["cluster"]["apiServer"]["extraArgs"]["anonymous-auth"], "true");
+    assert_eq!(
+        gcp["cluster"]["apiServer"]["extraArgs"]["anonymous-auth"],
+        "true"
+    );
     let aws = yaml(file(&r, "aws-euw1/talos-controlplane.patch.yaml"));
     assert!(aws["cluster"]["apiServer"].get("extraArgs").is_none());
     let psa = &gcp["cluster"]["apiServer"]["admissionControl"][0];
     assert_eq!(psa["name"], "PodSecurity");
     assert_eq!(psa["configuration"]["defaults"]["enforce"], "baseline");
     assert_eq!(psa["configuration"]["defaults"]["warn"], "restricted");
-    assert_eq!(psa["configuration"]["exemptions"]["namespaces"][0], "kube-system");
+    assert_eq!(
+        psa["configuration"]["exemptions"]["namespaces"][0],
+        "kube-system"
+    );
 
     let r = variant(&[("talos: v1.13.9", "talos: v1.14.1")]);
     let docs: Vec<Value> =
-        serde_saphyr::from_multiple(file(&r, "gcp-euw1/talos-controlplane.patch.yaml")).expect("yaml");
+        serde_saphyr::from_multiple(file(&r, "gcp-euw1/talos-controlplane.patch.yaml"))
+            .expect("yaml");
     let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
     assert_eq!(
         kinds,
@@ -340,7 +425,8 @@ fn readyz_fix_is_gcp_only_and_per_talos_line() {
         serde_json::json!([{"path": "/livez"}, {"path": "/readyz"}, {"path": "/healthz"}])
     );
     let aws: Vec<Value> =
-        serde_saphyr::from_multiple(file(&r, "aws-euw1/talos-controlplane.patch.yaml")).expect("yaml");
+        serde_saphyr::from_multiple(file(&r, "aws-euw1/talos-controlplane.patch.yaml"))
+            .expect("yaml");
     assert!(aws.iter().all(|d| d["kind"] != "KubeAuthenticationConfig"));
 }
 
@@ -355,7 +441,10 @@ fn helm_chart_proxies_select_one_cluster_each() {
     assert_eq!(proxies.len(), fleet.spec.clusters.len());
     for (p, c) in proxies.iter().zip(&fleet.spec.clusters) {
         let s = &p["spec"];
-        assert_eq!(s["clusterSelector"]["matchLabels"][CLUSTER_LABEL], c.name.as_str());
+        assert_eq!(
+            s["clusterSelector"]["matchLabels"][CLUSTER_LABEL],
+            c.name.as_str()
+        );
         assert_eq!(s["repoURL"], "https://helm.cilium.io/");
         assert_eq!(s["chartName"], "cilium");
         assert_eq!(s["version"], "1.19.5");
@@ -372,7 +461,11 @@ fn prerequisites_describe_network_nat_image_and_vpcs() {
     assert_eq!(gcp["network"]["routingMode"], "GLOBAL");
     assert_eq!(gcp["network"]["autoCreateSubnetworks"], false);
     assert_eq!(gcp["subnetworks"].as_array().expect("subnets").len(), 2);
-    assert_eq!(gcp["routers"].as_array().expect("routers").len(), 2, "one per region");
+    assert_eq!(
+        gcp["routers"].as_array().expect("routers").len(),
+        2,
+        "one per region"
+    );
     assert_eq!(gcp["image"]["name"], "talos-v1-13-9-amd64");
     assert_eq!(gcp["image"]["bucket"], "talos-images-01-7f3a");
     assert!(!gcp["firewallRules"].as_array().expect("rules").is_empty());
@@ -380,9 +473,16 @@ fn prerequisites_describe_network_nat_image_and_vpcs() {
     assert_eq!(aws["regions"][0]["region"], "eu-west-1");
     assert_eq!(
         aws["regions"][0]["vpcs"][0]["cidrBlock"],
-        plan.cluster("aws-euw1").expect("planned").network.nodes.to_string()
+        plan.cluster("aws-euw1")
+            .expect("planned")
+            .network
+            .nodes
+            .to_string()
     );
-    assert_eq!(aws["regions"][0]["ami"]["name"], "talos-v1.13.9-eu-west-1-amd64");
+    assert_eq!(
+        aws["regions"][0]["ami"]["name"],
+        "talos-v1.13.9-eu-west-1-amd64"
+    );
     assert!(!aws["interconnects"].as_array().expect("needs").is_empty());
 }
 
@@ -399,8 +499,16 @@ fn no_rendered_file_contains_a_private_key() {
     }
     for r in &renders {
         for f in &r.files {
-            assert!(!f.contents.contains("PRIVATE KEY"), "{} holds a private key", f.path);
-            assert!(!f.contents.contains("ca.key"), "{} mentions a CA key", f.path);
+            assert!(
+                !f.contents.contains("PRIVATE KEY"),
+                "{} holds a private key",
+                f.path
+            );
+            assert!(
+                !f.contents.contains("ca.key"),
+                "{} mentions a CA key",
+                f.path
+            );
         }
     }
 }
@@ -443,9 +551,15 @@ fn snapshot_large_fleet_digest() {
     }
     let mut kinds = BTreeMap::<&str, usize>::new();
     for o in r.all_objects() {
-        *kinds.entry(o["kind"].as_str().unwrap_or_default()).or_default() += 1;
+        *kinds
+            .entry(o["kind"].as_str().unwrap_or_default())
+            .or_default() += 1;
     }
-    let mut s = format!("files: {}\nbytes: {bytes}\nsha256: {:x}\nobjects:\n", r.files.len(), hash.finalize());
+    let mut s = format!(
+        "files: {}\nbytes: {bytes}\nsha256: {:x}\nobjects:\n",
+        r.files.len(),
+        hash.finalize()
+    );
     for (k, n) in kinds {
         let _ = writeln!(s, "  {k}: {n}");
     }
