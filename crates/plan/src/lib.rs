@@ -353,10 +353,10 @@ pub fn plan(fleet: &Fleet, lock: Option<&Lock>) -> Result<Plan, Report> {
                 if old.mesh_id != mesh_id {
                     parts.push(format!("meshId `{}` → `{mesh_id}`", old.mesh_id));
                 }
-                for k in 0..3 {
+                for (k, kind) in KINDS.iter().enumerate() {
                     let (a, b) = (cidr_of(&old.network, k), cidr_of(&network, k));
                     if a != b {
-                        parts.push(format!("{} `{a}` → `{b}`", KINDS[k]));
+                        parts.push(format!("{kind} `{a}` → `{b}`"));
                     }
                 }
                 changes.push(Change {
@@ -497,13 +497,13 @@ fn check_lock(r: &mut Report, lock: &Lock, index: &HashMap<&str, usize>) {
             .get(name.as_str())
             .map(|i| format!("spec.clusters[{i}]"))
             .unwrap_or_default();
-        for k in 0..3 {
+        for (k, kind) in KINDS.iter().enumerate() {
             let net = cidr_of(&c.network, k);
             if net.trunc() != net {
                 r.push(
                     Diagnostic::error(
                         &path,
-                        format!("meshfleet.lock gives cluster `{name}` {} `{net}`, which has host bits set", KINDS[k]),
+                        format!("meshfleet.lock gives cluster `{name}` {kind} `{net}`, which has host bits set"),
                     )
                     .with_value(net)
                     .with_hint(hint),
