@@ -1,14 +1,31 @@
-//! `up`, `status`, `down`, `kubeconfig` and `gcp setup`: their surface is final, their
-//! implementation lands with the lifecycle and cloud-setup work. Until then they say so and
-//! exit 1, without pretending to do anything.
+//! `up`, `status`, `down` and `kubeconfig`: the fleet's lifecycle on a management cluster.
+//! (`gcp setup` lands with the cloud-setup work; until then it says so and exits 1.)
+//!
+//! The command layer here turns arguments into options, validates/plans/renders in memory, and
+//! prints; the convergence itself is in [`engine`], the status in [`report`], talking to the
+//! API servers through `meshfleet-kube`.
 
-use std::path::PathBuf;
-use std::time::Duration;
+mod engine;
+mod mesh;
+mod objects;
+mod progress;
+mod report;
+mod simproc;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use meshfleet_kube::{Kube, KubeError, ObjectRef};
+use serde_json::Value;
 
 use clap::{Args, Subcommand};
 
 use crate::cli::{FleetArg, TableOrJson};
-use crate::ctx::{Ctx, Exit};
+use crate::cmd::common;
+use crate::ctx::{Ctx, Exit, Invalid};
 
 /// Arguments of `up`.
 #[derive(Debug, Args)]
@@ -126,30 +143,521 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
-fn not_yet(ctx: &Ctx, what: &str) -> anyhow::Result<Exit> {
-    ctx.error(&format!(
-        "`meshfleet {what}` is not available yet in this build: it needs the lifecycle engine, which has not landed"
-    ));
-    Ok(Exit::Failed)
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Write `meshfleet.lock` (atomically) when planning changed it, as `plan` does.
+fn write_lock(
+    ctx: &Ctx,
+    input: &common::FleetInput,
+    plan: &meshfleet_plan::Plan,
+) -> anyhow::Result<()> {
+    let path = input.lock_path();
+    let old = match std::fs::read_to_string(&path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot read `{}`", path.display())),
+    };
+    let new = plan
+        .lock
+        .to_yaml()
+        .map_err(|e| anyhow!("cannot serialise `{}`: {e}", path.display()))?;
+    if old.as_deref() != Some(new.as_str()) {
+        crate::fsutil::write_atomic(&path, new.as_bytes(), 0o644)?;
+        ctx.info(&format!("wrote {}", path.display()));
+    }
+    Ok(())
+}
+
+struct Prepared {
+    input: common::FleetInput,
+    plan: meshfleet_plan::Plan,
+    rendered: meshfleet_render::Rendered,
+}
+
+fn prepare(ctx: &Ctx, file: &Path, write: bool) -> anyhow::Result<Prepared> {
+    let input = common::load_fleet(ctx, file)?;
+    let lock = common::load_lock(&input)?;
+    let plan = common::plan_fleet(ctx, &input, lock.as_ref())?;
+    if write {
+        write_lock(ctx, &input, &plan)?;
+    }
+    let rendered = meshfleet_render::render(&input.loaded.fleet, &plan)
+        .map_err(|e| anyhow!("cannot render the fleet: {e}"))?;
+    Ok(Prepared {
+        input,
+        plan,
+        rendered,
+    })
+}
+
+async fn connect(kubeconfig: Option<&Path>) -> anyhow::Result<Kube> {
+    Kube::from_path(kubeconfig).await.map_err(|e| {
+        anyhow!("{e}\n  hint: pass `--kubeconfig FILE`, or use `meshfleet up --sim` for the embedded simulator")
+    })
 }
 
 /// `meshfleet up`.
-pub fn up(ctx: &Ctx, _a: UpArgs) -> anyhow::Result<Exit> {
-    not_yet(ctx, "up")
+pub fn up(ctx: &Ctx, a: UpArgs) -> anyhow::Result<Exit> {
+    if a.concurrency == 0 {
+        return Err(Invalid::new(
+            "`--concurrency` is `0`: nothing could converge\n  hint: use `--concurrency 1` or more",
+        ));
+    }
+    let speed = if a.sim { simproc::speed()? } else { 1.0 };
+    let p = prepare(ctx, &a.fleet.file, true)?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let sim = if a.sim {
+            let fleet = &p.input.loaded.fleet;
+            let dir = simproc::sim_dir(&p.input.path, &fleet.metadata.name);
+            let egress = simproc::egress_ip(&fleet.spec.management.egress_cidrs)?;
+            let (sim, kc) = simproc::start(&dir, egress, speed).await?;
+            ctx.info(&format!(
+                "simulator: management cluster at https://{} (egress {egress}), kubeconfig {}, state {} (kept: a re-run resumes from it)",
+                sim.addr(),
+                kc.display(),
+                dir.join("state").display()
+            ));
+            Some((sim, kc, dir))
+        } else {
+            None
+        };
+        let kubeconfig = sim.as_ref().map(|(_, k, _)| k.clone()).or(a.kubeconfig.clone());
+        let result = up_async(ctx, &a, &p, kubeconfig.as_deref()).await;
+        if let Some((sim, _, dir)) = sim {
+            if let Err(e) = sim.shutdown().await {
+                ctx.warn(&format!("the simulator did not stop cleanly: {e}"));
+            }
+            ctx.info(&format!(
+                "simulator stopped; to reach it again: `meshfleet sim serve --state {} --kubeconfig {}` then `--kubeconfig` that file",
+                dir.join("state").display(),
+                dir.join("kubeconfig").display()
+            ));
+        }
+        result
+    })
 }
+
+async fn up_async(
+    ctx: &Ctx,
+    a: &UpArgs,
+    p: &Prepared,
+    kubeconfig: Option<&Path>,
+) -> anyhow::Result<Exit> {
+    let started = Instant::now();
+    let fleet = &p.input.loaded.fleet;
+    let name = fleet.metadata.name.clone();
+    let mgmt = connect(kubeconfig).await?;
+
+    // Providers first: applying into a cluster that lacks a CRD fails half-way.
+    let kinds = engine::kinds(&p.rendered);
+    let missing = mgmt
+        .missing_kinds(kinds.iter().map(|(a, k)| (a.as_str(), k.as_str())))
+        .await?;
+    if !missing.is_empty() {
+        let list: Vec<String> = missing
+            .iter()
+            .map(|(a, k)| format!("`{a}` `{k}`"))
+            .collect();
+        ctx.error(&format!(
+            "the management cluster at `{}` does not serve {}\n  hint: install the providers: `{}`",
+            mgmt.server(),
+            list.join(", "),
+            engine::install_hint(&missing)
+        ));
+        return Ok(Exit::Failed);
+    }
+
+    let mut labels = fleet.metadata.labels.clone();
+    labels.insert(objects::FLEET_LABEL.to_string(), name.clone());
+    let opts = engine::UpOptions {
+        fleet: name.clone(),
+        timeout: a.timeout,
+        concurrency: a.concurrency,
+        mesh: fleet.spec.mesh.enabled,
+        labels,
+        mesh_ids: p
+            .plan
+            .clusters
+            .iter()
+            .map(|c| (c.name.clone(), u32::from(c.mesh_id)))
+            .collect(),
+        max_connected: u32::from(fleet.spec.mesh.max_connected_clusters),
+    };
+    engine::apply_fleet_objects(&mgmt, &p.rendered).await?;
+    let ca = if opts.mesh {
+        Some(engine::ensure_mesh_ca(&mgmt, &opts).await?)
+    } else {
+        None
+    };
+    let known_ips = engine::recorded_ips(&mgmt, &p.rendered).await;
+    let names: Vec<String> = p.rendered.clusters.iter().map(|c| c.name.clone()).collect();
+    let progress = Arc::new(progress::Progress::new(ctx.quiet, &names));
+    let sem = Arc::new(tokio::sync::Semaphore::new(opts.concurrency));
+    let shared = Arc::new(engine::Shared {
+        mgmt: mgmt.clone(),
+        opts,
+        ca,
+        progress: progress.clone(),
+        known_ips,
+    });
+    let proxies: BTreeMap<String, Value> = p
+        .rendered
+        .fleet_objects
+        .iter()
+        .filter(|o| objects::is_proxy(o))
+        .filter_map(|o| Some((objects::proxy_cluster(o)?, o.clone())))
+        .collect();
+    let mut set = tokio::task::JoinSet::new();
+    for c in &p.rendered.clusters {
+        set.spawn(engine::converge_cluster(
+            shared.clone(),
+            c.name.clone(),
+            c.objects.clone(),
+            proxies.get(&c.name).cloned(),
+            sem.clone(),
+        ));
+    }
+    let mut outcomes = Vec::new();
+    while let Some(r) = set.join_next().await {
+        let o = r.context("a cluster's task panicked")?;
+        match &o.failure {
+            Some(f) => progress.finish(&o.cluster, false, f),
+            None if !shared.opts.mesh => progress.finish(&o.cluster, true, "ready"),
+            None => {}
+        }
+        outcomes.push(o);
+    }
+
+    let mut mesh_problems = BTreeMap::new();
+    if shared.opts.mesh {
+        mesh_problems = engine::connect_mesh(
+            &shared,
+            &p.rendered,
+            &p.plan.mesh_peers,
+            &outcomes,
+            a.timeout,
+        )
+        .await?;
+    }
+    progress.clear();
+
+    let expected = report::expected(fleet, &p.plan.mesh_peers);
+    let st = report::collect(&mgmt, &name, &expected, shared.opts.mesh).await;
+    print!("{}", report::table(&st, shared.opts.mesh, ctx.colour_out));
+
+    let mut failed = false;
+    outcomes.sort_by(|a, b| a.cluster.cmp(&b.cluster));
+    for o in &outcomes {
+        if let Some(f) = &o.failure {
+            failed = true;
+            ctx.error(&format!("cluster `{}`: {f}", o.cluster));
+        }
+    }
+    for (c, ps) in &mesh_problems {
+        failed = true;
+        for p in ps {
+            ctx.error(&format!("mesh `{c}`: {p}"));
+        }
+    }
+    ctx.info(&format!(
+        "{} in {:.1}s",
+        if failed { "failed" } else { "converged" },
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(if failed { Exit::Failed } else { Exit::Ok })
+}
+
 /// `meshfleet status`.
-pub fn status(ctx: &Ctx, _a: StatusArgs) -> anyhow::Result<Exit> {
-    not_yet(ctx, "status")
+pub fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<Exit> {
+    let p = prepare(ctx, &a.fleet.file, false)?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let fleet = &p.input.loaded.fleet;
+        let mgmt = connect(a.kubeconfig.as_deref()).await?;
+        let expected = report::expected(fleet, &p.plan.mesh_peers);
+        let mesh_on = fleet.spec.mesh.enabled;
+        let mut last = String::new();
+        loop {
+            let st = report::collect(&mgmt, &fleet.metadata.name, &expected, mesh_on).await;
+            let text = match a.output {
+                TableOrJson::Json => serde_json::to_string_pretty(&st)? + "\n",
+                TableOrJson::Table => report::table(&st, mesh_on, ctx.colour_out),
+            };
+            if text != last {
+                if a.watch && !last.is_empty() && matches!(a.output, TableOrJson::Table) {
+                    println!();
+                }
+                print!("{text}");
+                last = text;
+            }
+            if !a.watch {
+                return Ok(Exit::Ok);
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    })
 }
+
 /// `meshfleet down`.
-pub fn down(ctx: &Ctx, _a: DownArgs) -> anyhow::Result<Exit> {
-    not_yet(ctx, "down")
+pub fn down(ctx: &Ctx, a: DownArgs) -> anyhow::Result<Exit> {
+    let p = prepare(ctx, &a.fleet.file, false)?;
+    let fleet = &p.input.loaded.fleet;
+    if let Some(c) = &a.cluster
+        && !p.rendered.clusters.iter().any(|x| &x.name == c)
+    {
+        return Err(Invalid::new(format!(
+            "`--cluster {c}` is not a cluster of fleet `{}`\n  hint: one of {}",
+            fleet.metadata.name,
+            p.rendered
+                .clusters
+                .iter()
+                .map(|x| format!("`{}`", x.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let rt = runtime()?;
+    rt.block_on(down_async(ctx, &a, &p))
 }
+
+/// Delete `r` if it exists and carries `meshfleet.io/fleet=<fleet>`; refuse otherwise.
+async fn delete_owned(mgmt: &Kube, r: &ObjectRef, fleet: &str) -> anyhow::Result<bool> {
+    let Some(live) = mgmt.get(r).await? else {
+        return Ok(false);
+    };
+    match objects::labels(&live).get(objects::FLEET_LABEL) {
+        Some(f) if f == fleet => {}
+        other => {
+            return Err(anyhow!(
+                "refusing to delete {r}: its label `{}` is {} instead of `{fleet}`\n  hint: it was not created by this fleet; delete it yourself if it must go",
+                objects::FLEET_LABEL,
+                other.map_or("absent".to_string(), |v| format!("`{v}`"))
+            ));
+        }
+    }
+    Ok(mgmt.delete(r).await?)
+}
+
+async fn down_async(ctx: &Ctx, a: &DownArgs, p: &Prepared) -> anyhow::Result<Exit> {
+    let fleet = &p.input.loaded.fleet.metadata.name;
+    let mgmt = connect(a.kubeconfig.as_deref()).await?;
+    let targets: Vec<&meshfleet_render::ClusterObjects> = p
+        .rendered
+        .clusters
+        .iter()
+        .filter(|c| a.cluster.as_ref().is_none_or(|n| n == &c.name))
+        .collect();
+    let mut failed = false;
+    let mut set = tokio::task::JoinSet::new();
+    for c in &targets {
+        let (mgmt, fleet, c) = (mgmt.clone(), fleet.clone(), (*c).clone());
+        let proxy = p
+            .rendered
+            .fleet_objects
+            .iter()
+            .find(|o| objects::is_proxy(o) && objects::proxy_cluster(o).as_deref() == Some(&c.name))
+            .cloned();
+        set.spawn(async move {
+            let r = down_cluster(&mgmt, &fleet, &c, proxy.as_ref()).await;
+            (c.name.clone(), r)
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        let (name, r) = r.context("a cluster's task panicked")?;
+        match r {
+            Ok(()) => ctx.info(&format!("{name}: deleted")),
+            Err(e) => {
+                failed = true;
+                ctx.error(&format!("cluster `{name}`: {e:#}"));
+            }
+        }
+    }
+    if a.cluster.is_none() && !failed {
+        // Whole fleet: the mesh CA and then the namespace go last.
+        let ca = ObjectRef::new("v1", "Secret", Some(fleet), &objects::mesh_ca_secret(fleet));
+        if let Err(e) = delete_owned(&mgmt, &ca, fleet).await {
+            failed = true;
+            ctx.error(&format!("{e:#}"));
+        }
+        for o in p.rendered.fleet_objects.iter().rev() {
+            let r = ObjectRef::of(o)?;
+            if let Err(e) = delete_owned(&mgmt, &r, fleet).await {
+                failed = true;
+                ctx.error(&format!("{e:#}"));
+            }
+        }
+    }
+    Ok(if failed { Exit::Failed } else { Exit::Ok })
+}
+
+/// One cluster, in order: its Cilium proxy (CAAPH uninstalls the release while the cluster
+/// still runs), then the Cluster (Cluster API tears down machines and infrastructure), waiting
+/// until it is gone, then the templates and configs nothing owns any more.
+async fn down_cluster(
+    mgmt: &Kube,
+    fleet: &str,
+    c: &meshfleet_render::ClusterObjects,
+    proxy: Option<&Value>,
+) -> anyhow::Result<()> {
+    if let Some(proxy) = proxy {
+        delete_owned(mgmt, &ObjectRef::of(proxy)?, fleet).await?;
+    }
+    let cref = objects::cluster_ref(fleet, &c.name);
+    delete_owned(mgmt, &cref, fleet).await?;
+    let start = Instant::now();
+    while mgmt.get(&cref).await?.is_some() {
+        if start.elapsed() > Duration::from_secs(3600) {
+            return Err(anyhow!(
+                "Cluster `{fleet}/{}` is still being deleted after an hour",
+                c.name
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for o in c.objects.iter().rev() {
+        let r = ObjectRef::of(o)?;
+        if r.kind == "Cluster" {
+            continue;
+        }
+        match delete_owned(mgmt, &r, fleet).await {
+            Ok(_) => {}
+            // A kind whose provider is gone has nothing left to delete.
+            Err(e)
+                if matches!(
+                    e.downcast_ref::<KubeError>(),
+                    Some(KubeError::NotServed { .. })
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// `meshfleet kubeconfig`.
-pub fn kubeconfig(ctx: &Ctx, _a: KubeconfigArgs) -> anyhow::Result<Exit> {
-    not_yet(ctx, "kubeconfig")
+pub fn kubeconfig(ctx: &Ctx, a: KubeconfigArgs) -> anyhow::Result<Exit> {
+    let input = common::load_fleet(ctx, &a.fleet.file)?;
+    let fleet = &input.loaded.fleet;
+    let name = fleet.metadata.name.clone();
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{name}.kubeconfig")));
+    let rt = runtime()?;
+    let parts = rt.block_on(async {
+        let mgmt = connect(a.kubeconfig.as_deref()).await?;
+        let mut parts = Vec::new();
+        let mut absent = Vec::new();
+        for c in &fleet.spec.clusters {
+            let secret = objects::kubeconfig_secret(&c.name);
+            match mgmt.secret_value(&name, &secret, "value").await? {
+                Some(v) => {
+                    let what = format!("Secret `{name}/{secret}`");
+                    let kc =
+                        meshfleet_kube::kubeconfig::parse(&String::from_utf8_lossy(&v), &what)?;
+                    parts.push(meshfleet_kube::kubeconfig::single_context(
+                        &kc, &c.name, &what,
+                    )?);
+                }
+                None => absent.push(c.name.clone()),
+            }
+        }
+        anyhow::Ok((parts, absent))
+    })?;
+    let (parts, absent) = parts;
+    for c in &absent {
+        ctx.warn(&format!(
+            "cluster `{c}` has no kubeconfig yet (not created or still bootstrapping); skipped"
+        ));
+    }
+    if parts.is_empty() {
+        ctx.error("no cluster of the fleet has a kubeconfig yet\n  hint: run `meshfleet up` first");
+        return Ok(Exit::Failed);
+    }
+    let n = parts.len();
+    let ours = meshfleet_kube::kubeconfig::combine(parts);
+    let merged = if a.merge {
+        match std::fs::read_to_string(&out) {
+            Ok(text) => {
+                let existing =
+                    meshfleet_kube::kubeconfig::parse(&text, &format!("`{}`", out.display()))
+                        .map_err(|e| {
+                            Invalid::new(format!(
+                                "{e}\n  hint: fix it, or write elsewhere with `--out FILE`"
+                            ))
+                        })?;
+                meshfleet_kube::kubeconfig::merge(existing, ours)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ours,
+            Err(e) => return Err(e).with_context(|| format!("cannot read `{}`", out.display())),
+        }
+    } else {
+        ours
+    };
+    let text = meshfleet_kube::kubeconfig::to_yaml(&merged)?;
+    crate::fsutil::write_atomic(&out, text.as_bytes(), 0o600)?;
+    ctx.info(&format!(
+        "wrote {} ({n} context{}{})",
+        out.display(),
+        if n == 1 { "" } else { "s" },
+        if a.merge { ", merged" } else { "" }
+    ));
+    Ok(if absent.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Failed
+    })
 }
+
 /// `meshfleet gcp setup`.
 pub fn gcp(ctx: &Ctx, _a: GcpArgs) -> anyhow::Result<Exit> {
-    not_yet(ctx, "gcp setup")
+    ctx.error("`meshfleet gcp setup` is not available yet in this build: it needs the cloud-setup work, which has not landed");
+    Ok(Exit::Failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_hint_names_the_providers() {
+        let m = vec![
+            (
+                "infrastructure.cluster.x-k8s.io/v1beta1".to_string(),
+                "GCPCluster".to_string(),
+            ),
+            (
+                "infrastructure.cluster.x-k8s.io/v1beta2".to_string(),
+                "AWSCluster".to_string(),
+            ),
+            (
+                "bootstrap.cluster.x-k8s.io/v1alpha3".to_string(),
+                "TalosConfigTemplate".to_string(),
+            ),
+            (
+                "controlplane.cluster.x-k8s.io/v1alpha3".to_string(),
+                "TalosControlPlane".to_string(),
+            ),
+            (
+                "addons.cluster.x-k8s.io/v1alpha1".to_string(),
+                "HelmChartProxy".to_string(),
+            ),
+        ];
+        assert_eq!(
+            engine::install_hint(&m),
+            "clusterctl init --infrastructure aws,gcp --bootstrap talos --control-plane talos --addon helm"
+        );
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("2x").is_err());
+    }
 }

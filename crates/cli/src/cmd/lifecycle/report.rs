@@ -1,0 +1,321 @@
+//! `status`: the fleet at a glance, read from the management cluster and from each workload
+//! cluster (nodes, and Cilium's own view of the mesh).
+
+use std::collections::BTreeMap;
+
+use meshfleet_kube::{Kube, status as kstatus};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::engine::{cluster_ready, control_plane_ref};
+use super::mesh;
+use super::objects;
+use crate::output::Table;
+
+/// What status needs to know about one cluster of the fleet file.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    /// Name.
+    pub name: String,
+    /// `gcp` or `aws`.
+    pub provider: String,
+    /// Region.
+    pub region: String,
+    /// Machines the fleet file asks for.
+    pub nodes: u64,
+    /// Its mesh peers.
+    pub peers: Vec<String>,
+}
+
+/// A condition with the object that reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjCondition {
+    /// `Cluster` or the control plane kind.
+    pub object: String,
+    /// The condition.
+    #[serde(flatten)]
+    pub condition: kstatus::Condition,
+}
+
+/// Node counts.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Nodes {
+    /// Ready nodes.
+    pub ready: u64,
+    /// Nodes (existing, or asked for when more).
+    pub total: u64,
+}
+
+/// Mesh state, from the cluster's Cilium.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MeshStatus {
+    /// Connected peers.
+    pub connected: Vec<String>,
+    /// Problems.
+    pub problems: Vec<String>,
+}
+
+/// One cluster at a glance.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterStatus {
+    /// Name.
+    pub name: String,
+    /// Provider.
+    pub provider: String,
+    /// Region.
+    pub region: String,
+    /// Cluster API says available.
+    pub ready: bool,
+    /// Cluster API phase (`Absent` when there is no Cluster object).
+    pub phase: String,
+    /// Cluster and control plane conditions.
+    pub conditions: Vec<ObjCondition>,
+    /// Nodes.
+    pub nodes: Nodes,
+    /// Mesh.
+    pub mesh: MeshStatus,
+    /// Why it is not ready, when it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+impl ClusterStatus {
+    /// Has something to say.
+    pub fn troubled(&self) -> bool {
+        !self.ready || self.problem.is_some() || !self.mesh.problems.is_empty()
+    }
+}
+
+/// The fleet.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetStatus {
+    /// Fleet name.
+    pub fleet: String,
+    /// Clusters, troubled first, then by name.
+    pub clusters: Vec<ClusterStatus>,
+}
+
+/// Collect the status of every expected cluster, concurrently.
+pub async fn collect(
+    mgmt: &Kube,
+    fleet: &str,
+    expected: &[Expected],
+    mesh_on: bool,
+) -> FleetStatus {
+    let mut set = tokio::task::JoinSet::new();
+    for (i, e) in expected.iter().enumerate() {
+        let (mgmt, fleet, e) = (mgmt.clone(), fleet.to_string(), e.clone());
+        set.spawn(async move { (i, one(&mgmt, &fleet, &e, mesh_on).await) });
+    }
+    let mut out: Vec<(usize, ClusterStatus)> = Vec::new();
+    while let Some(r) = set.join_next().await {
+        if let Ok(r) = r {
+            out.push(r);
+        }
+    }
+    out.sort_by_key(|(i, s)| (!s.troubled(), *i));
+    FleetStatus {
+        fleet: fleet.to_string(),
+        clusters: out.into_iter().map(|(_, s)| s).collect(),
+    }
+}
+
+async fn one(mgmt: &Kube, fleet: &str, e: &Expected, mesh_on: bool) -> ClusterStatus {
+    let mut st = ClusterStatus {
+        name: e.name.clone(),
+        provider: e.provider.clone(),
+        region: e.region.clone(),
+        ready: false,
+        phase: "Absent".into(),
+        conditions: Vec::new(),
+        nodes: Nodes {
+            ready: 0,
+            total: e.nodes,
+        },
+        mesh: MeshStatus::default(),
+        problem: None,
+    };
+    let cluster = match mgmt.get(&objects::cluster_ref(fleet, &e.name)).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            st.problem = Some("not created\n  hint: run `meshfleet up`".into());
+            return st;
+        }
+        Err(err) => {
+            st.phase = "Unknown".into();
+            st.problem = Some(format!("cannot read the Cluster: {err}"));
+            return st;
+        }
+    };
+    if cluster.pointer("/metadata/deletionTimestamp").is_some() {
+        st.phase = "Deleting".into();
+    } else {
+        st.phase = kstatus::phase(&cluster).unwrap_or_else(|| "Pending".into());
+    }
+    st.ready = cluster_ready(&cluster);
+    let mut conds: Vec<ObjCondition> = Vec::new();
+    if let Some(cp) = control_plane_ref(&cluster, fleet)
+        && let Ok(Some(cpo)) = mgmt.get(&cp).await
+    {
+        conds.extend(kstatus::conditions(&cpo).into_iter().map(|c| ObjCondition {
+            object: cp.kind.clone(),
+            condition: c,
+        }));
+    }
+    conds.extend(
+        kstatus::conditions(&cluster)
+            .into_iter()
+            .map(|c| ObjCondition {
+                object: "Cluster".into(),
+                condition: c,
+            }),
+    );
+    if !st.ready {
+        let plain: Vec<kstatus::Condition> = conds
+            .iter()
+            .map(|c| kstatus::Condition {
+                type_: format!("{}/{}", c.object, c.condition.type_),
+                ..c.condition.clone()
+            })
+            .collect();
+        st.problem = kstatus::blocking(&plain).map(|b| match &b.message {
+            Some(m) => format!("{} is {}: {m}", b.type_, b.status),
+            None => format!("{} is {}", b.type_, b.status),
+        });
+    }
+    st.conditions = conds;
+
+    let kc = match mgmt
+        .secret_value(fleet, &objects::kubeconfig_secret(&e.name), "value")
+        .await
+    {
+        Ok(Some(v)) => String::from_utf8_lossy(&v).into_owned(),
+        _ => return st,
+    };
+    let Ok(w) = Kube::from_yaml(&kc, &format!("the kubeconfig of `{}`", e.name)).await else {
+        return st;
+    };
+    match w.list("v1", "Node", None, "").await {
+        Ok(nodes) => {
+            let ready = nodes.iter().filter(|n| node_ready(n)).count() as u64;
+            st.nodes = Nodes {
+                ready,
+                total: (nodes.len() as u64).max(e.nodes),
+            };
+        }
+        Err(err) => {
+            st.problem
+                .get_or_insert(format!("workload API unreachable: {err}"));
+        }
+    }
+    if mesh_on {
+        match mesh::view(&w).await {
+            Ok(v) => {
+                let missing: Vec<_> = e
+                    .peers
+                    .iter()
+                    .filter(|p| !v.connected.contains(p))
+                    .cloned()
+                    .collect();
+                st.mesh.connected = v.connected;
+                st.mesh.problems = v.problems;
+                if !missing.is_empty() && st.ready {
+                    st.mesh
+                        .problems
+                        .push(format!("not connected to {}", missing.join(", ")));
+                }
+            }
+            Err(err) => st
+                .mesh
+                .problems
+                .push(format!("cannot read Cilium's mesh status: {err}")),
+        }
+    }
+    st
+}
+
+fn node_ready(n: &Value) -> bool {
+    kstatus::condition(&kstatus::conditions(n), "Ready").is_some_and(kstatus::Condition::is_true)
+}
+
+/// The table for people: problems first, one line each, then the details of each problem.
+pub fn table(s: &FleetStatus, mesh_on: bool, colour: bool) -> String {
+    let mut t = Table::new([
+        "CLUSTER", "PROVIDER", "REGION", "READY", "PHASE", "NODES", "MESH",
+    ]);
+    for c in &s.clusters {
+        let mesh = if !mesh_on {
+            "off".to_string()
+        } else if c.mesh.problems.is_empty() && !c.mesh.connected.is_empty() {
+            format!("{} peers", c.mesh.connected.len())
+        } else if c.mesh.problems.is_empty() {
+            "-".to_string()
+        } else {
+            format!(
+                "{} peers, {} problems",
+                c.mesh.connected.len(),
+                c.mesh.problems.len()
+            )
+        };
+        let ready = match (c.ready, colour) {
+            (true, true) => "\x1b[32myes\x1b[0m".to_string(),
+            (false, true) => "\x1b[31mno\x1b[0m".to_string(),
+            (true, false) => "yes".into(),
+            (false, false) => "no".into(),
+        };
+        t.row([
+            c.name.clone(),
+            c.provider.clone(),
+            c.region.clone(),
+            ready,
+            c.phase.clone(),
+            format!("{}/{}", c.nodes.ready, c.nodes.total),
+            mesh,
+        ]);
+    }
+    let mut out = t.render(colour);
+    let troubled: Vec<_> = s
+        .clusters
+        .iter()
+        .filter(|c| c.problem.is_some() || !c.mesh.problems.is_empty())
+        .collect();
+    if !troubled.is_empty() {
+        out.push('\n');
+        for c in troubled {
+            if let Some(p) = &c.problem {
+                out.push_str(&format!("{}: {p}\n", c.name));
+            }
+            for p in &c.mesh.problems {
+                out.push_str(&format!("{}: mesh: {p}\n", c.name));
+            }
+        }
+    }
+    out
+}
+
+/// Expected clusters from the fleet file and plan.
+pub fn expected(
+    fleet: &meshfleet_spec::Fleet,
+    peers: &BTreeMap<String, Vec<String>>,
+) -> Vec<Expected> {
+    fleet
+        .spec
+        .clusters
+        .iter()
+        .map(|c| Expected {
+            name: c.name.clone(),
+            provider: c.provider.to_string(),
+            region: c.region.clone(),
+            nodes: u64::from(c.control_plane.replicas)
+                + c.worker_pools
+                    .iter()
+                    .map(|p| u64::from(p.replicas))
+                    .sum::<u64>(),
+            peers: if fleet.spec.mesh.enabled {
+                peers.get(&c.name).cloned().unwrap_or_default()
+            } else {
+                Vec::new()
+            },
+        })
+        .collect()
+}

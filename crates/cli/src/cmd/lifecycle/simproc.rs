@@ -1,0 +1,103 @@
+//! `up --sim`: the embedded simulator as this run's management cluster.
+//!
+//! The simulator runs in-process (`meshfleet_sim::start`) on the run's own runtime rather than
+//! as a child process: it lives exactly as long as the run, so an interrupted or killed `up`
+//! never leaves a server behind. Its state directory is kept beside the fleet file
+//! (`.meshfleet/sim/<fleet>/state`), so a re-run starts the simulator on the same objects and
+//! converges instead of starting over; `meshfleet sim serve --state` on that directory serves
+//! the same management cluster between runs (for `status`, `kubeconfig`, `down`, `kubectl`).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+/// The address the simulated management cluster dials Talos from when the fleet names no
+/// egress CIDR (TEST-NET-1): the fleet then opens 50000 to nobody, and bootstrap stalls as it
+/// would for real.
+pub const DEFAULT_EGRESS_IP: &str = "192.0.2.10";
+
+/// Environment variable with the simulated-time factor of `up --sim` (as for `sim serve`).
+pub const SPEED_ENV: &str = "MESHFLEET_SIM_SPEED";
+
+/// Where `up --sim` keeps the simulator of a fleet: `<fleet dir>/.meshfleet/sim/<fleet>`.
+pub fn sim_dir(fleet_file: &Path, fleet: &str) -> PathBuf {
+    let dir = match fleet_file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    dir.join(".meshfleet").join("sim").join(fleet)
+}
+
+/// The first address of the first egress CIDR, or [`DEFAULT_EGRESS_IP`].
+pub fn egress_ip(cidrs: &[String]) -> anyhow::Result<IpAddr> {
+    match cidrs.first() {
+        Some(c) => {
+            let net: ipnet::IpNet = c.parse().with_context(|| {
+                format!("`spec.management.egressCIDRs[0]` is `{c}`, not a CIDR")
+            })?;
+            Ok(net.network())
+        }
+        None => Ok(DEFAULT_EGRESS_IP.parse()?),
+    }
+}
+
+/// The speed factor from [`SPEED_ENV`] (default 1).
+pub fn speed() -> anyhow::Result<f64> {
+    match std::env::var(SPEED_ENV) {
+        Ok(s) => {
+            let v: f64 = s
+                .trim()
+                .parse()
+                .map_err(|_| crate::ctx::Invalid::new(format!("`{SPEED_ENV}` is `{s}`, not a number\n  hint: 1 is real time, 10 is ten times faster")))?;
+            Ok(v)
+        }
+        Err(_) => Ok(1.0),
+    }
+}
+
+/// Start the simulator in-process on a free local port with its state in `dir/state`; it
+/// writes `dir/kubeconfig` before returning.
+pub async fn start(
+    dir: &Path,
+    egress: IpAddr,
+    speed: f64,
+) -> anyhow::Result<(meshfleet_sim::Simulator, PathBuf)> {
+    let kubeconfig = dir.join("kubeconfig");
+    let mut cfg = meshfleet_sim::SimConfig::new(
+        "127.0.0.1:0".parse().context("listen address")?,
+        kubeconfig.clone(),
+    );
+    cfg.speed = speed;
+    cfg.egress_ip = Some(egress);
+    cfg.state_dir = Some(dir.join("state"));
+    let sim = meshfleet_sim::start(cfg)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the simulator: {e}"))?;
+    Ok((sim, kubeconfig))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn egress_is_the_first_address_of_the_first_cidr() {
+        assert_eq!(
+            egress_ip(&["203.0.113.0/24".into(), "1.2.3.4/32".into()])
+                .unwrap()
+                .to_string(),
+            "203.0.113.0"
+        );
+        assert_eq!(
+            egress_ip(&["203.0.113.10/32".into()]).unwrap().to_string(),
+            "203.0.113.10"
+        );
+        assert_eq!(egress_ip(&[]).unwrap().to_string(), DEFAULT_EGRESS_IP);
+        assert!(egress_ip(&["nope".into()]).is_err());
+        assert_eq!(
+            sim_dir(Path::new("x/fleet.yaml"), "f"),
+            PathBuf::from("x/.meshfleet/sim/f")
+        );
+    }
+}

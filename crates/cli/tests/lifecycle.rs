@@ -1,0 +1,633 @@
+//! `up`, `status`, `down` and `kubeconfig` end to end against `meshfleet sim serve`, the
+//! simulator binary, through the same kube-rs client a real management cluster would get.
+//!
+//! Every test starts its own simulator on 127.0.0.1:0 with a high `--speed` and kills it at the
+//! end, so the tests are independent and bounded (seconds, not minutes).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_meshfleet");
+/// Simulated-time factor of the tests.
+const SPEED: &str = "200";
+
+struct Sim {
+    child: Child,
+    kubeconfig: PathBuf,
+    #[allow(dead_code)]
+    dir: PathBuf,
+}
+
+impl Sim {
+    fn start(dir: &Path, extra: &[&str]) -> Self {
+        let kubeconfig = dir.join("mgmt.kubeconfig");
+        let _ = std::fs::remove_file(&kubeconfig);
+        let log = std::fs::File::create(dir.join("sim.log")).unwrap();
+        let child = Command::new(BIN)
+            .args(["sim", "serve", "--listen", "127.0.0.1:0", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .args(["--speed", SPEED])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the simulator");
+        let mut sim = Sim {
+            child,
+            kubeconfig,
+            dir: dir.to_path_buf(),
+        };
+        let start = Instant::now();
+        while !sim.kubeconfig.exists() {
+            if let Ok(Some(s)) = sim.child.try_wait() {
+                panic!(
+                    "simulator exited ({s}): {}",
+                    std::fs::read_to_string(dir.join("sim.log")).unwrap_or_default()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "simulator never got ready"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The file appears before it is complete only if written non-atomically; give it a beat.
+        std::thread::sleep(Duration::from_millis(50));
+        sim
+    }
+
+    fn kc(&self) -> &str {
+        self.kubeconfig.to_str().unwrap()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn meshfleet(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run meshfleet")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn show(o: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr))
+}
+
+/// The example fleet (`meshfleet init`), optionally edited.
+fn example(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
+    let out = meshfleet(dir, &["init", "-f", "fleet.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let p = dir.join("fleet.yaml");
+    let t = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, edit(t)).unwrap();
+    p
+}
+
+/// A client of the simulator for checking what `up` left behind.
+fn client(kubeconfig: &Path) -> (tokio::runtime::Runtime, kube::Client) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let c = rt.block_on(async {
+        let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        kube::Client::try_from(cfg).unwrap()
+    });
+    (rt, c)
+}
+
+/// Names of the objects of a kind in a namespace.
+fn names(
+    rt: &tokio::runtime::Runtime,
+    c: &kube::Client,
+    av: &str,
+    kind: &str,
+    ns: &str,
+) -> Vec<String> {
+    rt.block_on(async {
+        let (g, v) = av.split_once('/').unwrap_or(("", av));
+        let gvk = kube::core::GroupVersionKind::gvk(g, v, kind);
+        let (ar, _) = kube::discovery::pinned_kind(c, &gvk).await.unwrap();
+        let api: kube::Api<kube::core::DynamicObject> =
+            kube::Api::namespaced_with(c.clone(), ns, &ar);
+        let mut n: Vec<String> = api
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|o| o.metadata.name)
+            .collect();
+        n.sort();
+        n
+    })
+}
+
+fn status_json(dir: &Path, kc: &str) -> Value {
+    let out = meshfleet(
+        dir,
+        &[
+            "status",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            kc,
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)))
+}
+
+const CLUSTERS: [&str; 3] = ["aws-euw1", "gcp-euw1", "gcp-use1"];
+
+#[test]
+fn up_status_kubeconfig_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    example(d, |t| t);
+    let sim = Sim::start(d, &["--egress-ip", "203.0.113.10"]);
+
+    let out = meshfleet(
+        d,
+        &[
+            "up",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--timeout",
+            "60s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(d.join("meshfleet.lock").exists(), "up records the lock");
+    let table = text(&out.stdout);
+    for c in CLUSTERS {
+        assert!(table.contains(c), "final table names `{c}`: {table}");
+    }
+
+    let st = status_json(d, sim.kc());
+    let clusters = st["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), 3);
+    for c in clusters {
+        let name = c["name"].as_str().unwrap();
+        assert_eq!(c["ready"], true, "{name}: {c}");
+        assert!(c["nodes"]["ready"].as_u64().unwrap() > 0, "{name}: {c}");
+        assert_eq!(c["nodes"]["ready"], c["nodes"]["total"], "{name}: {c}");
+        let mut connected: Vec<&str> = c["mesh"]["connected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        connected.sort();
+        let want: Vec<&str> = CLUSTERS.iter().copied().filter(|x| *x != name).collect();
+        assert_eq!(connected, want, "{name} is meshed with every peer: {c}");
+        assert!(c["mesh"]["problems"].as_array().unwrap().is_empty(), "{c}");
+    }
+
+    // The mesh CA is stored once in the management cluster and never printed.
+    let (rt, kc) = client(&sim.kubeconfig);
+    let secrets = names(&rt, &kc, "v1", "Secret", "hackathon");
+    assert!(
+        secrets.contains(&"hackathon-mesh-ca".to_string()),
+        "{secrets:?}"
+    );
+    assert!(!text(&out.stderr).contains("PRIVATE KEY") && !table.contains("PRIVATE KEY"));
+
+    // Re-running converges to the same thing and changes nothing.
+    let proxies_before = names(
+        &rt,
+        &kc,
+        "addons.cluster.x-k8s.io/v1alpha1",
+        "HelmChartProxy",
+        "hackathon",
+    );
+    let values_before = proxy_values(&rt, &kc);
+    let out = meshfleet(
+        d,
+        &[
+            "up",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--timeout",
+            "60s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(
+        names(
+            &rt,
+            &kc,
+            "addons.cluster.x-k8s.io/v1alpha1",
+            "HelmChartProxy",
+            "hackathon"
+        ),
+        proxies_before
+    );
+    assert_eq!(
+        proxy_values(&rt, &kc),
+        values_before,
+        "a re-run leaves the Cilium values alone"
+    );
+    assert!(
+        values_before.values().all(|v| v.contains("ips:")),
+        "peers' addresses are in the values"
+    );
+
+    // kubeconfig: a context per cluster, 0600; merge keeps other contexts.
+    let other = "apiVersion: v1\nkind: Config\nclusters:\n- name: prod\n  cluster:\n    server: https://prod.example:6443\nusers:\n- name: prod\n  user:\n    token: t\ncontexts:\n- name: prod\n  context:\n    cluster: prod\n    user: prod\ncurrent-context: prod\n";
+    std::fs::write(d.join("merged.kubeconfig"), other).unwrap();
+    let out = meshfleet(
+        d,
+        &[
+            "kubeconfig",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--merge",
+            "--out",
+            "merged.kubeconfig",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(out.stdout.is_empty(), "credentials never go to stdout");
+    let merged = kube::config::Kubeconfig::read_from(d.join("merged.kubeconfig")).unwrap();
+    let mut ctxs: Vec<&str> = merged.contexts.iter().map(|c| c.name.as_str()).collect();
+    ctxs.sort();
+    assert_eq!(ctxs, ["aws-euw1", "gcp-euw1", "gcp-use1", "prod"]);
+    assert_eq!(merged.current_context.as_deref(), Some("prod"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(d.join("merged.kubeconfig"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    // The contexts work: each reaches its cluster's nodes.
+    let out = meshfleet(
+        d,
+        &["kubeconfig", "-f", "fleet.yaml", "--kubeconfig", sim.kc()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let kc_all = kube::config::Kubeconfig::read_from(d.join("hackathon.kubeconfig")).unwrap();
+    assert_eq!(kc_all.contexts.len(), 3);
+    rt.block_on(async {
+        for c in CLUSTERS {
+            let opts = kube::config::KubeConfigOptions {
+                context: Some(c.to_string()),
+                ..Default::default()
+            };
+            let cfg = kube::Config::from_custom_kubeconfig(kc_all.clone(), &opts)
+                .await
+                .unwrap();
+            let client = kube::Client::try_from(cfg).unwrap();
+            let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
+            assert!(
+                !nodes
+                    .list(&Default::default())
+                    .await
+                    .unwrap()
+                    .items
+                    .is_empty(),
+                "{c}"
+            );
+        }
+    });
+
+    // A cluster without the providers (a workload cluster serves only core kinds): `up` says
+    // exactly what to install and touches nothing.
+    let out = meshfleet(
+        d,
+        &[
+            "up",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            "hackathon.kubeconfig",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        text(&out.stderr).contains("clusterctl init --infrastructure aws,gcp --bootstrap talos --control-plane talos --addon helm"),
+        "{}",
+        show(&out)
+    );
+
+    // down --cluster: only that one goes.
+    let out = meshfleet(
+        d,
+        &[
+            "down",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--cluster",
+            "gcp-use1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let left = names(&rt, &kc, "cluster.x-k8s.io/v1beta2", "Cluster", "hackathon");
+    assert_eq!(left, ["aws-euw1", "gcp-euw1"]);
+
+    // An unknown cluster is a usage error.
+    let out = meshfleet(
+        d,
+        &[
+            "down",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--cluster",
+            "nope",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+
+    let out = meshfleet(d, &["down", "-f", "fleet.yaml", "--kubeconfig", sim.kc()]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(names(&rt, &kc, "cluster.x-k8s.io/v1beta2", "Cluster", "hackathon").is_empty());
+    let st = status_json(d, sim.kc());
+    for c in st["clusters"].as_array().unwrap() {
+        assert_eq!(c["phase"], "Absent", "{c}");
+    }
+}
+
+fn proxy_values(rt: &tokio::runtime::Runtime, c: &kube::Client) -> BTreeMap<String, String> {
+    rt.block_on(async {
+        let gvk = kube::core::GroupVersionKind::gvk(
+            "addons.cluster.x-k8s.io",
+            "v1alpha1",
+            "HelmChartProxy",
+        );
+        let (ar, _) = kube::discovery::pinned_kind(c, &gvk).await.unwrap();
+        let api: kube::Api<kube::core::DynamicObject> =
+            kube::Api::namespaced_with(c.clone(), "hackathon", &ar);
+        api.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|o| {
+                (
+                    o.metadata.name.clone().unwrap_or_default(),
+                    o.data["spec"]["valuesTemplate"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn down_refuses_objects_of_another_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    example(d, |t| t);
+    let sim = Sim::start(d, &["--egress-ip", "203.0.113.10"]);
+    let (rt, kc) = client(&sim.kubeconfig);
+    // Someone else's Cluster under the name of ours, without our label.
+    rt.block_on(async {
+        let ns: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(kc.clone());
+        let n: k8s_openapi::api::core::v1::Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "hackathon"}})).unwrap();
+        ns.create(&Default::default(), &n).await.unwrap();
+        let gvk = kube::core::GroupVersionKind::gvk("cluster.x-k8s.io", "v1beta2", "Cluster");
+        let (ar, _) = kube::discovery::pinned_kind(&kc, &gvk).await.unwrap();
+        let api: kube::Api<kube::core::DynamicObject> = kube::Api::namespaced_with(kc.clone(), "hackathon", &ar);
+        let obj: kube::core::DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster",
+            "metadata": {"name": "gcp-euw1", "namespace": "hackathon", "labels": {"meshfleet.io/fleet": "other"}},
+            "spec": {}})).unwrap();
+        api.create(&Default::default(), &obj).await.unwrap();
+    });
+    let out = meshfleet(
+        d,
+        &[
+            "down",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--cluster",
+            "gcp-euw1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        text(&out.stderr).contains("refusing to delete"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(
+        names(&rt, &kc, "cluster.x-k8s.io/v1beta2", "Cluster", "hackathon"),
+        ["gcp-euw1"]
+    );
+}
+
+#[test]
+fn closed_port_50000_fails_that_cluster_and_status_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The fleet opens 50000 to 203.0.113.10/32, but the management cluster dials from elsewhere.
+    example(d, |t| t);
+    let sim = Sim::start(d, &["--egress-ip", "198.51.100.7"]);
+    let out = meshfleet(
+        d,
+        &[
+            "up",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--timeout",
+            "8s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = text(&out.stderr);
+    for c in CLUSTERS {
+        assert!(
+            err.contains(&format!("cluster `{c}`")),
+            "{c} is reported: {err}"
+        );
+    }
+    assert!(err.contains("50000"), "the message names port 50000: {err}");
+
+    let st = status_json(d, sim.kc());
+    for c in st["clusters"].as_array().unwrap() {
+        assert_eq!(c["ready"], false, "{c}");
+        assert!(
+            c["problem"].as_str().unwrap_or_default().contains("50000"),
+            "status says why: {c}"
+        );
+    }
+    let out = meshfleet(d, &["status", "-f", "fleet.yaml", "--kubeconfig", sim.kc()]);
+    assert!(text(&out.stdout).contains("50000"), "{}", show(&out));
+}
+
+#[test]
+fn one_stuck_cluster_does_not_stop_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // No egress CIDR at all: nothing opens 50000.
+    example(d, |t| {
+        t.replace("egressCIDRs: [203.0.113.10/32]", "egressCIDRs: []")
+    });
+    let sim = Sim::start(d, &["--egress-ip", "203.0.113.10"]);
+    let out = meshfleet(
+        d,
+        &[
+            "up",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--timeout",
+            "8s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(text(&out.stderr).contains("50000"), "{}", show(&out));
+}
+
+#[test]
+fn kill_9_mid_up_then_resume_leaves_no_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    example(d, |t| t);
+    let state = d.join("state");
+    let sim = Sim::start(
+        d,
+        &[
+            "--egress-ip",
+            "203.0.113.10",
+            "--state",
+            state.to_str().unwrap(),
+        ],
+    );
+    let (rt, kc) = client(&sim.kubeconfig);
+
+    // Kill `up` as soon as it has applied something but before it is done.
+    let mut up = Command::new(BIN)
+        .args([
+            "up",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--timeout",
+            "60s",
+        ])
+        .current_dir(d)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let clusters = names(&rt, &kc, "cluster.x-k8s.io/v1beta2", "Cluster", "hackathon");
+        if !clusters.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "up never applied anything"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    up.kill().unwrap(); // SIGKILL
+    let _ = up.wait();
+
+    let out = meshfleet(
+        d,
+        &[
+            "up",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--timeout",
+            "60s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(
+        names(&rt, &kc, "cluster.x-k8s.io/v1beta2", "Cluster", "hackathon"),
+        CLUSTERS
+    );
+    assert_eq!(
+        names(
+            &rt,
+            &kc,
+            "addons.cluster.x-k8s.io/v1alpha1",
+            "HelmChartProxy",
+            "hackathon"
+        ),
+        CLUSTERS
+            .iter()
+            .map(|c| format!("cilium-{c}"))
+            .collect::<Vec<_>>()
+    );
+    let secrets = names(&rt, &kc, "v1", "Secret", "hackathon");
+    assert_eq!(
+        secrets.iter().filter(|s| s.ends_with("-mesh-ca")).count(),
+        1,
+        "{secrets:?}"
+    );
+    let st = status_json(d, sim.kc());
+    for c in st["clusters"].as_array().unwrap() {
+        assert_eq!(c["ready"], true, "{c}");
+        assert_eq!(c["mesh"]["connected"].as_array().unwrap().len(), 2, "{c}");
+    }
+}
+
+#[test]
+fn converges_through_injected_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    example(d, |t| t);
+    let sim = Sim::start(d, &["--egress-ip", "203.0.113.10", "--faults", "0.15"]);
+    let out = meshfleet(
+        d,
+        &[
+            "up",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--timeout",
+            "60s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+}
