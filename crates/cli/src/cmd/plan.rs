@@ -326,6 +326,8 @@ fn relative_sources(plan: &Plan, rules: &[&FirewallRule]) -> String {
             }
         }
     }
+    // The cluster's own CIDRs first: the order of the rest follows the addresses.
+    tokens.sort_by_key(|(t, _)| !t.starts_with("own "));
     tokens
         .into_iter()
         .map(|(t, n)| {
