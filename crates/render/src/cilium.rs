@@ -29,6 +29,12 @@
 //! addresses are not known at render time (NodePort node IPs or the load balancer's address
 //! appear only once the peer runs), so each entry carries what is known — enabled, port — and
 //! `meshfleet up` fills `ips`/`address` in the proxy's values when it connects the mesh.
+//!
+//! # IPsec
+//!
+//! `encryption.type: ipsec` makes the agent read its keys from the `cilium-ipsec-keys` Secret
+//! in `kube-system`; like the CA, that key material is created by `meshfleet up` in each
+//! workload cluster and never rendered.
 
 use std::collections::BTreeMap;
 
