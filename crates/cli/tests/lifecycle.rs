@@ -631,3 +631,87 @@ fn converges_through_injected_faults() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 }
+
+/// A fleet of `n` small GCP clusters, meshed.
+fn fleet_of(n: usize) -> String {
+    let mut s = String::from(
+        "apiVersion: meshfleet.io/v1alpha1\nkind: Fleet\nmetadata: { name: bench }\nspec:\n  versions: { kubernetes: v1.35.4, talos: v1.13.9, cilium: 1.19.5 }\n  network:\n    pods: { pool: 10.64.0.0/10, prefixLength: 16 }\n    services: { pool: 10.128.0.0/12, prefixLength: 20 }\n    nodes: { pool: 10.0.0.0/14, prefixLength: 20 }\n  mesh: { enabled: true, maxConnectedClusters: 255 }\n  management: { egressCIDRs: [203.0.113.10/32] }\n  providers:\n    gcp: { project: my-project, network: meshfleet, imageBucket: talos-images-01-7f3a }\n  clusters:\n",
+    );
+    for i in 0..n {
+        s.push_str(&format!(
+            "    - name: c{i:02}\n      provider: gcp\n      region: europe-west1\n      zones: [europe-west1-b]\n      controlPlane: {{ replicas: 1, machineType: n2-standard-2 }}\n      workerPools:\n        - {{ name: general, replicas: 1, machineType: n2-standard-4 }}\n"
+        ));
+    }
+    s
+}
+
+fn timed_up(n: usize, speed: &str) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("fleet.yaml"), fleet_of(n)).unwrap();
+    let kubeconfig = d.join("mgmt.kubeconfig");
+    let log = std::fs::File::create(d.join("sim.log")).unwrap();
+    let child = Command::new(BIN)
+        .args([
+            "sim",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--egress-ip",
+            "203.0.113.10",
+            "--speed",
+            speed,
+            "--kubeconfig",
+        ])
+        .arg(&kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let sim = Sim {
+        child,
+        kubeconfig,
+        dir: d.to_path_buf(),
+    };
+    let start = Instant::now();
+    while !sim.kubeconfig.exists() {
+        assert!(start.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let start = Instant::now();
+    let out = meshfleet(
+        d,
+        &[
+            "up",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--timeout",
+            "600s",
+            "--concurrency",
+            "64",
+        ],
+    );
+    let t = start.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    t
+}
+
+/// `up` of 50 clusters against one cluster's critical path, at the same simulated latency.
+/// Goal: ≤ 1.2 (clusters converge in parallel). Run with
+/// `cargo test -p meshfleet --test lifecycle -- --ignored --nocapture bench_`.
+#[test]
+#[ignore = "benchmark: prints the parallelism figure"]
+fn bench_up_50_clusters_parallelism() {
+    let speed = "20";
+    let one = timed_up(1, speed);
+    let fifty = timed_up(50, speed);
+    let ratio = fifty.as_secs_f64() / one.as_secs_f64();
+    println!(
+        "up: 1 cluster {:.2}s, 50 clusters {:.2}s, ratio {ratio:.2} (goal <= 1.2)",
+        one.as_secs_f64(),
+        fifty.as_secs_f64()
+    );
+}

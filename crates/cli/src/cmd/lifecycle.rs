@@ -228,7 +228,15 @@ pub fn up(ctx: &Ctx, a: UpArgs) -> anyhow::Result<Exit> {
             None
         };
         let kubeconfig = sim.as_ref().map(|(_, k, _)| k.clone()).or(a.kubeconfig.clone());
-        let result = up_async(ctx, &a, &p, kubeconfig.as_deref()).await;
+        // Ctrl-C stops at once: every step is a convergent apply, so a re-run picks up here.
+        // The simulator (when embedded) is still shut down cleanly so its state is saved.
+        let result = tokio::select! {
+            r = up_async(ctx, &a, &p, kubeconfig.as_deref()) => r,
+            _ = tokio::signal::ctrl_c() => {
+                ctx.error("interrupted\n  hint: run `meshfleet up` again: it converges from where this run stopped");
+                Ok(Exit::Failed)
+            }
+        };
         if let Some((sim, _, dir)) = sim {
             if let Err(e) = sim.shutdown().await {
                 ctx.warn(&format!("the simulator did not stop cleanly: {e}"));

@@ -166,8 +166,85 @@ pub async fn member(
     })
 }
 
-/// Cilium's view of the mesh in one cluster.
+/// Cilium's view of the mesh in one cluster: the ConfigMap `kube-system/clustermesh-status`,
+/// key `status.json`, one entry per configured peer with `connected` and, when not connected,
+/// the `reason` (what `cilium clustermesh status` reports). Absent until Cilium runs.
 pub async fn view(w: &Kube) -> Result<MeshView, KubeError> {
-    let _ = w;
-    Ok(MeshView::default())
+    let cm = w
+        .get(&ObjectRef::new(
+            "v1",
+            "ConfigMap",
+            Some("kube-system"),
+            STATUS_CONFIGMAP,
+        ))
+        .await?;
+    let Some(text) = cm
+        .as_ref()
+        .and_then(|c| c.pointer("/data/status.json"))
+        .and_then(Value::as_str)
+    else {
+        return Ok(MeshView {
+            connected: Vec::new(),
+            problems: vec![format!(
+                "Cilium reports no mesh status yet (no ConfigMap `kube-system/{STATUS_CONFIGMAP}`)"
+            )],
+        });
+    };
+    Ok(parse_view(text))
+}
+
+/// Name of the ConfigMap with Cilium's mesh view.
+pub const STATUS_CONFIGMAP: &str = "clustermesh-status";
+
+/// Parse `status.json`: a list of peers (`[{name, connected, reason}]`, possibly under
+/// `clusters` or `peers`) or a map keyed by peer name.
+pub fn parse_view(text: &str) -> MeshView {
+    let mut v = MeshView::default();
+    let Ok(doc) = serde_json::from_str::<Value>(text) else {
+        v.problems.push("Cilium's mesh status is not JSON".into());
+        return v;
+    };
+    let list = doc
+        .get("clusters")
+        .or_else(|| doc.get("peers"))
+        .unwrap_or(&doc);
+    let entries: Vec<(String, &Value)> = match list {
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|e| Some((e.get("name")?.as_str()?.to_string(), e)))
+            .collect(),
+        Value::Object(m) => m.iter().map(|(k, e)| (k.clone(), e)).collect(),
+        _ => Vec::new(),
+    };
+    for (name, e) in entries {
+        if e.get("connected").and_then(Value::as_bool) == Some(true) {
+            v.connected.push(name);
+        } else {
+            let reason = e
+                .get("reason")
+                .or_else(|| e.get("message"))
+                .and_then(Value::as_str)
+                .unwrap_or("not connected");
+            v.problems.push(format!("{name}: {reason}"));
+        }
+    }
+    v.connected.sort();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cilium_mesh_views() {
+        let v = parse_view(
+            r#"{"clusters": [{"name": "b", "connected": true}, {"name": "a", "connected": false, "reason": "dial tcp 10.0.0.1:32379: i/o timeout"}]}"#,
+        );
+        assert_eq!(v.connected, ["b"]);
+        assert_eq!(v.problems, ["a: dial tcp 10.0.0.1:32379: i/o timeout"]);
+        let v = parse_view(r#"{"c": {"connected": true}, "b": {"connected": true}}"#);
+        assert_eq!(v.connected, ["b", "c"]);
+        assert!(parse_view("nope").problems.len() == 1);
+    }
 }
