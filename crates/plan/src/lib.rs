@@ -314,10 +314,13 @@ pub fn plan(fleet: &Fleet, lock: Option<&Lock>) -> Result<Plan, Report> {
     for (i, c) in clusters.iter().enumerate() {
         let (Some(mesh_id), [Some(pods), Some(services), Some(nodes)]) = (ids[i], nets[i]) else {
             // Unreachable after the checks above, but an error beats a panic.
-            r.push(Diagnostic::error(
-                format!("spec.clusters[{i}]"),
-                format!("cluster `{}` could not be given every allocation", c.name),
-            ));
+            r.push(
+                Diagnostic::error(
+                    format!("spec.clusters[{i}]"),
+                    format!("cluster `{}` could not be given every allocation", c.name),
+                )
+                .with_hint("this is a planner bug: please report it with the fleet file and meshfleet.lock"),
+            );
             continue;
         };
         let network = ClusterCidrs {
