@@ -68,4 +68,6 @@ pub mod validate;
 pub use etcd::{Endpoint, EtcdClient, EtcdError, TlsMaterial};
 pub use pki::{CaMaterial, CertInfo, CertKind, CertRequest, IssuedCert, PkiError};
 pub use probe::{ProbeError, ProbeOptions, ProbeReport, probe, probe_blocking};
+/// The time crate, re-exported so callers pass `now` with the same type.
+pub use time;
 pub use validate::{MeshMember, MeshProblem, Severity, check_mesh};

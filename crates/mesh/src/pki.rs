@@ -364,6 +364,12 @@ pub fn inspect_der(der: &[u8], what: &str) -> Result<CertInfo, PkiError> {
     })
 }
 
+/// A time as RFC 3339 (`2026-11-24T19:08:40Z`), for messages.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
 /// SHA-256 of DER bytes as lower-case hex pairs joined by colons.
 pub fn fingerprint_sha256(der: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, der);

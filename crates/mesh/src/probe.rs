@@ -88,7 +88,8 @@ impl ProbeReport {
 pub enum ProbeError {
     /// The client certificate is past its validity window; nothing was dialled.
     #[error(
-        "the client certificate `{subject}` expired at `{not_after}`; nothing was dialled\n  hint: issue a new one with `meshfleet mesh ca issue`"
+        "the client certificate `{subject}` expired at `{}`; nothing was dialled\n  hint: issue a new one with `meshfleet mesh ca issue`",
+        pki::rfc3339(*not_after)
     )]
     ClientCertExpired {
         /// Its subject.
@@ -98,7 +99,8 @@ pub enum ProbeError {
     },
     /// The client certificate is not valid yet; nothing was dialled.
     #[error(
-        "the client certificate `{subject}` is not valid before `{not_before}`; nothing was dialled\n  hint: check this machine's clock"
+        "the client certificate `{subject}` is not valid before `{}`; nothing was dialled\n  hint: check this machine's clock",
+        pki::rfc3339(*not_before)
     )]
     ClientCertNotYetValid {
         /// Its subject.

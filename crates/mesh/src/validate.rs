@@ -207,14 +207,16 @@ impl MeshProblem {
                 list(clusters)
             ),
             Self::CertificateExpired { cluster, not_after } => format!(
-                "a clustermesh certificate of cluster `{cluster}` expired at `{not_after}`\n  hint: issue new certificates from the mesh CA"
+                "a clustermesh certificate of cluster `{cluster}` expired at `{}`\n  hint: issue new certificates from the mesh CA",
+                crate::pki::rfc3339(*not_after)
             ),
             Self::CertificateExpiringSoon {
                 cluster,
                 not_after,
                 days_left,
             } => format!(
-                "a clustermesh certificate of cluster `{cluster}` expires in {days_left} day(s), at `{not_after}`\n  hint: renew it before then"
+                "a clustermesh certificate of cluster `{cluster}` expires in {days_left} day(s), at `{}`\n  hint: renew it before then",
+                crate::pki::rfc3339(*not_after)
             ),
         }
     }
