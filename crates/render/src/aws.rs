@@ -9,11 +9,11 @@ use ipnet::IpNet;
 use meshfleet_plan::{FirewallRule, Protocol, Role};
 use meshfleet_spec::{AwsProvider, Encryption, Routing, TunnelProtocol};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::capi::{Infra as InfraTrait, MachineRole};
 use crate::meta::{self, CLUSTER_LABEL, FLEET_LABEL, Object};
-use crate::{Ctx, RenderError, yaml};
+use crate::yaml::{self, Emitted};
+use crate::{Ctx, RenderError};
 
 pub const API_VERSION: &str = "infrastructure.cluster.x-k8s.io/v1beta2";
 
@@ -304,7 +304,7 @@ impl InfraTrait for Infra<'_> {
         "AWSMachineTemplate"
     }
 
-    fn cluster(&self, ctx: &Ctx<'_>) -> Result<Value, RenderError> {
+    fn cluster(&self, ctx: &Ctx<'_>) -> Result<Emitted, RenderError> {
         let name = &ctx.cluster.name;
         let (cp_rules, node_rules) = plan_rules(&ctx.rules);
         let obj = Object {
@@ -335,49 +335,51 @@ impl InfraTrait for Infra<'_> {
                 additional_tags: tags(ctx),
             },
         };
-        yaml::to_value(&obj, "AWSCluster")
+        yaml::emit(&obj, "AWSCluster")
     }
 
     fn machine_template(
         &self,
         ctx: &Ctx<'_>,
-        name: &str,
+        base: &str,
         machine_type: &str,
         disk_gib: u32,
         role: MachineRole,
-    ) -> Result<Value, RenderError> {
-        let obj = Object {
-            api_version: API_VERSION,
-            kind: "AWSMachineTemplate",
-            metadata: meta::cluster_meta(ctx, name),
-            spec: AwsMachineTemplateSpec {
-                template: AwsMachineTemplateResource {
-                    spec: AwsMachineSpec {
-                        instance_type: machine_type.to_owned(),
-                        iam_instance_profile: match role {
-                            MachineRole::ControlPlane => CONTROL_PLANE_PROFILE,
-                            MachineRole::Worker => NODES_PROFILE,
-                        },
-                        ssh_key_name: self.ssh_key(),
-                        image_lookup_org: TALOS_AMI_OWNER,
-                        // A literal name: CAPA treats the format as a template, and the exact
-                        // AMI name pins the Talos release per region.
-                        image_lookup_format: ami_name(
-                            &ctx.fleet.spec.versions.talos,
-                            &ctx.cluster.region,
-                        ),
-                        root_volume: RootVolume {
-                            size: disk_gib,
-                            type_: "gp3",
-                        },
-                        cloud_init: CloudInit {
-                            insecure_skip_secrets_manager: true,
-                        },
-                        additional_tags: tags(ctx),
+    ) -> Result<(Emitted, String), RenderError> {
+        let spec = AwsMachineTemplateSpec {
+            template: AwsMachineTemplateResource {
+                spec: AwsMachineSpec {
+                    instance_type: machine_type.to_owned(),
+                    iam_instance_profile: match role {
+                        MachineRole::ControlPlane => CONTROL_PLANE_PROFILE,
+                        MachineRole::Worker => NODES_PROFILE,
                     },
+                    ssh_key_name: self.ssh_key(),
+                    image_lookup_org: TALOS_AMI_OWNER,
+                    // A literal name: CAPA treats the format as a template, and the exact
+                    // AMI name pins the Talos release per region.
+                    image_lookup_format: ami_name(
+                        &ctx.fleet.spec.versions.talos,
+                        &ctx.cluster.region,
+                    ),
+                    root_volume: RootVolume {
+                        size: disk_gib,
+                        type_: "gp3",
+                    },
+                    cloud_init: CloudInit {
+                        insecure_skip_secrets_manager: true,
+                    },
+                    additional_tags: tags(ctx),
                 },
             },
         };
-        yaml::to_value(&obj, "AWSMachineTemplate")
+        let name = meta::content_name(base, &spec);
+        let obj = Object {
+            api_version: API_VERSION,
+            kind: "AWSMachineTemplate",
+            metadata: meta::cluster_meta(ctx, name.clone()),
+            spec,
+        };
+        Ok((yaml::emit(&obj, "AWSMachineTemplate")?, name))
     }
 }

@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::meta::{self, ContractRef, Object};
 use crate::talos::{self, Patches};
-use crate::{Ctx, RenderError, yaml};
+use crate::yaml::{self, Emitted};
+use crate::{Ctx, RenderError};
 
 pub const API_VERSION: &str = "cluster.x-k8s.io/v1beta2";
 pub const INFRA_GROUP: &str = "infrastructure.cluster.x-k8s.io";
@@ -35,25 +35,25 @@ pub trait Infra {
     /// Kind of the machine template, e.g. `GCPMachineTemplate`.
     fn template_kind(&self) -> &'static str;
     /// The infrastructure cluster object.
-    fn cluster(&self, ctx: &Ctx<'_>) -> Result<Value, RenderError>;
-    /// A machine template.
+    fn cluster(&self, ctx: &Ctx<'_>) -> Result<Emitted, RenderError>;
+    /// A machine template, named `base-<digest of its spec>` (see [`meta::content_name`]);
+    /// returns the object and its name.
     fn machine_template(
         &self,
         ctx: &Ctx<'_>,
-        name: &str,
+        base: &str,
         machine_type: &str,
         disk_gib: u32,
         role: MachineRole,
-    ) -> Result<Value, RenderError>;
+    ) -> Result<(Emitted, String), RenderError>;
 }
 
-/// Name of the control plane (TalosControlPlane and its machine template).
+/// Name of the control plane (TalosControlPlane; its machine template adds a digest).
 pub fn control_plane_name(cluster: &str) -> String {
     format!("{cluster}-control-plane")
 }
 
-/// Name of a worker pool's MachineDeployment, TalosConfigTemplate, machine template and
-/// MachineHealthCheck. The `workers-` infix keeps it distinct from the control plane whatever
+/// Name of a worker pool's MachineDeployment and MachineHealthCheck (its templates add a digest). The `workers-` infix keeps it distinct from the control plane whatever
 /// the pool is called.
 pub fn pool_name(cluster: &str, pool: &str) -> String {
     format!("{cluster}-workers-{pool}")
@@ -169,7 +169,7 @@ pub fn cluster_objects(
     ctx: &Ctx<'_>,
     patches: &Patches,
     infra: &dyn Infra,
-) -> Result<Vec<Value>, RenderError> {
+) -> Result<Vec<Emitted>, RenderError> {
     let name = &ctx.cluster.name;
     let cp_name = control_plane_name(name);
     let mut out = Vec::new();
@@ -206,35 +206,35 @@ pub fn cluster_objects(
             },
         },
     };
-    out.push(yaml::to_value(&cluster, "Cluster")?);
+    out.push(yaml::emit(&cluster, "Cluster")?);
     out.push(infra.cluster(ctx)?);
 
     let cp = &ctx.cluster.control_plane;
-    out.push(infra.machine_template(
+    let (cp_template, cp_template_name) = infra.machine_template(
         ctx,
         &cp_name,
         &cp.machine_type,
         cp.disk_gib,
         MachineRole::ControlPlane,
-    )?);
-    out.push(yaml::to_value(
-        &talos::control_plane(ctx, &cp_name, infra, patches),
+    )?;
+    out.push(cp_template);
+    out.push(yaml::emit(
+        &talos::control_plane(ctx, &cp_name, &cp_template_name, infra, patches),
         "TalosControlPlane",
     )?);
 
     for pool in &ctx.cluster.worker_pools {
         let pname = pool_name(name, &pool.name);
-        out.push(infra.machine_template(
+        let (template, template_name) = infra.machine_template(
             ctx,
             &pname,
             &pool.machine_type,
             pool.disk_gib,
             MachineRole::Worker,
-        )?);
-        out.push(yaml::to_value(
-            &talos::config_template(ctx, &pname, patches),
-            "TalosConfigTemplate",
-        )?);
+        )?;
+        out.push(template);
+        let (config, config_name) = talos::config_template(ctx, &pname, patches);
+        out.push(yaml::emit(&config, "TalosConfigTemplate")?);
 
         let mut selector = BTreeMap::new();
         selector.insert(CLUSTER_NAME_LABEL.to_owned(), name.clone());
@@ -263,19 +263,19 @@ pub fn cluster_objects(
                             config_ref: ContractRef {
                                 api_group: talos::BOOTSTRAP_GROUP,
                                 kind: "TalosConfigTemplate",
-                                name: pname.clone(),
+                                name: config_name,
                             },
                         },
                         infrastructure_ref: ContractRef {
                             api_group: INFRA_GROUP,
                             kind: infra.template_kind(),
-                            name: pname.clone(),
+                            name: template_name,
                         },
                     },
                 },
             },
         };
-        out.push(yaml::to_value(&md, "MachineDeployment")?);
+        out.push(yaml::emit(&md, "MachineDeployment")?);
 
         let mhc = Object {
             api_version: API_VERSION,
@@ -312,7 +312,7 @@ pub fn cluster_objects(
                 },
             },
         };
-        out.push(yaml::to_value(&mhc, "MachineHealthCheck")?);
+        out.push(yaml::emit(&mhc, "MachineHealthCheck")?);
     }
     Ok(out)
 }

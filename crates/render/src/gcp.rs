@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use meshfleet_plan::{FirewallRule, Protocol, Purpose, Role};
 use meshfleet_spec::GcpProvider;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::capi::{Infra as InfraTrait, MachineRole};
 use crate::meta::{self, Object};
-use crate::{Ctx, RenderError, yaml};
+use crate::yaml::{self, Emitted};
+use crate::{Ctx, RenderError};
 
 pub const API_VERSION: &str = "infrastructure.cluster.x-k8s.io/v1beta1";
 
@@ -229,7 +229,7 @@ impl InfraTrait for Infra<'_> {
         "GCPMachineTemplate"
     }
 
-    fn cluster(&self, ctx: &Ctx<'_>) -> Result<Value, RenderError> {
+    fn cluster(&self, ctx: &Ctx<'_>) -> Result<Emitted, RenderError> {
         let name = &ctx.cluster.name;
         let rules = firewall_rules(name, &ctx.rules)
             .into_iter()
@@ -270,37 +270,39 @@ impl InfraTrait for Infra<'_> {
                 additional_labels: gce_labels(ctx),
             },
         };
-        yaml::to_value(&obj, "GCPCluster")
+        yaml::emit(&obj, "GCPCluster")
     }
 
     fn machine_template(
         &self,
         ctx: &Ctx<'_>,
-        name: &str,
+        base: &str,
         machine_type: &str,
         disk_gib: u32,
         _role: MachineRole,
-    ) -> Result<Value, RenderError> {
-        let obj = Object {
-            api_version: API_VERSION,
-            kind: "GCPMachineTemplate",
-            metadata: meta::cluster_meta(ctx, name),
-            spec: GcpMachineTemplateSpec {
-                template: GcpMachineTemplateResource {
-                    spec: GcpMachineSpec {
-                        instance_type: machine_type.to_owned(),
-                        image: format!(
-                            "projects/{}/global/images/{}",
-                            self.provider.project,
-                            image_name(&ctx.fleet.spec.versions.talos)
-                        ),
-                        root_device_size: disk_gib,
-                        subnet: subnet_name(&self.provider.network, &ctx.cluster.name),
-                        additional_labels: gce_labels(ctx),
-                    },
+    ) -> Result<(Emitted, String), RenderError> {
+        let spec = GcpMachineTemplateSpec {
+            template: GcpMachineTemplateResource {
+                spec: GcpMachineSpec {
+                    instance_type: machine_type.to_owned(),
+                    image: format!(
+                        "projects/{}/global/images/{}",
+                        self.provider.project,
+                        image_name(&ctx.fleet.spec.versions.talos)
+                    ),
+                    root_device_size: disk_gib,
+                    subnet: subnet_name(&self.provider.network, &ctx.cluster.name),
+                    additional_labels: gce_labels(ctx),
                 },
             },
         };
-        yaml::to_value(&obj, "GCPMachineTemplate")
+        let name = meta::content_name(base, &spec);
+        let obj = Object {
+            api_version: API_VERSION,
+            kind: "GCPMachineTemplate",
+            metadata: meta::cluster_meta(ctx, name.clone()),
+            spec,
+        };
+        Ok((yaml::emit(&obj, "GCPMachineTemplate")?, name))
     }
 }

@@ -244,11 +244,14 @@ pub fn render(fleet: &Fleet, plan: &Plan) -> Result<Rendered, RenderError> {
         };
         let values = cilium::values(ctx);
         let values_yaml = yaml::to_yaml(&values, "cilium values")?;
-        proxies.push(cilium::helm_chart_proxy(ctx, &values_yaml));
+        proxies.push(yaml::emit(
+            &cilium::helm_chart_proxy(ctx, &values_yaml),
+            "HelmChartProxy",
+        )?);
 
         files.push(RenderedFile {
             path: format!("{dir}/cluster.yaml"),
-            contents: yaml::multi_doc(&objects, "cluster.yaml")?,
+            contents: yaml::join_docs(&objects),
         });
         files.push(RenderedFile {
             path: format!("{dir}/cilium-values.yaml"),
@@ -264,26 +267,23 @@ pub fn render(fleet: &Fleet, plan: &Plan) -> Result<Rendered, RenderError> {
         });
         clusters.push(ClusterObjects {
             name: ctx.cluster.name.clone(),
-            objects,
+            objects: objects.into_iter().map(|o| o.value).collect(),
         });
     }
 
-    let mut fleet_objects = vec![yaml::to_value(&meta::namespace(fleet), "Namespace")?];
-    let mut proxy_values = Vec::with_capacity(proxies.len());
-    for p in &proxies {
-        proxy_values.push(yaml::to_value(p, "HelmChartProxy")?);
-    }
+    let namespace = yaml::emit(&meta::namespace(fleet), "Namespace")?;
     files.push(RenderedFile {
         path: format!("{FLEET_DIR}/00-namespace.yaml"),
-        contents: yaml::multi_doc(&fleet_objects, "namespace")?,
+        contents: yaml::join_docs([&namespace]),
     });
-    if !proxy_values.is_empty() {
+    if !proxies.is_empty() {
         files.push(RenderedFile {
             path: format!("{FLEET_DIR}/10-cilium-helmchartproxies.yaml"),
-            contents: yaml::multi_doc(&proxy_values, "HelmChartProxies")?,
+            contents: yaml::join_docs(&proxies),
         });
     }
-    fleet_objects.extend(proxy_values);
+    let mut fleet_objects = vec![namespace.value];
+    fleet_objects.extend(proxies.into_iter().map(|p| p.value));
 
     if let Some(gcp) = prereq::gcp(fleet, plan, &contexts) {
         files.push(RenderedFile {

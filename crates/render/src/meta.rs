@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use meshfleet_spec::Fleet;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::Ctx;
 
@@ -97,4 +98,20 @@ pub fn namespace(fleet: &Fleet) -> Namespace {
             labels: fleet_labels(fleet),
         },
     }
+}
+
+/// `base-<8 hex>` from a digest of `spec`. Machine templates are immutable once machines use
+/// them (the providers' webhooks reject spec changes), so a changed template gets a new name
+/// and the objects referencing it roll their machines over to it. Hashing the typed spec (not a
+/// `serde_json::Value`) keeps the name independent of map-ordering features.
+pub fn content_name<S: Serialize>(base: &str, spec: &S) -> String {
+    let bytes = serde_json::to_vec(spec).unwrap_or_default();
+    let digest = Sha256::digest(&bytes);
+    let mut name = String::with_capacity(base.len() + 9);
+    name.push_str(base);
+    name.push('-');
+    for b in &digest[..4] {
+        name.push_str(&format!("{b:02x}"));
+    }
+    name
 }

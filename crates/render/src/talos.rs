@@ -457,6 +457,7 @@ struct TalosConfigTemplateResource {
 pub fn control_plane(
     ctx: &Ctx<'_>,
     name: &str,
+    template_name: &str,
     infra: &dyn Infra,
     patches: &Patches,
 ) -> impl Serialize + use<> {
@@ -470,7 +471,7 @@ pub fn control_plane(
             infrastructure_template: ObjectRef {
                 api_version: infra.api_version(),
                 kind: infra.template_kind(),
-                name: name.to_owned(),
+                name: template_name.to_owned(),
                 namespace: ctx.namespace().to_owned(),
             },
             control_plane_config: ControlPlaneConfig {
@@ -484,20 +485,28 @@ pub fn control_plane(
     }
 }
 
-/// A worker pool's `TalosConfigTemplate`.
-pub fn config_template(ctx: &Ctx<'_>, name: &str, patches: &Patches) -> impl Serialize + use<> {
-    Object {
-        api_version: BOOTSTRAP_API_VERSION,
-        kind: "TalosConfigTemplate",
-        metadata: meta::cluster_meta(ctx, name),
-        spec: TalosConfigTemplateSpec {
-            template: TalosConfigTemplateResource {
-                spec: TalosConfigSpec {
-                    generate_type: "worker",
-                    talos_version: ctx.fleet.spec.versions.talos.clone(),
-                    strategic_patches: patches.worker.clone(),
-                },
+/// A worker pool's `TalosConfigTemplate` and its name (`base-<digest>`: a changed bootstrap
+/// config must roll the pool's machines, which only a new template name does).
+pub fn config_template(
+    ctx: &Ctx<'_>,
+    base: &str,
+    patches: &Patches,
+) -> (impl Serialize + use<>, String) {
+    let spec = TalosConfigTemplateSpec {
+        template: TalosConfigTemplateResource {
+            spec: TalosConfigSpec {
+                generate_type: "worker",
+                talos_version: ctx.fleet.spec.versions.talos.clone(),
+                strategic_patches: patches.worker.clone(),
             },
         },
-    }
+    };
+    let name = meta::content_name(base, &spec);
+    let obj = Object {
+        api_version: BOOTSTRAP_API_VERSION,
+        kind: "TalosConfigTemplate",
+        metadata: meta::cluster_meta(ctx, name.clone()),
+        spec,
+    };
+    (obj, name)
 }

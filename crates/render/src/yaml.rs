@@ -26,12 +26,28 @@ pub fn to_yaml<T: Serialize>(t: &T, what: &str) -> Result<String, RenderError> {
     Ok(s)
 }
 
-/// Several YAML documents, each introduced by `---`.
-pub fn multi_doc<T: Serialize>(docs: &[T], what: &str) -> Result<String, RenderError> {
+/// An object both as a JSON value (for `up`) and as YAML text serialised from its typed form,
+/// so the files keep the struct's field order whatever `serde_json` features the build has.
+#[derive(Debug, Clone)]
+pub struct Emitted {
+    pub value: Value,
+    pub yaml: String,
+}
+
+/// Serialise a typed object both ways.
+pub fn emit<T: Serialize>(t: &T, what: &str) -> Result<Emitted, RenderError> {
+    Ok(Emitted {
+        value: to_value(t, what)?,
+        yaml: to_yaml(t, what)?,
+    })
+}
+
+/// Documents joined into one multi-document YAML file.
+pub fn join_docs<'a>(docs: impl IntoIterator<Item = &'a Emitted>) -> String {
     let mut out = String::new();
     for d in docs {
         out.push_str("---\n");
-        out.push_str(&to_yaml(d, what)?);
+        out.push_str(&d.yaml);
     }
-    Ok(out)
+    out
 }

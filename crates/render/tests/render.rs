@@ -565,3 +565,60 @@ fn snapshot_large_fleet_digest() {
     }
     insta::assert_snapshot!(s);
 }
+
+#[test]
+fn templates_are_named_by_content_and_references_follow() {
+    let (_, _, r) = example();
+    let names = |r: &Rendered, kind: &str| -> Vec<String> {
+        r.clusters[0]
+            .objects
+            .iter()
+            .filter(|o| o["kind"] == kind)
+            .map(|o| o["metadata"]["name"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    let cp_template = &names(&r, "GCPMachineTemplate")[0];
+    assert!(
+        cp_template.starts_with("gcp-euw1-control-plane-"),
+        "{cp_template}"
+    );
+    let tcp = objects_of(&r, "gcp-euw1", "TalosControlPlane")[0];
+    assert_eq!(
+        tcp["spec"]["infrastructureTemplate"]["name"],
+        cp_template.as_str()
+    );
+    let md = objects_of(&r, "gcp-euw1", "MachineDeployment")[0];
+    let spec = &md["spec"]["template"]["spec"];
+    assert_eq!(
+        spec["infrastructureRef"]["name"],
+        names(&r, "GCPMachineTemplate")[1].as_str()
+    );
+    assert_eq!(
+        spec["bootstrap"]["configRef"]["name"],
+        names(&r, "TalosConfigTemplate")[0].as_str()
+    );
+
+    // A worker's machine type changes: only that pool's machine template gets a new name.
+    let changed = variant(&[("machineType: n2-standard-4", "machineType: n2-standard-8")]);
+    assert_eq!(names(&changed, "GCPMachineTemplate")[0], *cp_template);
+    assert_ne!(
+        names(&changed, "GCPMachineTemplate")[1],
+        names(&r, "GCPMachineTemplate")[1]
+    );
+    assert_eq!(
+        names(&changed, "TalosConfigTemplate"),
+        names(&r, "TalosConfigTemplate")
+    );
+    // Pod Security lives in the control-plane patch only: the workers' template keeps its name,
+    // while a new Talos version changes the worker config and so its name.
+    let changed = variant(&[("enforce: baseline", "enforce: restricted")]);
+    assert_eq!(
+        names(&changed, "TalosConfigTemplate"),
+        names(&r, "TalosConfigTemplate")
+    );
+    let changed = variant(&[("talos: v1.13.9", "talos: v1.13.8")]);
+    assert_ne!(
+        names(&changed, "TalosConfigTemplate"),
+        names(&r, "TalosConfigTemplate")
+    );
+}
