@@ -269,6 +269,44 @@ fn probe_usage_errors_exit_2() {
     );
 }
 
+#[test]
+fn probe_of_an_unreachable_endpoint_prints_the_report_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| assert_eq!(meshfleet(dir.path(), args).status.code(), Some(0));
+    run(&["mesh", "ca", "init", "--dir", "ca"]);
+    run(&[
+        "mesh", "ca", "issue", "--dir", "ca", "--name", "remote", "--out", "remote",
+    ]);
+    let port = meshfleet_mesh::testing::free_port().unwrap();
+    let endpoint = format!("https://127.0.0.1:{port}");
+    let out = meshfleet(
+        dir.path(),
+        &[
+            "mesh",
+            "probe",
+            "--endpoint",
+            &endpoint,
+            "--ca",
+            "ca/ca.crt",
+            "--cert",
+            "remote.crt",
+            "--key",
+            "remote.key",
+            "--cluster",
+            "gcp-eu",
+            "-o",
+            "json",
+            "--timeout",
+            "2s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["connected"], false);
+    assert!(v["error"].as_str().unwrap().contains("cannot reach"));
+    assert!(text(&out.stderr).contains("hint:"));
+}
+
 struct Setup {
     dir: tempfile::TempDir,
     etcd: TestEtcd,

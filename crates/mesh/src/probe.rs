@@ -341,4 +341,36 @@ mod tests {
         let err = r.error.unwrap();
         assert!(err.contains("cannot reach"), "{err}");
     }
+
+    #[test]
+    fn a_silent_endpoint_times_out_in_the_handshake() {
+        let ca = generate_ca("mesh", 100, now()).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Accept and say nothing, holding the socket open past the probe's limit.
+        let holder = std::thread::spawn(move || {
+            let conn = listener.accept();
+            std::thread::sleep(Duration::from_millis(1500));
+            drop(conn);
+        });
+        let opts = ProbeOptions {
+            endpoint: format!("https://127.0.0.1:{port}"),
+            cluster: "c1".into(),
+            tls: material(&ca, &ca, OffsetDateTime::now_utc(), 5),
+            timeout: Duration::from_millis(400),
+        };
+        let started = std::time::Instant::now();
+        let r = probe_blocking(&opts, OffsetDateTime::now_utc()).unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "bounded by the timeout"
+        );
+        assert!(!r.connected);
+        let err = r.error.unwrap();
+        assert!(
+            err.contains("no answer") && err.contains("TLS handshake"),
+            "{err}"
+        );
+        holder.join().unwrap();
+    }
 }
