@@ -15,6 +15,13 @@ fn bench(c: &mut Criterion) {
         b.iter(|| meshfleet_plan::plan(black_box(&fleet), None).expect("plan"))
     });
     let plan = common::plan(&fleet);
+    let once = meshfleet_render::render(&fleet, &plan).expect("render");
+    let bytes: usize = once.files.iter().map(|f| f.contents.len()).sum();
+    eprintln!(
+        "fleet-511: {} files, {} objects, {bytes} bytes rendered",
+        once.files.len(),
+        once.all_objects().count()
+    );
     g.bench_function("render", |b| {
         b.iter(|| meshfleet_render::render(black_box(&fleet), black_box(&plan)).expect("render"))
     });
