@@ -425,7 +425,9 @@ impl EtcdClient {
         Ok(())
     }
 
-    async fn unary<Req, Resp>(
+    /// Call any unary etcd RPC by its full method path (e.g. `/etcdserverpb.Auth/AuthEnable`)
+    /// with caller-declared prost messages; `during` names the step in a timeout message.
+    pub async fn unary<Req, Resp>(
         &mut self,
         req: Req,
         path: &'static str,
@@ -727,10 +729,18 @@ fn classify_status(ep: &str, status: &tonic::Status, hint: &str) -> EtcdError {
             return e;
         }
     }
+    let mut message = status.message().to_owned();
+    if status.code() == tonic::Code::PermissionDenied {
+        // With etcd auth on (as in every clustermesh-apiserver), the certificate's common name
+        // is the user; a certificate issued for another name gets exactly this answer.
+        message.push_str(
+            "\n  hint: etcd maps the client certificate's common name to its user; Cilium's remote clusters read as `remote`",
+        );
+    }
     EtcdError::Rpc {
         endpoint: ep.to_owned(),
         code: format!("{:?}", status.code()),
-        message: status.message().to_owned(),
+        message,
     }
 }
 

@@ -163,3 +163,40 @@ fn rollover_bundle_trusts_both_cas() {
     assert_eq!(r.error, None);
     assert_eq!(r.cluster_id, Some(3));
 }
+
+#[test]
+fn certificate_common_name_is_the_etcd_user_as_in_clustermesh() {
+    // Why the probe speaks gRPC: with etcd auth on, only a gRPC request carries the client
+    // certificate's common name as the user (the JSON gateway's requests do not).
+    let ca = pki::generate_ca("mesh-ca", 30, now()).unwrap();
+    let Some(etcd) = start(&ca) else { return };
+    etcd.put("cilium/cluster-config/gcp-eu", br#"{"id":9}"#)
+        .unwrap();
+    etcd.enable_clustermesh_auth()
+        .unwrap_or_else(|e| panic!("{e}\netcd log:\n{}", etcd.log_tail()));
+
+    let remote = client(&ca, now(), 5);
+    let r = probe_blocking(&opts(&etcd, &ca.cert_pem, &remote, "gcp-eu"), now()).unwrap();
+    assert_eq!(r.error, None, "etcd log:\n{}", etcd.log_tail());
+    assert_eq!(r.cluster_id, Some(9));
+
+    let stranger = pki::issue(
+        &ca,
+        &CertRequest {
+            common_name: "stranger".into(),
+            kind: CertKind::Client,
+            dns_names: vec![],
+            ips: vec![],
+            days: 5,
+        },
+        now(),
+    )
+    .unwrap();
+    let r = probe_blocking(&opts(&etcd, &ca.cert_pem, &stranger, "gcp-eu"), now()).unwrap();
+    // TLS accepted (same CA), then etcd itself refuses the unknown user.
+    assert!(r.connected, "{r:?}");
+    assert_eq!(r.cluster_id, None);
+    let err = r.error.unwrap();
+    assert!(err.contains("answered `PermissionDenied`"), "{err}");
+    assert!(err.contains("common name"), "{err}");
+}
