@@ -74,6 +74,25 @@ impl TestEtcd {
             now,
         )
         .map_err(|e| e.to_string())?;
+        // The ports were free a moment ago but another process may take one before etcd binds
+        // it; etcd then exits at once, and a fresh pair of ports is tried.
+        let mut last = String::new();
+        for _attempt in 0..3 {
+            match Self::launch(&binary, ca, &server, &client)? {
+                Ok(etcd) => return Ok(Some(etcd)),
+                Err(exited) => last = exited,
+            }
+        }
+        Err(last)
+    }
+
+    /// One start-up: `Ok(Err(log))` when etcd exited during start-up (retryable).
+    fn launch(
+        binary: &Path,
+        ca: &CaMaterial,
+        server: &IssuedCert,
+        client: &IssuedCert,
+    ) -> Result<Result<Self, String>, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let write = |name: &str, text: &str| -> Result<PathBuf, String> {
             let p = dir.path().join(name);
@@ -90,7 +109,7 @@ impl TestEtcd {
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
         let client_url = format!("https://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let child = Command::new(&binary)
+        let child = Command::new(binary)
             .arg("--name=meshfleet-test")
             .arg(format!("--data-dir={}", dir.path().join("data").display()))
             .arg(format!("--listen-client-urls={client_url}"))
@@ -113,10 +132,13 @@ impl TestEtcd {
             dir,
             endpoint: client_url,
             ca: ca.clone(),
-            client,
+            client: client.clone(),
         };
-        etcd.wait_ready()?;
-        Ok(Some(etcd))
+        match etcd.wait_ready() {
+            Ok(()) => Ok(Ok(etcd)),
+            Err(Startup::Exited(log)) => Ok(Err(log)),
+            Err(Startup::Failed(e)) => Err(e),
+        }
     }
 
     /// TLS material for the seeding client.
@@ -229,18 +251,19 @@ impl TestEtcd {
         })
     }
 
-    fn wait_ready(&mut self) -> Result<(), String> {
-        let rt = runtime()?;
-        let endpoint = Endpoint::parse(&self.endpoint).map_err(|e| e.to_string())?;
+    fn wait_ready(&mut self) -> Result<(), Startup> {
+        let rt = runtime().map_err(Startup::Failed)?;
+        let endpoint =
+            Endpoint::parse(&self.endpoint).map_err(|e| Startup::Failed(e.to_string()))?;
         let tls = self.client_tls();
         let deadline = Instant::now() + STARTUP_LIMIT;
         let mut last = String::new();
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!(
+                return Err(Startup::Exited(format!(
                     "etcd exited with {status} during start-up:\n{}",
                     self.log_tail()
-                ));
+                )));
             }
             let attempt = rt.block_on(async {
                 let mut c =
@@ -254,11 +277,18 @@ impl TestEtcd {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        Err(format!(
+        Err(Startup::Failed(format!(
             "etcd did not answer within {STARTUP_LIMIT:?} (last error: {last}):\n{}",
             self.log_tail()
-        ))
+        )))
     }
+}
+
+enum Startup {
+    /// etcd exited (e.g. a port was taken meanwhile): worth another try.
+    Exited(String),
+    /// Anything else.
+    Failed(String),
 }
 
 impl Drop for TestEtcd {
