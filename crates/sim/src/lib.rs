@@ -1,1 +1,387 @@
-//! Simulator (being written).
+//! meshfleet's simulator: a Kubernetes API server (HTTPS, bearer tokens, discovery, CRUD, watch,
+//! patch, server-side apply) with simulated Cluster API, Talos, CAAPH and Cilium controllers.
+//!
+//! The simulator knows nothing of meshfleet's planner or renderer: like real controllers, it
+//! reacts only to the objects applied to it. Layout: [`store`] keeps objects and broadcasts
+//! changes, [`http`] speaks the Kubernetes REST protocol, [`controllers`] reconcile what the
+//! store holds, [`workload`] gives each simulated cluster its own API under
+//! `/workload/<namespace>/<name>` on the same listener.
+
+#![warn(missing_docs)]
+// Selector and firewall predicates read closer to their specs unsimplified.
+#![allow(clippy::nonminimal_bool)]
+
+pub mod caaph;
+pub mod controllers;
+pub mod http;
+pub mod mesh;
+pub mod patch;
+pub mod resources;
+pub mod select;
+pub mod store;
+pub mod tls;
+pub mod validate;
+pub mod workload;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use resources::Registry;
+use store::Store;
+use tls::Identity;
+
+/// How the simulator runs.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// Where to write the management kubeconfig once ready.
+    pub kubeconfig: PathBuf,
+    /// Simulated-time factor: 10 makes every delay ten times shorter.
+    pub speed: f64,
+    /// The management cluster's egress address; when set, Talos bootstrap needs tcp/50000 open
+    /// from it.
+    pub egress_ip: Option<IpAddr>,
+    /// Persist objects here (memory only when absent).
+    pub state_dir: Option<PathBuf>,
+    /// Load CustomResourceDefinitions (schemas, extra versions) from here, recursively.
+    pub crds_dir: Option<PathBuf>,
+    /// Probability of an injected fault per request (0 disables).
+    pub faults: f64,
+}
+
+impl SimConfig {
+    /// Defaults: speed 1, no egress check, memory only, no CRD files, no faults.
+    pub fn new(listen: SocketAddr, kubeconfig: PathBuf) -> Self {
+        Self {
+            listen,
+            kubeconfig,
+            speed: 1.0,
+            egress_ip: None,
+            state_dir: None,
+            crds_dir: None,
+            faults: 0.0,
+        }
+    }
+}
+
+/// Errors starting or stopping the simulator.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// Binding or serving failed.
+    #[error("cannot listen on `{addr}`: {source}; hint: pick another address or use port 0")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The CRD directory could not be loaded.
+    #[error(transparent)]
+    Crds(#[from] resources::CrdError),
+    /// State could not be loaded or saved.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// Certificates could not be made.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The kubeconfig could not be written.
+    #[error("cannot write kubeconfig `{path}`: {source}")]
+    Kubeconfig {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Invalid configuration.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// One API surface: the management cluster or one workload cluster.
+pub struct Api {
+    /// `management` or `<namespace>/<name>`.
+    pub name: String,
+    /// Its objects.
+    pub store: Arc<Store>,
+    /// Its kinds.
+    pub registry: Arc<Registry>,
+    /// The bearer token it accepts.
+    pub token: String,
+}
+
+/// Everything the server and the controllers share.
+pub struct World {
+    /// Configuration.
+    pub cfg: SimConfig,
+    /// The management API.
+    pub management: Arc<Api>,
+    workloads: Mutex<BTreeMap<String, Arc<Api>>>,
+    identity: Mutex<Identity>,
+    /// The bound address.
+    pub addr: SocketAddr,
+}
+
+impl World {
+    fn identity_path(&self) -> Option<PathBuf> {
+        self.cfg.state_dir.as_ref().map(|d| d.join("identity.json"))
+    }
+
+    /// The CA certificate (PEM) clients must trust.
+    pub fn ca_pem(&self) -> String {
+        self.lock_identity().ca_cert_pem.clone()
+    }
+
+    fn lock_identity(&self) -> std::sync::MutexGuard<'_, Identity> {
+        self.identity.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `https://host:port` of this simulator.
+    pub fn server_url(&self) -> String {
+        let host = if self.addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            match self.addr.ip() {
+                IpAddr::V6(ip) => format!("[{ip}]"),
+                IpAddr::V4(ip) => ip.to_string(),
+            }
+        };
+        format!("https://{host}:{}", self.addr.port())
+    }
+
+    /// A kubeconfig for a workload cluster.
+    pub fn workload_kubeconfig(&self, key: &str, token: &str) -> String {
+        let name = key.replace('/', "-");
+        let url = format!("{}/workload/{key}", self.server_url());
+        self.lock_identity()
+            .kubeconfig(&name, &url, token, "default")
+    }
+
+    /// Scale a simulated duration by `--speed`.
+    pub fn scaled(&self, d: Duration) -> Duration {
+        let s = if self.cfg.speed > 0.0 {
+            self.cfg.speed
+        } else {
+            1.0
+        };
+        d.div_f64(s)
+    }
+
+    /// The workload API of `<namespace>/<name>`, when it runs.
+    pub fn workload(&self, key: &str) -> Option<Arc<Api>> {
+        self.workloads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    /// Every running workload API.
+    pub fn workloads(&self) -> Vec<Arc<Api>> {
+        self.workloads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Start (or return) the workload API of `<namespace>/<name>`.
+    pub fn ensure_workload(&self, key: &str) -> Result<Arc<Api>, SimError> {
+        if let Some(a) = self.workload(key) {
+            return Ok(a);
+        }
+        let token = {
+            let mut id = self.lock_identity();
+            let t = id
+                .workload_tokens
+                .entry(key.to_string())
+                .or_insert_with(tls::random_token)
+                .clone();
+            id.save(self.identity_path().as_deref())?;
+            t
+        };
+        let path = self.cfg.state_dir.as_ref().map(|d| {
+            d.join("workloads")
+                .join(format!("{}.json", key.replace('/', "__")))
+        });
+        let store = Arc::new(Store::open(path)?);
+        let api = Arc::new(Api {
+            name: key.to_string(),
+            store,
+            registry: Arc::new(Registry::workload()),
+            token,
+        });
+        workload::seed(&api)?;
+        let mut w = self.workloads.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(w.entry(key.to_string()).or_insert(api).clone())
+    }
+
+    /// Stop the workload API of `<namespace>/<name>` and forget its objects.
+    pub fn remove_workload(&self, key: &str) {
+        let removed = self
+            .workloads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        if removed.is_some()
+            && let Some(d) = &self.cfg.state_dir
+        {
+            let _ = std::fs::remove_file(
+                d.join("workloads")
+                    .join(format!("{}.json", key.replace('/', "__"))),
+            );
+        }
+        let mut id = self.lock_identity();
+        if id.workload_tokens.remove(key).is_some() {
+            let _ = id.save(self.identity_path().as_deref());
+        }
+    }
+
+    /// Save every store (no-op without `--state`).
+    pub fn flush(&self) -> Result<(), SimError> {
+        self.management.store.flush()?;
+        for w in self.workloads() {
+            w.store.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// A running simulator.
+pub struct Simulator {
+    world: Arc<World>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.world.addr
+    }
+
+    /// Shared state (for in-process tests and tools).
+    pub fn world(&self) -> &Arc<World> {
+        &self.world
+    }
+
+    /// Stop serving, stop the controllers and save state.
+    pub async fn shutdown(self) -> Result<(), SimError> {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        self.world.flush()
+    }
+}
+
+/// Start the simulator: load state and CRDs, bind, write the kubeconfig, start controllers.
+pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
+    if !(0.0..=1.0).contains(&cfg.faults) {
+        return Err(SimError::Config(format!(
+            "fault rate `{}` is out of range; hint: use a probability between 0 and 1",
+            cfg.faults
+        )));
+    }
+    if cfg.speed.is_nan() || cfg.speed <= 0.0 {
+        return Err(SimError::Config(format!(
+            "speed `{}` must be a positive number; hint: 1 is real time, 10 is ten times faster",
+            cfg.speed
+        )));
+    }
+    let mut registry = Registry::management();
+    if let Some(dir) = &cfg.crds_dir {
+        registry.load_crds(dir)?;
+    }
+    if let Some(d) = &cfg.state_dir {
+        std::fs::create_dir_all(d).map_err(|source| {
+            SimError::Store(store::StoreError::Io {
+                path: d.clone(),
+                source,
+            })
+        })?;
+    }
+    let identity = Identity::load_or_generate(
+        cfg.state_dir
+            .as_ref()
+            .map(|d| d.join("identity.json"))
+            .as_deref(),
+    )?;
+    let store = Arc::new(Store::open(
+        cfg.state_dir.as_ref().map(|d| d.join("management.json")),
+    )?);
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| SimError::Listen {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| SimError::Listen {
+        addr: cfg.listen,
+        source,
+    })?;
+    let tls_cfg = identity.server_config(addr)?;
+    let management = Arc::new(Api {
+        name: "management".into(),
+        store,
+        registry: Arc::new(registry),
+        token: identity.token.clone(),
+    });
+    let world = Arc::new(World {
+        cfg,
+        management,
+        workloads: Mutex::new(BTreeMap::new()),
+        identity: Mutex::new(identity),
+        addr,
+    });
+    workload::seed_management(&world.management)?;
+    // Workload clusters that existed before a restart come back with their objects.
+    let keys: Vec<String> = world
+        .lock_identity()
+        .workload_tokens
+        .keys()
+        .cloned()
+        .collect();
+    for k in keys {
+        world.ensure_workload(&k)?;
+    }
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(http::serve(
+        world.clone(),
+        listener,
+        tls_cfg,
+        stop_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(controllers::run(
+        world.clone(),
+        stop_rx.clone(),
+    )));
+    if world.cfg.state_dir.is_some() {
+        let w = world.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if let Err(e) = w.flush() {
+                    tracing::warn!("saving state: {e}");
+                }
+            }
+        }));
+    }
+    let kubeconfig = {
+        let id = world.lock_identity();
+        id.kubeconfig("meshfleet-sim", &world.server_url(), &id.token, "default")
+    };
+    store::write_atomic(&world.cfg.kubeconfig, kubeconfig.as_bytes()).map_err(|source| {
+        SimError::Kubeconfig {
+            path: world.cfg.kubeconfig.clone(),
+            source,
+        }
+    })?;
+    Ok(Simulator { world, stop, tasks })
+}

@@ -1,15 +1,112 @@
-//! `meshfleet sim …` (being written).
+//! `meshfleet sim serve`: run the embedded simulator until SIGTERM/SIGINT.
 
-use clap::Args;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
-use crate::ctx::{Ctx, Exit};
+use clap::{Args, Subcommand};
+
+use crate::ctx::{Ctx, Exit, Invalid};
 
 /// Arguments of `sim`.
 #[derive(Debug, Args)]
-pub struct SimArgs {}
+pub struct SimArgs {
+    #[command(subcommand)]
+    pub command: SimCommand,
+}
+
+/// Simulator subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Serve a simulated management cluster (Kubernetes API over HTTPS) until interrupted.
+    Serve(ServeArgs),
+}
+
+/// Arguments of `sim serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the chosen address is printed to stderr).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Where to write the kubeconfig (0600) once the server is ready.
+    #[arg(long)]
+    pub kubeconfig: PathBuf,
+    /// Simulated-time factor: 10 makes every provisioning delay ten times shorter.
+    #[arg(long, env = "MESHFLEET_SIM_SPEED", default_value_t = 1.0)]
+    pub speed: f64,
+    /// The management cluster's egress IP; Talos bootstrap then needs tcp/50000 open from it.
+    #[arg(long)]
+    pub egress_ip: Option<IpAddr>,
+    /// Persist objects in this directory so a restart loses nothing (default: memory only).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Load CustomResourceDefinitions (schemas for strict validation) from this directory, recursively.
+    #[arg(long)]
+    pub crds: Option<PathBuf>,
+    /// Probability (0–1) of an injected fault per request: 500, 429 with Retry-After, or a slow answer.
+    #[arg(long, default_value_t = 0.0)]
+    pub faults: f64,
+}
 
 /// Run a sim subcommand.
-pub fn run(ctx: &Ctx, _a: SimArgs) -> anyhow::Result<Exit> {
-    ctx.error("`meshfleet sim` is not available yet in this build");
-    Ok(Exit::Failed)
+pub fn run(ctx: &Ctx, a: SimArgs) -> anyhow::Result<Exit> {
+    match a.command {
+        SimCommand::Serve(s) => serve(ctx, s),
+    }
+}
+
+fn serve(ctx: &Ctx, a: ServeArgs) -> anyhow::Result<Exit> {
+    if !(0.0..=1.0).contains(&a.faults) {
+        return Err(Invalid::new(format!(
+            "`--faults {}` is out of range; hint: give a probability between 0 and 1",
+            a.faults
+        )));
+    }
+    if a.speed.is_nan() || a.speed <= 0.0 {
+        return Err(Invalid::new(format!(
+            "`--speed {}` must be a positive number; hint: 1 is real time, 10 is ten times faster",
+            a.speed
+        )));
+    }
+    if let Some(d) = &a.crds
+        && !d.is_dir()
+    {
+        return Err(Invalid::new(format!(
+            "`--crds {}` is not a directory; hint: point it at a folder of CustomResourceDefinition YAML files",
+            d.display()
+        )));
+    }
+    let mut cfg = meshfleet_sim::SimConfig::new(a.listen, a.kubeconfig.clone());
+    cfg.speed = a.speed;
+    cfg.egress_ip = a.egress_ip;
+    cfg.state_dir = a.state;
+    cfg.crds_dir = a.crds;
+    cfg.faults = a.faults;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let sim = meshfleet_sim::start(cfg).await?;
+        ctx.info(&format!(
+            "simulator listening on https://{} (kubeconfig `{}`)",
+            sim.addr(),
+            a.kubeconfig.display()
+        ));
+        // The address line is printed even with --quiet: scripts that pass port 0 need it.
+        if ctx.quiet {
+            eprintln!("listening on {}", sim.addr());
+        }
+        wait_for_signal().await?;
+        ctx.info("simulator stopping");
+        sim.shutdown().await?;
+        anyhow::Ok(Exit::Ok)
+    })
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
 }

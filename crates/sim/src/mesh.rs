@@ -1,0 +1,353 @@
+//! Firewall evaluation (GCP firewall rules, AWS security-group ingress rules) and the
+//! ClusterMesh view of each workload cluster with Cilium.
+//!
+//! A link from cluster A to peer P is up only when everything Cilium and the network need holds:
+//! P is a cluster with Cilium named as configured; names and IDs are unique; IDs are within
+//! `maxConnectedClusters`, which both use alike; both hold the same `kube-system/cilium-ca`; P's
+//! firewall lets A's nodes reach the clustermesh-apiserver (tcp/2379 for a LoadBalancer, the
+//! NodePort, default tcp/32379, otherwise); and with tunnel routing both let the other's nodes
+//! reach the tunnel port (udp/8472 VXLAN, udp/6081 Geneve). The result is written to
+//! `kube-system/clustermesh-status` (`status.json`) in A's workload API.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use serde_json::{Value, json};
+
+use crate::controllers::{CAPI, cluster_infra, s, ty};
+use crate::store::Key;
+use crate::{Api, World};
+
+/// The node CIDR of an infrastructure object (GCP subnet, AWS VPC).
+pub fn node_cidr(infra: &Value) -> Option<IpNet> {
+    let text = match s(infra, "/kind") {
+        "AWSCluster" => s(infra, "/spec/network/vpc/cidrBlock").to_string(),
+        _ => infra
+            .pointer("/spec/network/subnets")
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().map(|x| s(x, "/cidrBlock")).find(|c| !c.is_empty()))
+            .unwrap_or("")
+            .to_string(),
+    };
+    text.parse().ok()
+}
+
+fn port_in(spec: &str, port: u16) -> bool {
+    match spec.split_once('-') {
+        Some((a, b)) => match (a.trim().parse::<u16>(), b.trim().parse::<u16>()) {
+            (Ok(a), Ok(b)) => a <= port && port <= b,
+            _ => false,
+        },
+        None => spec.trim().parse::<u16>() == Ok(port),
+    }
+}
+
+fn cidr_covers(ranges: &[&str], src: &IpNet) -> bool {
+    ranges.iter().any(|r| {
+        r.parse::<IpNet>()
+            .ok()
+            .or_else(|| r.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+            .is_some_and(|n| n.contains(src))
+    })
+}
+
+fn strs(v: Option<&Value>) -> Vec<&str> {
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// Whether `infra`'s firewall lets `src` reach `proto`/`port` on the cluster's nodes
+/// (`control_plane`: also the control-plane-only rules).
+pub fn allows(infra: &Value, src: &IpNet, proto: &str, port: u16, control_plane: bool) -> bool {
+    match s(infra, "/kind") {
+        "AWSCluster" => {
+            let mut rules: Vec<&Value> = Vec::new();
+            let pick = |p: &str| {
+                infra
+                    .pointer(p)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let cp = pick("/spec/network/additionalControlPlaneIngressRules");
+            let nodes = pick("/spec/network/additionalNodeIngressRules");
+            if control_plane {
+                rules.extend(cp.iter());
+            }
+            rules.extend(nodes.iter());
+            let by_rule = rules.iter().any(|r| {
+                let p = s(r, "/protocol");
+                let from = r.get("fromPort").and_then(Value::as_i64).unwrap_or(-1);
+                let to = r.get("toPort").and_then(Value::as_i64).unwrap_or(-1);
+                (p == "-1" || p.eq_ignore_ascii_case(proto))
+                    && (p == "-1" || (from <= port as i64 && port as i64 <= to))
+                    && cidr_covers(&strs(r.get("cidrBlocks")), src)
+            });
+            let node_port = proto == "tcp"
+                && (30000..=32767).contains(&port)
+                && cidr_covers(
+                    &strs(infra.pointer("/spec/network/nodePortIngressRuleCidrBlocks")),
+                    src,
+                );
+            by_rule || node_port
+        }
+        _ => infra
+            .pointer("/spec/network/firewall/firewallRules")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|r| s(r, "/direction") != "Egress")
+            .any(|r| {
+                let ranges = strs(r.get("sourceRanges"));
+                let tags = strs(r.get("sourceTags"));
+                // GCP: no source ranges and no source tags means any source.
+                let src_ok = if ranges.is_empty() {
+                    tags.is_empty()
+                } else {
+                    cidr_covers(&ranges, src)
+                };
+                src_ok
+                    && r.get("allowed")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .any(|a| {
+                            let p = s(a, "/IPProtocol");
+                            let ports = strs(a.get("ports"));
+                            (p.eq_ignore_ascii_case(proto) || p.eq_ignore_ascii_case("all"))
+                                && (ports.is_empty() || ports.iter().any(|x| port_in(x, port)))
+                        })
+            }),
+    }
+}
+
+/// What a workload cluster's Cilium is configured with.
+#[derive(Debug, Clone)]
+struct Member {
+    key: String,
+    name: String,
+    id: i64,
+    max: i64,
+    tunnel: Option<(String, u16)>,
+    peers: Vec<String>,
+    ca: Option<String>,
+    mesh_port: Option<u16>,
+    infra: Option<Value>,
+}
+
+fn member(world: &World, api: &Arc<Api>) -> Option<Member> {
+    let cm = api
+        .store
+        .get(&Key::new("/configmaps", "kube-system", "cilium-config"))?;
+    let d = |k: &str| s(&cm, &format!("/data/{k}")).to_string();
+    let tunnel = if d("routing-mode") == "native" {
+        None
+    } else if d("tunnel-protocol") == "geneve" {
+        Some(("udp".to_string(), 6081))
+    } else {
+        Some(("udp".to_string(), 8472))
+    };
+    let peers = api
+        .store
+        .get(&Key::new("/secrets", "kube-system", "cilium-clustermesh"))
+        .and_then(|sec| {
+            sec.get("data")
+                .and_then(Value::as_object)
+                .map(|m| m.keys().cloned().collect())
+        })
+        .unwrap_or_default();
+    let ca = api
+        .store
+        .get(&Key::new("/secrets", "kube-system", "cilium-ca"))
+        .and_then(|sec| {
+            sec.pointer("/data/ca.crt")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
+    let mesh_port = api
+        .store
+        .get(&Key::new(
+            "/services",
+            "kube-system",
+            "clustermesh-apiserver",
+        ))
+        .map(|svc| {
+            if s(&svc, "/spec/type") == "LoadBalancer" {
+                svc.pointer("/spec/ports/0/port")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(2379) as u16
+            } else {
+                svc.pointer("/spec/ports/0/nodePort")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(32379) as u16
+            }
+        });
+    let (ns, name) = api.name.split_once('/')?;
+    let m = &world.management;
+    let infra = ty(m, CAPI, "Cluster")
+        .and_then(|t| m.store.get(&Key::new(&t.key(), ns, name)))
+        .and_then(|c| cluster_infra(m, &c))
+        .map(|(_, v)| v);
+    Some(Member {
+        key: api.name.clone(),
+        name: d("cluster-name"),
+        id: d("cluster-id").parse().unwrap_or(0),
+        max: d("max-connected-clusters").parse().unwrap_or(255),
+        tunnel,
+        peers,
+        ca,
+        mesh_port,
+        infra,
+    })
+}
+
+fn link(a: &Member, p: &str, all: &[Member]) -> Result<(), String> {
+    let same: Vec<&Member> = all.iter().filter(|m| m.name == p).collect();
+    let Some(peer) = same.first() else {
+        return Err(format!("no cluster with Cilium has cluster.name `{p}`"));
+    };
+    if same.len() > 1 || all.iter().filter(|m| m.name == a.name).count() > 1 {
+        return Err(format!(
+            "cluster name `{}` is not unique in the mesh",
+            if same.len() > 1 { p } else { &a.name }
+        ));
+    }
+    if peer.key == a.key {
+        return Err("a cluster cannot peer with itself".into());
+    }
+    for m in [a, *peer] {
+        if m.id < 1 || m.id > m.max {
+            return Err(format!(
+                "cluster `{}` has cluster.id `{}`, outside 1..={}",
+                m.name, m.id, m.max
+            ));
+        }
+    }
+    if a.id == peer.id {
+        return Err(format!(
+            "clusters `{}` and `{}` share cluster.id `{}`",
+            a.name, peer.name, a.id
+        ));
+    }
+    if a.max != peer.max {
+        return Err(format!(
+            "maxConnectedClusters differs: `{}` uses {}, `{}` uses {}",
+            a.name, a.max, peer.name, peer.max
+        ));
+    }
+    match (&a.ca, &peer.ca) {
+        (None, _) => {
+            return Err(format!(
+                "no `cilium-ca` Secret in kube-system of `{}`",
+                a.name
+            ));
+        }
+        (_, None) => {
+            return Err(format!(
+                "no `cilium-ca` Secret in kube-system of `{}`",
+                peer.name
+            ));
+        }
+        (Some(x), Some(y)) if x != y => {
+            return Err(format!(
+                "`{}` and `{}` have different ClusterMesh CAs (kube-system/cilium-ca)",
+                a.name, peer.name
+            ));
+        }
+        _ => {}
+    }
+    let Some(port) = peer.mesh_port else {
+        return Err(format!(
+            "`{}` has no clustermesh-apiserver Service",
+            peer.name
+        ));
+    };
+    let (Some(ai), Some(pi)) = (&a.infra, &peer.infra) else {
+        return Err("infrastructure of one side is unknown".into());
+    };
+    let (Some(acidr), Some(pcidr)) = (node_cidr(ai), node_cidr(pi)) else {
+        return Err("node CIDR of one side is unknown".into());
+    };
+    if !allows(pi, &acidr, "tcp", port, false) {
+        return Err(format!(
+            "`{}` firewall does not allow tcp/{port} (clustermesh-apiserver) from `{}` nodes {acidr}: connection timed out",
+            peer.name, a.name
+        ));
+    }
+    if let Some((proto, tport)) = &a.tunnel {
+        for (dst, dinfra, src, scidr) in [
+            (&peer.name, pi, &a.name, &acidr),
+            (&a.name, ai, &peer.name, &pcidr),
+        ] {
+            if !allows(dinfra, scidr, proto, *tport, false) {
+                return Err(format!(
+                    "`{dst}` firewall does not allow {proto}/{tport} (tunnel) from `{src}` nodes {scidr}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Recompute every workload cluster's mesh view.
+pub fn reconcile(world: &World) {
+    let apis = world.workloads();
+    let members: Vec<Member> = apis.iter().filter_map(|a| member(world, a)).collect();
+    let by_key: BTreeMap<&str, &Member> = members.iter().map(|m| (m.key.as_str(), m)).collect();
+    for api in &apis {
+        let Some(me) = by_key.get(api.name.as_str()) else {
+            continue;
+        };
+        let mut peers = Vec::new();
+        let mut up = 0;
+        for p in &me.peers {
+            match link(me, p, &members) {
+                Ok(()) => {
+                    up += 1;
+                    peers.push(json!({"name": p, "connected": true}));
+                }
+                Err(reason) => peers.push(json!({"name": p, "connected": false, "reason": reason})),
+            }
+        }
+        let status = json!({"cluster": me.name, "clusterID": me.id, "connected": up, "configured": me.peers.len(), "peers": peers});
+        let body = serde_json::to_string_pretty(&status).unwrap_or_default();
+        let key = Key::new("/configmaps", "kube-system", "clustermesh-status");
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "clustermesh-status", "namespace": "kube-system", "labels": {"app.kubernetes.io/part-of": "cilium"}},
+            "data": {"status.json": body, "summary": format!("{up}/{} remote clusters connected", me.peers.len())}});
+        crate::controllers::create(api, &key, cm.clone());
+        crate::controllers::update(api, &key, |v| v["data"] = cm["data"].clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcp_rules() {
+        let infra = json!({"kind": "GCPCluster", "spec": {"network": {"firewall": {"firewallRules": [
+            {"name": "talos", "allowed": [{"IPProtocol": "TCP", "ports": ["50000-50001"]}], "sourceRanges": ["203.0.113.10/32"]}]}}}});
+        let src: IpNet = "203.0.113.10/32".parse().unwrap();
+        assert!(allows(&infra, &src, "tcp", 50000, true));
+        assert!(!allows(&infra, &src, "tcp", 2379, true));
+        assert!(!allows(
+            &infra,
+            &"203.0.113.11/32".parse().unwrap(),
+            "tcp",
+            50000,
+            true
+        ));
+    }
+
+    #[test]
+    fn aws_rules() {
+        let infra = json!({"kind": "AWSCluster", "spec": {"network": {"additionalControlPlaneIngressRules": [
+            {"protocol": "tcp", "fromPort": 50000, "toPort": 50000, "cidrBlocks": ["203.0.113.0/24"]}]}}});
+        let src: IpNet = "203.0.113.10/32".parse().unwrap();
+        assert!(allows(&infra, &src, "tcp", 50000, true));
+        assert!(!allows(&infra, &src, "tcp", 50000, false));
+    }
+}

@@ -1,0 +1,446 @@
+//! The object store: objects keyed by resource, namespace and name, one resourceVersion counter,
+//! an event history for watches that resume from a resourceVersion, and optional persistence.
+//!
+//! Every write goes through [`Store::mutate`], so metadata bookkeeping (uid, resourceVersion,
+//! generation, creationTimestamp, finishing a graceful delete) lives in exactly one place.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+/// How many events a store remembers for watches that resume from an older resourceVersion.
+const HISTORY: usize = 20_000;
+
+/// Identifies one object.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Key {
+    /// `group/plural` (`/secrets` for the core group).
+    pub resource: String,
+    /// Namespace, empty for cluster-scoped objects.
+    pub namespace: String,
+    /// Object name.
+    pub name: String,
+}
+
+impl Key {
+    /// Build a key.
+    pub fn new(resource: &str, namespace: &str, name: &str) -> Self {
+        Self {
+            resource: resource.to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
+/// Kind of a watch event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    /// Object created.
+    Added,
+    /// Object changed.
+    Modified,
+    /// Object removed.
+    Deleted,
+}
+
+impl EventType {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Added => "ADDED",
+            Self::Modified => "MODIFIED",
+            Self::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, as broadcast to watchers and controllers.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// What happened.
+    pub kind: EventType,
+    /// Which object.
+    pub key: Key,
+    /// The object after the change (before removal for deletes, with the new resourceVersion).
+    pub object: Value,
+    /// resourceVersion of the change.
+    pub rv: u64,
+}
+
+/// Errors of store operations; the HTTP layer maps them to Kubernetes `Status` objects.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The object does not exist.
+    #[error("not found")]
+    NotFound,
+    /// An object with that name exists already.
+    #[error("already exists")]
+    AlreadyExists,
+    /// The caller's resourceVersion is stale.
+    #[error(
+        "the object has been modified; please apply your changes to the latest version and try again"
+    )]
+    Conflict,
+    /// A caller-defined rejection (validation, SSA conflict, …), passed through unchanged.
+    #[error("{0}")]
+    Rejected(String),
+    /// The requested resourceVersion is older than the history kept.
+    #[error("too old resource version: {0}")]
+    Gone(u64),
+    /// Persisting failed.
+    #[error("state file `{path}`: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Inner {
+    rv: u64,
+    objects: BTreeMap<String, (Key, Value)>,
+    #[serde(skip)]
+    history: VecDeque<Event>,
+}
+
+fn map_key(k: &Key) -> String {
+    format!("{}\u{0}{}\u{0}{}", k.resource, k.namespace, k.name)
+}
+
+/// The store. Cheap to share behind an `Arc`.
+pub struct Store {
+    inner: Mutex<Inner>,
+    tx: broadcast::Sender<Event>,
+    path: Option<PathBuf>,
+    dirty: AtomicBool,
+}
+
+/// The result of a mutation closure: what to write.
+pub enum Change {
+    /// Leave the object as it is (no event, no new resourceVersion).
+    Keep,
+    /// Write this object (create or replace).
+    Put(Value),
+    /// Remove the object now.
+    Remove,
+}
+
+/// Current time in the Kubernetes timestamp format (RFC 3339, seconds).
+pub fn now_rfc3339() -> String {
+    let ts = jiff::Timestamp::now();
+    let secs = ts.as_second();
+    jiff::Timestamp::from_second(secs)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| ts.to_string())
+}
+
+impl Store {
+    /// A store kept in memory only, or loaded from and saved to `path`.
+    pub fn open(path: Option<PathBuf>) -> Result<Self, StoreError> {
+        let mut inner = Inner::default();
+        if let Some(p) = &path
+            && p.exists()
+        {
+            let bytes = std::fs::read(p).map_err(|source| StoreError::Io {
+                path: p.clone(),
+                source,
+            })?;
+            inner = serde_json::from_slice(&bytes).map_err(|e| StoreError::Io {
+                path: p.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            })?;
+        }
+        let (tx, _) = broadcast::channel(4096);
+        Ok(Self {
+            inner: Mutex::new(inner),
+            tx,
+            path,
+            dirty: AtomicBool::new(false),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves consistent data (writes are single assignments).
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current resourceVersion.
+    pub fn rv(&self) -> u64 {
+        self.lock().rv
+    }
+
+    /// Read one object.
+    pub fn get(&self, key: &Key) -> Option<Value> {
+        self.lock()
+            .objects
+            .get(&map_key(key))
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Every object of a resource (optionally in one namespace), with the store's resourceVersion.
+    pub fn list(&self, resource: &str, namespace: Option<&str>) -> (Vec<Value>, u64) {
+        let g = self.lock();
+        let items = g
+            .objects
+            .values()
+            .filter(|(k, _)| k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns))
+            .map(|(_, v)| v.clone())
+            .collect();
+        (items, g.rv)
+    }
+
+    /// Subscribe to changes after `since` (None: only future changes). Returns the backlog and
+    /// the live receiver, taken atomically so nothing falls between them.
+    pub fn watch_from(
+        &self,
+        since: Option<u64>,
+    ) -> Result<(Vec<Event>, broadcast::Receiver<Event>), StoreError> {
+        let g = self.lock();
+        let rx = self.tx.subscribe();
+        let mut backlog = Vec::new();
+        if let Some(since) = since
+            && since < g.rv
+        {
+            let oldest = g.history.front().map(|e| e.rv).unwrap_or(g.rv + 1);
+            if since + 1 < oldest {
+                return Err(StoreError::Gone(since));
+            }
+            backlog = g.history.iter().filter(|e| e.rv > since).cloned().collect();
+        }
+        Ok((backlog, rx))
+    }
+
+    /// A receiver of future changes (controllers).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+
+    /// Atomically read-modify-write one object. `f` sees the current object (if any) and decides.
+    /// Bookkeeping applied to a `Put`: uid and creationTimestamp kept (or minted), a new
+    /// resourceVersion, generation bumped when anything but metadata and status changed, and an
+    /// object whose deletionTimestamp is set and whose finalizers are empty is removed instead.
+    pub fn mutate<F>(&self, key: &Key, f: F) -> Result<Option<Value>, StoreError>
+    where
+        F: FnOnce(Option<&Value>) -> Result<Change, StoreError>,
+    {
+        let mut g = self.lock();
+        let mk = map_key(key);
+        let current = g.objects.get(&mk).map(|(_, v)| v.clone());
+        let change = f(current.as_ref())?;
+        let (kind, object) = match change {
+            Change::Keep => return Ok(current),
+            Change::Remove => match current {
+                None => return Err(StoreError::NotFound),
+                Some(cur) => (EventType::Deleted, cur),
+            },
+            Change::Put(mut obj) => {
+                prepare(&mut obj, current.as_ref(), key);
+                if current.as_ref() == Some(&obj) {
+                    return Ok(current);
+                }
+                let empty = |p: &str| {
+                    obj.pointer(p)
+                        .and_then(Value::as_array)
+                        .is_none_or(|a| a.is_empty())
+                };
+                // Namespaces also wait for their spec.finalizers (the namespace controller's).
+                let finished = obj.pointer("/metadata/deletionTimestamp").is_some()
+                    && empty("/metadata/finalizers")
+                    && (key.resource != "/namespaces" || empty("/spec/finalizers"));
+                if finished {
+                    (EventType::Deleted, obj)
+                } else if current.is_some() {
+                    (EventType::Modified, obj)
+                } else {
+                    (EventType::Added, obj)
+                }
+            }
+        };
+        g.rv += 1;
+        let rv = g.rv;
+        let mut object = object;
+        if let Some(m) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.insert("resourceVersion".into(), json!(rv.to_string()));
+        }
+        if kind == EventType::Deleted {
+            g.objects.remove(&mk);
+        } else {
+            g.objects.insert(mk, (key.clone(), object.clone()));
+        }
+        let ev = Event {
+            kind,
+            key: key.clone(),
+            object: object.clone(),
+            rv,
+        };
+        g.history.push_back(ev.clone());
+        if g.history.len() > HISTORY {
+            g.history.pop_front();
+        }
+        // Nobody listening is fine.
+        let _ = self.tx.send(ev);
+        self.dirty.store(true, Ordering::Release);
+        drop(g);
+        Ok(if kind == EventType::Deleted {
+            None
+        } else {
+            Some(object)
+        })
+    }
+
+    /// Write the state file if anything changed since the last save (atomically, mode 0600:
+    /// Secrets live in it).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let bytes = {
+            let g = self.lock();
+            serde_json::to_vec(&*g).map_err(|e| StoreError::Io {
+                path: path.clone(),
+                source: std::io::Error::other(e),
+            })?
+        };
+        write_atomic(path, &bytes).map_err(|source| {
+            self.dirty.store(true, Ordering::Release);
+            StoreError::Io {
+                path: path.clone(),
+                source,
+            }
+        })
+    }
+}
+
+/// Write a file atomically with mode 0600 (temp file in the same directory, then rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "state".into());
+    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+fn prepare(obj: &mut Value, current: Option<&Value>, key: &Key) {
+    if !obj.is_object() {
+        *obj = json!({});
+    }
+    let meta = obj
+        .as_object_mut()
+        .map(|o| o.entry("metadata").or_insert_with(|| json!({})));
+    let Some(meta) = meta else { return };
+    if !meta.is_object() {
+        *meta = json!({});
+    }
+    let Some(m) = meta.as_object_mut() else {
+        return;
+    };
+    m.insert("name".into(), json!(key.name));
+    if key.namespace.is_empty() {
+        m.remove("namespace");
+    } else {
+        m.insert("namespace".into(), json!(key.namespace));
+    }
+    match current {
+        Some(cur) => {
+            for f in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+            ] {
+                match cur.pointer(&format!("/metadata/{f}")) {
+                    // deletionTimestamp can be set by the caller (graceful delete) but never cleared.
+                    Some(v) if f != "deletionTimestamp" || !m.contains_key(f) => {
+                        m.insert(f.into(), v.clone());
+                    }
+                    Some(_) => {}
+                    None if f == "uid" || f == "creationTimestamp" => {
+                        m.remove(f);
+                    }
+                    None => {}
+                }
+            }
+            let cur_gen = cur
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            m.insert("generation".into(), json!(cur_gen));
+        }
+        None => {
+            m.insert("uid".into(), json!(new_uid()));
+            m.insert("creationTimestamp".into(), json!(now_rfc3339()));
+            m.insert("generation".into(), json!(1));
+        }
+    }
+    // Generation: bump when the non-metadata, non-status content changed.
+    if let Some(cur) = current {
+        let a = spec_part(cur);
+        let b = spec_part(obj);
+        if a != b
+            && let Some(g) = obj.pointer_mut("/metadata/generation")
+        {
+            let n = g.as_i64().unwrap_or(1);
+            *g = json!(n + 1);
+        }
+    }
+}
+
+fn spec_part(v: &Value) -> Value {
+    match v.as_object() {
+        Some(o) => Value::Object(
+            o.iter()
+                .filter(|(k, _)| {
+                    !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind")
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        None => Value::Null,
+    }
+}
+
+/// A random RFC 4122 version-4 UUID.
+pub fn new_uid() -> String {
+    let a = fastrand::u128(..);
+    let b =
+        (a & !(0xf000u128 << 64) & !(0xc000u128 << 48)) | (0x4000u128 << 64) | (0x8000u128 << 48);
+    let h = format!("{b:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
