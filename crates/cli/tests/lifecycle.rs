@@ -24,13 +24,17 @@ struct Sim {
 
 impl Sim {
     fn start(dir: &Path, extra: &[&str]) -> Self {
+        Self::start_at(dir, SPEED, extra)
+    }
+
+    fn start_at(dir: &Path, speed: &str, extra: &[&str]) -> Self {
         let kubeconfig = dir.join("mgmt.kubeconfig");
         let _ = std::fs::remove_file(&kubeconfig);
         let log = std::fs::File::create(dir.join("sim.log")).unwrap();
         let child = Command::new(BIN)
             .args(["sim", "serve", "--listen", "127.0.0.1:0", "--kubeconfig"])
             .arg(&kubeconfig)
-            .args(["--speed", SPEED])
+            .args(["--speed", speed])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -526,8 +530,10 @@ fn kill_9_mid_up_then_resume_leaves_no_duplicates() {
     let d = dir.path();
     example(d, |t| t);
     let state = d.join("state");
-    let sim = Sim::start(
+    // Slow enough (about a second per cluster) that the kill lands mid-run.
+    let sim = Sim::start_at(
         d,
+        "20",
         &[
             "--egress-ip",
             "203.0.113.10",
@@ -567,6 +573,17 @@ fn kill_9_mid_up_then_resume_leaves_no_duplicates() {
     }
     up.kill().unwrap(); // SIGKILL
     let _ = up.wait();
+    let proxies = names(
+        &rt,
+        &kc,
+        "addons.cluster.x-k8s.io/v1alpha1",
+        "HelmChartProxy",
+        "hackathon",
+    );
+    assert!(
+        proxies.len() < 3,
+        "the kill landed mid-run (Cilium not yet installed everywhere): {proxies:?}"
+    );
 
     let out = meshfleet(
         d,
@@ -604,6 +621,9 @@ fn kill_9_mid_up_then_resume_leaves_no_duplicates() {
         1,
         "{secrets:?}"
     );
+    // One Machine per replica asked for (3+3, 3+2, 3+3): nothing created twice.
+    let machines = names(&rt, &kc, "cluster.x-k8s.io/v1beta2", "Machine", "hackathon");
+    assert_eq!(machines.len(), 17, "{machines:?}");
     let st = status_json(d, sim.kc());
     for c in st["clusters"].as_array().unwrap() {
         assert_eq!(c["ready"], true, "{c}");

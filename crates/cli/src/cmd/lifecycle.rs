@@ -298,11 +298,12 @@ async fn up_async(
         max_connected: u32::from(fleet.spec.mesh.max_connected_clusters),
     };
     engine::apply_fleet_objects(&mgmt, &p.rendered).await?;
-    let ca = if opts.mesh {
-        Some(engine::ensure_mesh_ca(&mgmt, &opts).await?)
-    } else {
-        None
-    };
+    let secrets = engine::workload_secrets(
+        &mgmt,
+        &opts,
+        fleet.spec.mesh.encryption == meshfleet_spec::Encryption::Ipsec,
+    )
+    .await?;
     let known_ips = engine::recorded_ips(&mgmt, &p.rendered).await;
     let names: Vec<String> = p.rendered.clusters.iter().map(|c| c.name.clone()).collect();
     let progress = Arc::new(progress::Progress::new(ctx.quiet, &names));
@@ -310,7 +311,7 @@ async fn up_async(
     let shared = Arc::new(engine::Shared {
         mgmt: mgmt.clone(),
         opts,
-        ca,
+        secrets,
         progress: progress.clone(),
         known_ips,
     });

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
-use meshfleet_kube::{Kube, KubeError, ObjectRef, status as kstatus};
+use meshfleet_kube::{Kube, KubeError, ObjectRef, Retry, status as kstatus};
 use meshfleet_render::Rendered;
 use serde_json::Value;
 use tokio::sync::Semaphore;
@@ -116,32 +116,31 @@ pub async fn apply_fleet_objects(mgmt: &Kube, rendered: &Rendered) -> Result<(),
     Ok(())
 }
 
-/// Ensure the fleet's mesh CA Secret exists in the management cluster (generated once) and
-/// return the Secret data Cilium reads (`ca.crt`, `ca.key`). Never printed.
-pub async fn ensure_mesh_ca(
+/// Ensure a fleet-wide secret exists in the management cluster (created once, from
+/// `generate`; a racing run reads the winner's) and return its data. Never printed.
+pub async fn ensure_fleet_secret(
     mgmt: &Kube,
     opts: &UpOptions,
+    name: &str,
+    keys: &[&str],
+    generate: impl FnOnce() -> anyhow::Result<BTreeMap<String, String>>,
 ) -> anyhow::Result<BTreeMap<String, String>> {
-    let name = objects::mesh_ca_secret(&opts.fleet);
-    let r = ObjectRef::new("v1", "Secret", Some(&opts.fleet), &name);
+    let r = ObjectRef::new("v1", "Secret", Some(&opts.fleet), name);
     let read = |v: &Value| -> anyhow::Result<BTreeMap<String, String>> {
         let b64 = base64::engine::general_purpose::STANDARD;
         let mut out = BTreeMap::new();
-        for key in [
-            meshfleet_mesh::pki::CILIUM_CA_CERT_KEY,
-            meshfleet_mesh::pki::CILIUM_CA_KEY_KEY,
-        ] {
+        for key in keys {
             let s = v
-                .pointer(&format!("/data/{}", key.replace('/', "~1")))
+                .pointer(&format!("/data/{}", key.replace('~', "~0").replace('/', "~1")))
                 .and_then(Value::as_str)
-                .ok_or_else(|| anyhow!("Secret `{}/{name}` has no `{key}`\n  hint: delete it to have a new mesh CA generated (every cluster must then receive it again)", opts.fleet))?;
+                .ok_or_else(|| anyhow!("Secret `{}/{name}` has no `{key}`\n  hint: delete it to have it generated again (every cluster then receives the new one)", opts.fleet))?;
             let bytes = base64::Engine::decode(&b64, s).with_context(|| {
                 format!("Secret `{}/{name}` key `{key}` is not base64", opts.fleet)
             })?;
             out.insert(
                 key.to_string(),
                 String::from_utf8(bytes).with_context(|| {
-                    format!("Secret `{}/{name}` key `{key}` is not PEM", opts.fleet)
+                    format!("Secret `{}/{name}` key `{key}` is not text", opts.fleet)
                 })?,
             );
         }
@@ -150,17 +149,64 @@ pub async fn ensure_mesh_ca(
     if let Some(v) = mgmt.get(&r).await? {
         return read(&v);
     }
-    let ca = meshfleet_mesh::pki::generate_ca(
-        meshfleet_mesh::pki::DEFAULT_CA_NAME,
-        meshfleet_mesh::pki::DEFAULT_CA_DAYS,
-        time::OffsetDateTime::now_utc(),
-    )
-    .map_err(|e| anyhow!("cannot generate the mesh CA: {e}"))?;
-    let data = meshfleet_mesh::pki::cilium_ca_secret_data(&ca);
+    let data = generate()?;
     let (stored, _created) = mgmt
-        .create_if_absent(&objects::secret(&opts.fleet, &name, &opts.labels, &data))
+        .create_if_absent(&objects::secret(&opts.fleet, name, &opts.labels, &data))
         .await?;
     read(&stored)
+}
+
+/// The Secrets every workload cluster needs in `kube-system` before Cilium starts: the mesh CA
+/// (`cilium-ca`, one per fleet: clusters with different CAs cannot mesh) and, with IPsec, the
+/// shared keys (`cilium-ipsec-keys`). Each is generated once and kept in the management cluster.
+pub async fn workload_secrets(
+    mgmt: &Kube,
+    opts: &UpOptions,
+    ipsec: bool,
+) -> anyhow::Result<Vec<(String, BTreeMap<String, String>)>> {
+    use meshfleet_mesh::pki;
+    let mut out = Vec::new();
+    let ca = ensure_fleet_secret(
+        mgmt,
+        opts,
+        &objects::mesh_ca_secret(&opts.fleet),
+        &[pki::CILIUM_CA_CERT_KEY, pki::CILIUM_CA_KEY_KEY],
+        || {
+            let ca = pki::generate_ca(
+                pki::DEFAULT_CA_NAME,
+                pki::DEFAULT_CA_DAYS,
+                time::OffsetDateTime::now_utc(),
+            )
+            .map_err(|e| anyhow!("cannot generate the mesh CA: {e}"))?;
+            Ok(pki::cilium_ca_secret_data(&ca))
+        },
+    )
+    .await?;
+    out.push((pki::CILIUM_CA_SECRET_NAME.to_string(), ca));
+    if ipsec {
+        let keys = ensure_fleet_secret(
+            mgmt,
+            opts,
+            &format!("{}-ipsec-keys", opts.fleet),
+            &["keys"],
+            || Ok(BTreeMap::from([("keys".to_string(), ipsec_keys()?)])),
+        )
+        .await?;
+        out.push(("cilium-ipsec-keys".to_string(), keys));
+    }
+    Ok(out)
+}
+
+/// Cilium's IPsec key line: key ID 3, per-tunnel keys (`+`), AES-GCM with a random 20-byte key
+/// (16 bytes of key, 4 of salt) and a 128-bit ICV.
+fn ipsec_keys() -> anyhow::Result<String> {
+    use ring::rand::SecureRandom;
+    let mut key = [0u8; 20];
+    ring::rand::SystemRandom::new()
+        .fill(&mut key)
+        .map_err(|_| anyhow!("the system random source failed"))?;
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("3+ rfc4106(gcm(aes)) {hex} 128"))
 }
 
 /// Everything one cluster's convergence shares with the others.
@@ -169,8 +215,8 @@ pub struct Shared {
     pub mgmt: Kube,
     /// Options.
     pub opts: UpOptions,
-    /// The mesh CA Secret data, when the mesh is on.
-    pub ca: Option<BTreeMap<String, String>>,
+    /// Secrets (name, data) every workload cluster gets in `kube-system` before Cilium.
+    pub secrets: Vec<(String, BTreeMap<String, String>)>,
     /// Progress.
     pub progress: Arc<Progress>,
     /// Peer addresses already recorded in the proxies (carried over on re-runs).
@@ -304,28 +350,20 @@ async fn converge_inner(
         mgmt.apply(o).await?;
     }
 
-    // The admin kubeconfig appears once the control plane is initialised.
     p.step(name, "waiting for the control plane");
-    let secret = objects::kubeconfig_secret(name);
-    let kubeconfig = loop {
-        if let Some(v) = mgmt.secret_value(fleet, &secret, "value").await? {
-            break v;
-        }
-        wait_or_fail(shared, name, deadline, "the control plane").await?;
-    };
-    let text = String::from_utf8(kubeconfig)
-        .map_err(|_| anyhow!("Secret `{fleet}/{secret}` key `value` is not text"))?;
-    let workload = Kube::from_yaml(&text, &format!("Secret `{fleet}/{secret}`")).await?;
+    let workload = workload_api(shared, name, deadline).await?;
 
-    // The CA must be in place before Cilium starts, or the chart mints its own and the
-    // cluster can never join: deliver it, then let the proxy install Cilium.
-    if let Some(ca) = &shared.ca {
+    // The CA (and IPsec keys) must be in place before Cilium starts, or the chart mints a CA
+    // of its own and the cluster can never join: deliver them, then let the proxy install it.
+    if !shared.secrets.is_empty() {
         p.step(name, "delivering the mesh CA");
+    }
+    for (secret_name, data) in &shared.secrets {
         let s = objects::secret(
             meshfleet_mesh::pki::CILIUM_CA_SECRET_NAMESPACE,
-            meshfleet_mesh::pki::CILIUM_CA_SECRET_NAME,
+            secret_name,
             &shared.opts.labels,
-            ca,
+            data,
         );
         loop {
             match workload.apply(&s).await {
@@ -379,6 +417,36 @@ async fn converge_inner(
     };
     p.step(name, "ready");
     Ok((endpoints, workload))
+}
+
+/// The workload cluster's API, once its admin kubeconfig Secret exists and the API answers.
+/// The Secret is read again after every failed probe: it may be rewritten (a rotated
+/// certificate, an endpoint that moved), and a stale copy must not keep a cluster waiting.
+async fn workload_api(shared: &Shared, name: &str, deadline: &Deadline) -> anyhow::Result<Kube> {
+    let fleet = &shared.opts.fleet;
+    let secret = objects::kubeconfig_secret(name);
+    loop {
+        let Some(kubeconfig) = shared.mgmt.secret_value(fleet, &secret, "value").await? else {
+            wait_or_fail(shared, name, deadline, "the control plane").await?;
+            continue;
+        };
+        let text = String::from_utf8(kubeconfig)
+            .map_err(|_| anyhow!("Secret `{fleet}/{secret}` key `value` is not text"))?;
+        let w = Kube::from_yaml(&text, &format!("Secret `{fleet}/{secret}`"))
+            .await?
+            .with_retry(Retry {
+                attempts: 2,
+                base_delay: Duration::from_millis(100),
+                max_delay: Duration::from_millis(500),
+            });
+        match w.get(&ObjectRef::new("v1", "Namespace", None, "kube-system")).await {
+            Ok(_) => return Ok(w.with_retry(Retry::default())),
+            Err(e) if e.is_transient() || matches!(e, KubeError::NotServed { .. }) => {
+                wait_or_fail(shared, name, deadline, "the workload API").await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 async fn wait_or_fail(
