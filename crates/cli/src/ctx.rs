@@ -24,7 +24,9 @@ pub struct Invalid {
 }
 
 impl Invalid {
-    /// Wrap a message as an invalid-input error for `anyhow`.
+    /// Wrap a message as an invalid-input error for `anyhow`. It returns the wrapped error, not
+    /// `Self`, because every caller wants something it can `?` straight away.
+    #[allow(clippy::new_ret_no_self)]
     pub fn new(message: impl Into<String>) -> anyhow::Error {
         anyhow::Error::new(Self {
             message: message.into(),
