@@ -317,11 +317,11 @@ pub(crate) fn cond(
 
 /// A v1beta1 (Cluster API) condition.
 pub(crate) fn cond1(t: &str, ok: bool, reason: &str, message: &str) -> Value {
-    let mut c = json!({"type": t, "status": if ok { "True" } else { "False" }, "lastTransitionTime": now_rfc3339()});
+    // reason and message are always present: some providers' schemas require them.
+    let mut c = json!({"type": t, "status": if ok { "True" } else { "False" }, "lastTransitionTime": now_rfc3339(),
+        "reason": if ok { t } else { reason }, "message": if ok { "" } else { message }});
     if !ok {
-        c["reason"] = json!(reason);
         c["severity"] = json!("Warning");
-        c["message"] = json!(message);
     }
     c
 }

@@ -204,7 +204,9 @@ pub fn leaves(obj: &Value, part: Part) -> BTreeSet<Path> {
 
 fn walk(v: &Value, path: Path, out: &mut BTreeSet<Path>) {
     match v.as_object() {
-        Some(m) if !m.is_empty() => {
+        // An empty map sets nothing and so owns nothing.
+        Some(m) if m.is_empty() => {}
+        Some(m) => {
             for (k, c) in m {
                 let mut p = path.clone();
                 p.push(k.clone());
@@ -382,7 +384,7 @@ fn dotted(p: &Path) -> String {
 
 fn deep_merge(live: &mut Value, applied: &Value) {
     match (live.as_object_mut(), applied.as_object()) {
-        (Some(l), Some(a)) if !a.is_empty() => {
+        (Some(l), Some(a)) => {
             for (k, v) in a {
                 if v.is_null() {
                     l.remove(k);

@@ -223,7 +223,8 @@ impl Store {
         self.tx.subscribe()
     }
 
-    /// Atomically read-modify-write one object. `f` sees the current object (if any) and decides.
+    /// Atomically read-modify-write one object; returns the object as written (for a removal,
+    /// its final state). `f` sees the current object (if any) and decides.
     /// Bookkeeping applied to a `Put`: uid and creationTimestamp kept (or minted), a new
     /// resourceVersion, generation bumped when anything but metadata and status changed, and an
     /// object whose deletionTimestamp is set and whose finalizers are empty is removed instead.
@@ -289,11 +290,8 @@ impl Store {
         let _ = self.tx.send(ev);
         self.dirty.store(true, Ordering::Release);
         drop(g);
-        Ok(if kind == EventType::Deleted {
-            None
-        } else {
-            Some(object)
-        })
+        // Deleted objects come back in their final state, as the API server answers.
+        Ok(Some(object))
     }
 
     /// Write the state file if anything changed since the last save (atomically, mode 0600:
