@@ -348,6 +348,8 @@ fn up_status_kubeconfig_down() {
         d,
         &[
             "down",
+            "--timeout",
+            "60s",
             "-f",
             "fleet.yaml",
             "--kubeconfig",
@@ -365,6 +367,8 @@ fn up_status_kubeconfig_down() {
         d,
         &[
             "down",
+            "--timeout",
+            "60s",
             "-f",
             "fleet.yaml",
             "--kubeconfig",
@@ -375,7 +379,18 @@ fn up_status_kubeconfig_down() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
 
-    let out = meshfleet(d, &["down", "-f", "fleet.yaml", "--kubeconfig", sim.kc()]);
+    let out = meshfleet(
+        d,
+        &[
+            "down",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--timeout",
+            "60s",
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(names(&rt, &kc, "cluster.x-k8s.io/v1beta2", "Cluster", "hackathon").is_empty());
     let st = status_json(d, sim.kc());
@@ -438,6 +453,8 @@ fn down_refuses_objects_of_another_owner() {
         d,
         &[
             "down",
+            "--timeout",
+            "60s",
             "-f",
             "fleet.yaml",
             "--kubeconfig",

@@ -73,6 +73,9 @@ pub struct DownArgs {
     /// Delete only this cluster.
     #[arg(long)]
     pub cluster: Option<String>,
+    /// How long one cluster may take to be gone before it fails the run (e.g. 20m, 90s).
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 /// Arguments of `kubeconfig`.
@@ -463,6 +466,7 @@ async fn down_async(ctx: &Ctx, a: &DownArgs, p: &Prepared) -> anyhow::Result<Exi
         .filter(|c| a.cluster.as_ref().is_none_or(|n| n == &c.name))
         .collect();
     let mut failed = false;
+    let timeout = a.timeout;
     let mut set = tokio::task::JoinSet::new();
     for c in &targets {
         let (mgmt, fleet, c) = (mgmt.clone(), fleet.clone(), (*c).clone());
@@ -473,7 +477,7 @@ async fn down_async(ctx: &Ctx, a: &DownArgs, p: &Prepared) -> anyhow::Result<Exi
             .find(|o| objects::is_proxy(o) && objects::proxy_cluster(o).as_deref() == Some(&c.name))
             .cloned();
         set.spawn(async move {
-            let r = down_cluster(&mgmt, &fleet, &c, proxy.as_ref()).await;
+            let r = down_cluster(&mgmt, &fleet, &c, proxy.as_ref(), timeout).await;
             (c.name.clone(), r)
         });
     }
@@ -513,6 +517,7 @@ async fn down_cluster(
     fleet: &str,
     c: &meshfleet_render::ClusterObjects,
     proxy: Option<&Value>,
+    timeout: Duration,
 ) -> anyhow::Result<()> {
     if let Some(proxy) = proxy {
         delete_owned(mgmt, &ObjectRef::of(proxy)?, fleet).await?;
@@ -520,11 +525,17 @@ async fn down_cluster(
     let cref = objects::cluster_ref(fleet, &c.name);
     delete_owned(mgmt, &cref, fleet).await?;
     let start = Instant::now();
-    while mgmt.get(&cref).await?.is_some() {
-        if start.elapsed() > Duration::from_secs(3600) {
+    while let Some(live) = mgmt.get(&cref).await? {
+        if start.elapsed() > timeout {
+            let conds = meshfleet_kube::status::conditions(&live);
+            let why = meshfleet_kube::status::condition(&conds, "Deleting")
+                .and_then(|c| c.message.clone())
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
             return Err(anyhow!(
-                "Cluster `{fleet}/{}` is still being deleted after an hour",
-                c.name
+                "Cluster `{fleet}/{}` is still being deleted after {}s{why}",
+                c.name,
+                timeout.as_secs()
             ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

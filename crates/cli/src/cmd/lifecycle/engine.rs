@@ -297,6 +297,8 @@ pub fn cluster_ready(c: &Value) -> bool {
 struct Deadline {
     start: Instant,
     timeout: Duration,
+    /// When the wait was last explained, for what, and the explanation.
+    explained: std::sync::Mutex<Option<(Instant, String, Option<String>)>>,
 }
 
 impl Deadline {
@@ -317,6 +319,7 @@ pub async fn converge_cluster(
     let deadline = Deadline {
         start: Instant::now(),
         timeout: shared.opts.timeout,
+        explained: std::sync::Mutex::new(None),
     };
     match converge_inner(&shared, &name, &cluster_objects, proxy.as_ref(), &deadline).await {
         Ok((endpoints, workload)) => Outcome {
@@ -439,7 +442,10 @@ async fn workload_api(shared: &Shared, name: &str, deadline: &Deadline) -> anyho
                 base_delay: Duration::from_millis(100),
                 max_delay: Duration::from_millis(500),
             });
-        match w.get(&ObjectRef::new("v1", "Namespace", None, "kube-system")).await {
+        match w
+            .get(&ObjectRef::new("v1", "Namespace", None, "kube-system"))
+            .await
+        {
             Ok(_) => return Ok(w.with_retry(Retry::default())),
             Err(e) if e.is_transient() || matches!(e, KubeError::NotServed { .. }) => {
                 wait_or_fail(shared, name, deadline, "the workload API").await?;
@@ -455,15 +461,32 @@ async fn wait_or_fail(
     deadline: &Deadline,
     what: &str,
 ) -> anyhow::Result<()> {
-    let why = why_waiting(&shared.mgmt, &shared.opts.fleet, name).await;
     if deadline.passed() {
+        let why = why_waiting(&shared.mgmt, &shared.opts.fleet, name).await;
         let secs = deadline.timeout.as_secs();
         return Err(match why {
             Some(w) => anyhow!("stuck waiting for {what} after {secs}s: {w}"),
             None => anyhow!("stuck waiting for {what} after {secs}s"),
         });
     }
-    let msg = match &why {
+    // Explaining costs two reads; once a second is enough for a person watching, and keeps a
+    // large fleet's polling light on the API server.
+    let cached: Option<Option<String>> = {
+        let last = deadline.explained.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref()
+            .filter(|(t, w, _)| t.elapsed() < Duration::from_secs(1) && w == what)
+            .map(|(_, _, why)| why.clone())
+    };
+    let explain = match cached {
+        Some(why) => why,
+        None => {
+            let why = why_waiting(&shared.mgmt, &shared.opts.fleet, name).await;
+            *deadline.explained.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((Instant::now(), what.to_string(), why.clone()));
+            why
+        }
+    };
+    let msg = match &explain {
         Some(w) => format!("waiting for {what}: {w}"),
         None => format!("waiting for {what}"),
     };

@@ -147,12 +147,13 @@ async fn one(mgmt: &Kube, fleet: &str, e: &Expected, mesh_on: bool) -> ClusterSt
             return st;
         }
     };
-    if cluster.pointer("/metadata/deletionTimestamp").is_some() {
-        st.phase = "Deleting".into();
+    let deleting = cluster.pointer("/metadata/deletionTimestamp").is_some();
+    st.phase = if deleting {
+        "Deleting".into()
     } else {
-        st.phase = kstatus::phase(&cluster).unwrap_or_else(|| "Pending".into());
-    }
-    st.ready = cluster_ready(&cluster);
+        kstatus::phase(&cluster).unwrap_or_else(|| "Pending".into())
+    };
+    st.ready = !deleting && cluster_ready(&cluster);
     let mut conds: Vec<ObjCondition> = Vec::new();
     if let Some(cp) = control_plane_ref(&cluster, fleet)
         && let Ok(Some(cpo)) = mgmt.get(&cp).await
@@ -182,6 +183,14 @@ async fn one(mgmt: &Kube, fleet: &str, e: &Expected, mesh_on: bool) -> ClusterSt
             Some(m) => format!("{} is {}: {m}", b.type_, b.status),
             None => format!("{} is {}", b.type_, b.status),
         });
+    }
+    if deleting {
+        let why = conds
+            .iter()
+            .find(|c| c.object == "Cluster" && c.condition.type_ == "Deleting")
+            .and_then(|c| c.condition.message.clone())
+            .unwrap_or_else(|| "deletion in progress".into());
+        st.problem = Some(format!("being deleted: {why}"));
     }
     st.conditions = conds;
 
