@@ -324,6 +324,82 @@ fn up_status_kubeconfig_down() {
         }
     });
 
+    // Someone else takes over a field meshfleet manages: `up` reports the conflict (the field,
+    // the manager) and fails instead of forcing its value back.
+    rt.block_on(async {
+        let gvk = kube::core::GroupVersionKind::gvk(
+            "addons.cluster.x-k8s.io",
+            "v1alpha1",
+            "HelmChartProxy",
+        );
+        let (ar, _) = kube::discovery::pinned_kind(&kc, &gvk).await.unwrap();
+        let api: kube::Api<kube::core::DynamicObject> =
+            kube::Api::namespaced_with(kc.clone(), "hackathon", &ar);
+        let patch = serde_json::json!({"apiVersion": "addons.cluster.x-k8s.io/v1alpha1",
+            "kind": "HelmChartProxy", "metadata": {"name": "cilium-gcp-euw1"},
+            "spec": {"version": "1.19.4"}});
+        api.patch(
+            "cilium-gcp-euw1",
+            &kube::api::PatchParams::apply("intruder").force(),
+            &kube::api::Patch::Apply(&patch),
+        )
+        .await
+        .unwrap();
+    });
+    let out = meshfleet(
+        d,
+        &[
+            "up",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--timeout",
+            "60s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("conflict") && err.contains("intruder"),
+        "{err}"
+    );
+    let values_after = proxy_values(&rt, &kc);
+    assert_eq!(values_after, values_before, "nothing was forced");
+    // Handing the field back (the intruder lets go) lets `up` converge again.
+    rt.block_on(async {
+        let gvk = kube::core::GroupVersionKind::gvk(
+            "addons.cluster.x-k8s.io",
+            "v1alpha1",
+            "HelmChartProxy",
+        );
+        let (ar, _) = kube::discovery::pinned_kind(&kc, &gvk).await.unwrap();
+        let api: kube::Api<kube::core::DynamicObject> =
+            kube::Api::namespaced_with(kc.clone(), "hackathon", &ar);
+        let patch = serde_json::json!({"apiVersion": "addons.cluster.x-k8s.io/v1alpha1",
+            "kind": "HelmChartProxy", "metadata": {"name": "cilium-gcp-euw1"}});
+        api.patch(
+            "cilium-gcp-euw1",
+            &kube::api::PatchParams::apply("intruder"),
+            &kube::api::Patch::Apply(&patch),
+        )
+        .await
+        .unwrap();
+    });
+    let out = meshfleet(
+        d,
+        &[
+            "up",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--timeout",
+            "60s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+
     // A cluster without the providers (a workload cluster serves only core kinds): `up` says
     // exactly what to install and touches nothing.
     let out = meshfleet(
@@ -742,7 +818,8 @@ fn timed_up(n: usize, speed: &str) -> Duration {
 #[test]
 #[ignore = "benchmark: prints the parallelism figure"]
 fn bench_up_50_clusters_parallelism() {
-    let speed = "20";
+    let speed = std::env::var("MESHFLEET_BENCH_SPEED").unwrap_or_else(|_| "20".into());
+    let speed = speed.as_str();
     let one = timed_up(1, speed);
     let fifty = timed_up(50, speed);
     let ratio = fifty.as_secs_f64() / one.as_secs_f64();

@@ -510,10 +510,13 @@ pub async fn connect_mesh(
         .filter(|o| o.failure.is_none())
         .map(|o| (o.cluster.as_str(), o))
         .collect();
-    let ips: BTreeMap<String, Vec<String>> = up
-        .iter()
-        .filter_map(|(n, o)| Some((n.to_string(), o.endpoints.as_ref()?.ips.clone())))
-        .collect();
+    // Fresh endpoints win; a peer that failed this run keeps the addresses recorded earlier,
+    // so one stuck cluster does not unwire itself from the others.
+    let mut ips = shared.known_ips.clone();
+    ips.extend(
+        up.iter()
+            .filter_map(|(n, o)| Some((n.to_string(), o.endpoints.as_ref()?.ips.clone()))),
+    );
 
     // Check what Cilium would refuse before wiring anything.
     let mut members = Vec::new();
