@@ -245,8 +245,9 @@ pub fn up(ctx: &Ctx, a: UpArgs) -> anyhow::Result<Exit> {
                 ctx.warn(&format!("the simulator did not stop cleanly: {e}"));
             }
             ctx.info(&format!(
-                "simulator stopped; to reach it again: `meshfleet sim serve --state {} --kubeconfig {}` then `--kubeconfig` that file",
+                "simulator stopped (state kept); to reach it again: `meshfleet sim serve --state {} --kubeconfig {}`, then e.g. `meshfleet status --kubeconfig {}` in another terminal",
                 dir.join("state").display(),
+                dir.join("kubeconfig").display(),
                 dir.join("kubeconfig").display()
             ));
         }

@@ -266,12 +266,8 @@ pub fn table(s: &FleetStatus, mesh_on: bool, colour: bool) -> String {
                 c.mesh.problems.len()
             )
         };
-        let ready = match (c.ready, colour) {
-            (true, true) => "\x1b[32myes\x1b[0m".to_string(),
-            (false, true) => "\x1b[31mno\x1b[0m".to_string(),
-            (true, false) => "yes".into(),
-            (false, false) => "no".into(),
-        };
+        // Plain cells: escape codes would throw the column widths off.
+        let ready = if c.ready { "yes" } else { "no" }.to_string();
         t.row([
             c.name.clone(),
             c.provider.clone(),
