@@ -464,7 +464,7 @@ fn infrastructure(world: &World, timers: &mut Timers) {
                     json!({format!("{region}-a"): {"controlPlane": true}, format!("{region}-b"): {"controlPlane": true}})
                 } else {
                     let region = s(&o, "/spec/region");
-                    json!([{"name": format!("{region}a"), "controlPlane": true}])
+                    json!({format!("{region}a"): {"controlPlane": true}, format!("{region}b"): {"controlPlane": true}})
                 };
                 if kind == "GCPCluster" {
                     status["network"] = json!({"selfLink": format!("https://www.googleapis.com/compute/v1/projects/{}/global/networks/{}", s(&o, "/spec/project"), s(&o, "/spec/network/name"))});

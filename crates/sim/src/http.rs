@@ -211,9 +211,11 @@ async fn handle(
         match world.workload(&key) {
             Some(a) => (a, &segs[3..]),
             None => {
+                // 404 rather than 503: clients retry 503 for a long time, but this one is final
+                // until the control plane bootstraps.
                 return status_error(
-                    503,
-                    "ServiceUnavailable",
+                    404,
+                    "NotFound",
                     &format!(
                         "workload cluster `{key}` has no API server (not bootstrapped or deleted)"
                     ),

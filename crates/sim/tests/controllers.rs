@@ -1,0 +1,284 @@
+//! The simulated controllers, driven through kube-rs with objects shaped like meshfleet's.
+
+mod common;
+
+use common::*;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret, Service};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde_json::{Value, json};
+
+async fn get(client: &kube::Client, av: &str, kind: &str, name: &str) -> Option<Value> {
+    let probe =
+        json!({"apiVersion": av, "kind": kind, "metadata": {"name": name, "namespace": "fleet"}});
+    let api = dyn_api(client, &probe).await;
+    api.get_opt(name)
+        .await
+        .unwrap()
+        .map(|o| serde_json::to_value(o).unwrap())
+}
+
+async fn cluster(client: &kube::Client, name: &str) -> Option<Value> {
+    get(client, "cluster.x-k8s.io/v1beta2", "Cluster", name).await
+}
+
+async fn workload_client(client: &kube::Client, name: &str) -> kube::Client {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "fleet");
+    let s = eventually("kubeconfig secret", 20, || async {
+        secrets
+            .get_opt(&format!("{name}-kubeconfig"))
+            .await
+            .unwrap()
+    })
+    .await;
+    let raw = s.data.unwrap().get("value").unwrap().0.clone();
+    let kc: kube::config::Kubeconfig =
+        serde_saphyr::from_str(std::str::from_utf8(&raw).unwrap()).unwrap();
+    assert!(
+        kc.clusters[0]
+            .cluster
+            .as_ref()
+            .unwrap()
+            .server
+            .as_ref()
+            .unwrap()
+            .ends_with(&format!("/workload/fleet/{name}"))
+    );
+    client_from_kubeconfig(kc).await
+}
+
+fn status_of(c: &Value, ty: &str) -> String {
+    condition(c, ty)
+        .map(|x| x["status"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn fleet_lifecycle_bootstrap_cilium_mesh_and_teardown() {
+    let crds = crds_dir();
+    let mut sim = Sim::start(|c| {
+        c.crds_dir = crds.clone();
+        c.egress_ip = Some("203.0.113.10".parse().unwrap());
+    })
+    .await;
+    let client = sim.client().await;
+    for f in [
+        "namespace.yaml",
+        "gcp-a.yaml",
+        "aws-b.yaml",
+        "gcp-blocked.yaml",
+    ] {
+        apply_file(&client, &fixtures().join(f)).await.unwrap();
+    }
+    // Infra ready, control plane initialized, workers available: Cluster Available.
+    let a = eventually("gcp-a Available", 30, || async {
+        cluster(&client, "gcp-a")
+            .await
+            .filter(|c| status_of(c, "Available") == "True")
+    })
+    .await;
+    assert_eq!(a["status"]["phase"], "Provisioned");
+    assert_eq!(
+        a["status"]["initialization"]["controlPlaneInitialized"],
+        true
+    );
+    assert_eq!(a["status"]["workers"]["desiredReplicas"], 2);
+    assert!(
+        a["spec"]["controlPlaneEndpoint"]["host"]
+            .as_str()
+            .is_some_and(|h| !h.is_empty())
+    );
+    let gcp = get(
+        &client,
+        "infrastructure.cluster.x-k8s.io/v1beta1",
+        "GCPCluster",
+        "gcp-a",
+    )
+    .await
+    .unwrap();
+    assert_eq!(gcp["status"]["ready"], true);
+    // The blocked cluster: machines come up, but etcd bootstrap cannot reach tcp/50000.
+    let blocked = eventually("gcp-blocked stuck on 50000", 30, || async {
+        cluster(&client, "gcp-blocked").await.filter(|c| {
+            condition(c, "ControlPlaneInitialized").is_some_and(|x| {
+                x["status"] == "False" && x["message"].as_str().unwrap_or("").contains("50000")
+            })
+        })
+    })
+    .await;
+    assert_eq!(status_of(&blocked, "InfrastructureReady"), "True");
+    assert!(
+        condition(&blocked, "ControlPlaneInitialized").unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .contains("i/o timeout")
+    );
+    let tcp = get(
+        &client,
+        "controlplane.cluster.x-k8s.io/v1alpha3",
+        "TalosControlPlane",
+        "gcp-blocked-cp",
+    )
+    .await
+    .unwrap();
+    assert_eq!(tcp["status"]["initialized"], false);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "fleet");
+    assert!(
+        secrets
+            .get_opt("gcp-blocked-kubeconfig")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Machines per replica: 1 control plane + 2 workers for gcp-a.
+    let machines = dyn_api(&client, &json!({"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Machine", "metadata": {"namespace": "fleet"}})).await;
+    let ms = machines
+        .list(&kube::api::ListParams::default().labels("cluster.x-k8s.io/cluster-name=gcp-a"))
+        .await
+        .unwrap();
+    assert_eq!(ms.items.len(), 3);
+    // The workload API: Cilium (via the HelmChartProxy) makes nodes Ready.
+    let wa = workload_client(&client, "gcp-a").await;
+    let nodes: Api<Node> = Api::all(wa.clone());
+    let ready = eventually("gcp-a nodes Ready", 30, || async {
+        let l = nodes.list(&Default::default()).await.unwrap();
+        let ok = l.items.len() == 3
+            && l.items.iter().all(|n| {
+                n.status
+                    .as_ref()
+                    .unwrap()
+                    .conditions
+                    .as_ref()
+                    .unwrap()
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            });
+        ok.then_some(l)
+    })
+    .await;
+    assert_eq!(ready.items.len(), 3);
+    let ks = |c: &kube::Client| Api::<ConfigMap>::namespaced(c.clone(), "kube-system");
+    let cfg = ks(&wa).get("cilium-config").await.unwrap().data.unwrap();
+    assert_eq!(
+        (cfg["cluster-name"].as_str(), cfg["cluster-id"].as_str()),
+        ("gcp-a", "1")
+    );
+    let svc: Api<Service> = Api::namespaced(wa.clone(), "kube-system");
+    let s = svc.get("clustermesh-apiserver").await.unwrap();
+    assert_eq!(s.spec.unwrap().ports.unwrap()[0].node_port, Some(32379));
+    let mesh_secret: Api<Secret> = Api::namespaced(wa.clone(), "kube-system");
+    assert!(
+        mesh_secret
+            .get("cilium-clustermesh")
+            .await
+            .unwrap()
+            .data
+            .unwrap()
+            .contains_key("aws-b")
+    );
+    let hrp = get(
+        &client,
+        "addons.cluster.x-k8s.io/v1alpha1",
+        "HelmReleaseProxy",
+        "cilium-gcp-a-gcp-a",
+    )
+    .await
+    .unwrap();
+    assert_eq!(hrp["status"]["status"], "deployed");
+    // Mesh: down until both hold the same cilium-ca, then up.
+    let wb = workload_client(&client, "aws-b").await;
+    let mesh_view = |c: kube::Client| async move {
+        let cm = ks(&c).get_opt("clustermesh-status").await.unwrap()?;
+        serde_json::from_str::<Value>(cm.data?.get("status.json")?).ok()
+    };
+    let v = eventually("mesh view", 20, || mesh_view(wa.clone())).await;
+    assert_eq!(v["peers"][0]["connected"], false);
+    assert!(
+        v["peers"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cilium-ca"),
+        "{v}"
+    );
+    let ca = std::fs::read_to_string(fixtures().join("cilium-ca.yaml")).unwrap();
+    let ca: Value = serde_saphyr::from_str(&ca).unwrap();
+    apply_value(&wa, &ca).await.unwrap();
+    apply_value(&wb, &ca).await.unwrap();
+    eventually("mesh up both ways", 20, || async {
+        let x = mesh_view(wa.clone()).await?;
+        let y = mesh_view(wb.clone()).await?;
+        (x["connected"] == 1 && y["connected"] == 1).then_some(())
+    })
+    .await;
+    // Close the clustermesh port on aws-b: gcp-a's link goes down and says why.
+    let aws = dyn_api(&client, &json!({"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2", "kind": "AWSCluster", "metadata": {"namespace": "fleet"}})).await;
+    aws.patch("aws-b", &PatchParams::default(), &Patch::Merge(json!({"spec": {"network": {"additionalNodeIngressRules": [
+        {"description": "vxlan", "protocol": "udp", "fromPort": 8472, "toPort": 8472, "cidrBlocks": ["10.0.0.0/14"]}]}}})))
+        .await
+        .unwrap();
+    let down = eventually("link down", 20, || async {
+        mesh_view(wa.clone()).await.filter(|x| x["connected"] == 0)
+    })
+    .await;
+    assert!(
+        down["peers"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("32379"),
+        "{down}"
+    );
+    // Deleting a Cluster tears it down in order and removes its workload API.
+    let clusters = dyn_api(&client, &json!({"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster", "metadata": {"namespace": "fleet"}})).await;
+    clusters
+        .delete("gcp-a", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("gcp-a gone", 30, || async {
+        cluster(&client, "gcp-a").await.is_none().then_some(())
+    })
+    .await;
+    assert!(
+        get(
+            &client,
+            "infrastructure.cluster.x-k8s.io/v1beta1",
+            "GCPCluster",
+            "gcp-a"
+        )
+        .await
+        .is_none()
+    );
+    let left = machines
+        .list(&kube::api::ListParams::default().labels("cluster.x-k8s.io/cluster-name=gcp-a"))
+        .await
+        .unwrap();
+    assert!(left.items.is_empty());
+    assert!(secrets.get_opt("gcp-a-kubeconfig").await.unwrap().is_none());
+    assert!(
+        sim.sim
+            .as_ref()
+            .unwrap()
+            .world()
+            .workload("fleet/gcp-a")
+            .is_none()
+    );
+    match nodes.list(&Default::default()).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 404),
+        other => panic!("workload API should be gone: {other:?}"),
+    }
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn without_egress_ip_the_50000_check_is_off() {
+    let mut sim = Sim::start(|_| {}).await;
+    let client = sim.client().await;
+    for f in ["namespace.yaml", "gcp-blocked.yaml"] {
+        apply_file(&client, &fixtures().join(f)).await.unwrap();
+    }
+    eventually("gcp-blocked initialized", 30, || async {
+        cluster(&client, "gcp-blocked")
+            .await
+            .filter(|c| status_of(c, "ControlPlaneInitialized") == "True")
+    })
+    .await;
+    sim.stop().await;
+}
