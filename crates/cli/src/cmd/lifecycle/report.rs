@@ -204,6 +204,12 @@ async fn one(mgmt: &Kube, fleet: &str, e: &Expected, mesh_on: bool) -> ClusterSt
     let Ok(w) = Kube::from_yaml(&kc, &format!("the kubeconfig of `{}`", e.name)).await else {
         return st;
     };
+    // A glance must not hang on a cluster that does not answer: retry briefly, then say so.
+    let w = w.with_retry(meshfleet_kube::Retry {
+        attempts: 3,
+        base_delay: std::time::Duration::from_millis(100),
+        max_delay: std::time::Duration::from_millis(500),
+    });
     match w.list("v1", "Node", None, "").await {
         Ok(nodes) => {
             let ready = nodes.iter().filter(|n| node_ready(n)).count() as u64;
