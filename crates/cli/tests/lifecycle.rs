@@ -593,7 +593,7 @@ fn closed_port_50000_fails_that_cluster_and_status_says_why() {
 }
 
 #[test]
-fn one_stuck_cluster_does_not_stop_the_others() {
+fn no_egress_cidr_leaves_port_50000_closed() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // No egress CIDR at all: nothing opens 50000.
@@ -615,6 +615,80 @@ fn one_stuck_cluster_does_not_stop_the_others() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(text(&out.stderr).contains("50000"), "{}", show(&out));
+}
+
+#[test]
+fn a_failing_cluster_does_not_stop_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    example(d, |t| t);
+    let sim = Sim::start(d, &["--egress-ip", "203.0.113.10"]);
+    let (rt, kc) = client(&sim.kubeconfig);
+    // Another tool already owns gcp-use1's Cilium proxy version: that cluster's apply conflicts.
+    rt.block_on(async {
+        let ns: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(kc.clone());
+        let n: k8s_openapi::api::core::v1::Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "hackathon"}}))
+                .unwrap();
+        ns.create(&Default::default(), &n).await.unwrap();
+        let gvk = kube::core::GroupVersionKind::gvk(
+            "addons.cluster.x-k8s.io",
+            "v1alpha1",
+            "HelmChartProxy",
+        );
+        let (ar, _) = kube::discovery::pinned_kind(&kc, &gvk).await.unwrap();
+        let api: kube::Api<kube::core::DynamicObject> =
+            kube::Api::namespaced_with(kc.clone(), "hackathon", &ar);
+        let obj = serde_json::json!({"apiVersion": "addons.cluster.x-k8s.io/v1alpha1",
+            "kind": "HelmChartProxy", "metadata": {"name": "cilium-gcp-use1", "namespace": "hackathon"},
+            "spec": {"clusterSelector": {"matchLabels": {"nobody": "here"}},
+                "repoURL": "https://helm.cilium.io/", "chartName": "cilium", "version": "1.18.0"}});
+        api.patch(
+            "cilium-gcp-use1",
+            &kube::api::PatchParams::apply("other-tool"),
+            &kube::api::Patch::Apply(&obj),
+        )
+        .await
+        .unwrap();
+    });
+    let out = meshfleet(
+        d,
+        &[
+            "up",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--timeout",
+            "60s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("cluster `gcp-use1`") && err.contains("conflict"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("cluster `gcp-euw1`") && !err.contains("cluster `aws-euw1`"),
+        "{err}"
+    );
+    let st = status_json(d, sim.kc());
+    for c in st["clusters"].as_array().unwrap() {
+        if c["name"] != "gcp-use1" {
+            assert_eq!(c["ready"], true, "the others converged: {c}");
+            let peers: Vec<&str> = c["mesh"]["connected"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            assert!(
+                peers.len() == 1 && peers[0] != "gcp-use1",
+                "meshed with each other: {c}"
+            );
+        }
+    }
 }
 
 #[test]
