@@ -32,7 +32,7 @@ pub struct UpOptions {
     pub mesh: bool,
     /// The fleet's labels for objects meshfleet creates itself (Secrets).
     pub labels: BTreeMap<String, String>,
-    /// Cilium cluster IDs by cluster, and `maxConnectedClusters`.
+    /// Cilium cluster IDs by cluster.
     pub mesh_ids: BTreeMap<String, u32>,
     /// `maxConnectedClusters`.
     pub max_connected: u32,
@@ -388,30 +388,33 @@ async fn converge_inner(
     p.step(name, "waiting for the cluster to be available");
     let cref = objects::cluster_ref(fleet, name);
     loop {
-        if let Some(c) = mgmt.get(&cref).await?
-            && cluster_ready(&c)
-        {
-            break;
+        match mgmt.get(&cref).await {
+            Ok(Some(c)) if cluster_ready(&c) => break,
+            // An API server that stays unreachable past the retries is waited out like any
+            // other unready state; the deadline still bounds it.
+            Err(e) if !e.is_transient() => return Err(e.into()),
+            _ => wait_or_fail(shared, name, deadline, "the cluster").await?,
         }
-        wait_or_fail(shared, name, deadline, "the cluster").await?;
     }
 
     if let Some(proxy) = proxy {
         p.step(name, "waiting for Cilium");
         let pref = ObjectRef::of(proxy)?;
         loop {
-            if mesh::cilium_ready(mgmt, &pref, &workload).await? {
-                break;
+            match mesh::cilium_ready(mgmt, &pref, &workload).await {
+                Ok(true) => break,
+                Err(e) if !e.is_transient() => return Err(e.into()),
+                _ => wait_or_fail(shared, name, deadline, "Cilium").await?,
             }
-            wait_or_fail(shared, name, deadline, "Cilium").await?;
         }
     }
 
     let endpoints = if shared.opts.mesh {
         p.step(name, "reading clustermesh-apiserver endpoints");
         loop {
-            match mesh::endpoints(&workload).await? {
-                Some(e) if !e.ips.is_empty() => break Some(e),
+            match mesh::endpoints(&workload).await {
+                Ok(Some(e)) if !e.ips.is_empty() => break Some(e),
+                Err(e) if !e.is_transient() => return Err(e.into()),
                 _ => wait_or_fail(shared, name, deadline, "the clustermesh-apiserver").await?,
             }
         }
@@ -429,9 +432,13 @@ async fn workload_api(shared: &Shared, name: &str, deadline: &Deadline) -> anyho
     let fleet = &shared.opts.fleet;
     let secret = objects::kubeconfig_secret(name);
     loop {
-        let Some(kubeconfig) = shared.mgmt.secret_value(fleet, &secret, "value").await? else {
-            wait_or_fail(shared, name, deadline, "the control plane").await?;
-            continue;
+        let kubeconfig = match shared.mgmt.secret_value(fleet, &secret, "value").await {
+            Ok(Some(k)) => k,
+            Err(e) if !e.is_transient() => return Err(e.into()),
+            _ => {
+                wait_or_fail(shared, name, deadline, "the control plane").await?;
+                continue;
+            }
         };
         let text = String::from_utf8(kubeconfig)
             .map_err(|_| anyhow!("Secret `{fleet}/{secret}` key `value` is not text"))?;
