@@ -159,6 +159,12 @@ impl Req {
             .unwrap_or("unknown")
             .to_string()
     }
+    fn wants_table(&self) -> bool {
+        self.headers
+            .get("accept")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(crate::table::wanted)
+    }
     fn dry_run(&self) -> bool {
         self.q("dryRun") == Some("All")
     }
@@ -624,6 +630,10 @@ async fn resource(
             }
         }
         (Method::GET, Some(n)) => match api.store.get(&Key::new(&t.key(), ns, n)) {
+            Some(o) if r.wants_table() && sub.is_none() => json_response(
+                StatusCode::OK,
+                &crate::table::table(&t, version, &[present(o, &t, version)], None),
+            ),
             Some(o) => json_response(StatusCode::OK, &present(o, &t, version)),
             None => not_found(&t, n),
         },
@@ -659,6 +669,12 @@ fn list(api: &Api, t: &ResourceType, version: &str, ns: &str, r: &Req) -> Respon
         .filter(|o| ls.matches(o) && fs.matches(o))
         .map(|o| present(o, t, version))
         .collect();
+    if r.wants_table() {
+        return json_response(
+            StatusCode::OK,
+            &crate::table::table(t, version, &items, Some(rv)),
+        );
+    }
     json_response(
         StatusCode::OK,
         &json!({"kind": format!("{}List", t.kind), "apiVersion": t.api_version(version),

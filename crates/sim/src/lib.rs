@@ -19,6 +19,7 @@ pub mod patch;
 pub mod resources;
 pub mod select;
 pub mod store;
+pub mod table;
 pub mod tls;
 pub mod validate;
 pub mod workload;

@@ -29,6 +29,8 @@ pub struct ResourceType {
     pub status_subresource: bool,
     /// `openAPIV3Schema` per version, when loaded from a CRD.
     pub schemas: BTreeMap<String, Value>,
+    /// `additionalPrinterColumns` per version.
+    pub columns: BTreeMap<String, Vec<Value>>,
 }
 
 impl ResourceType {
@@ -121,6 +123,7 @@ fn rt(
         categories: categories.iter().map(|s| s.to_string()).collect(),
         status_subresource: status,
         schemas: BTreeMap::new(),
+        columns: BTreeMap::new(),
     }
 }
 
@@ -315,6 +318,72 @@ impl Registry {
                 true,
             ),
         ]);
+        let col = |name: &str, path: &str| serde_json::json!({"name": name, "type": "string", "jsonPath": path});
+        let avail = |t: &str| format!(".status.conditions[?(@.type==\"{t}\")].status");
+        let defaults: [(&str, Vec<Value>); 6] = [
+            (
+                "Cluster",
+                vec![
+                    col("Phase", ".status.phase"),
+                    col("Available", &avail("Available")),
+                    col(
+                        "Initialized",
+                        ".status.initialization.controlPlaneInitialized",
+                    ),
+                ],
+            ),
+            (
+                "Machine",
+                vec![
+                    col("Cluster", ".spec.clusterName"),
+                    col("Node", ".status.nodeRef.name"),
+                    col("Phase", ".status.phase"),
+                    col("Version", ".spec.version"),
+                ],
+            ),
+            (
+                "MachineDeployment",
+                vec![
+                    col("Cluster", ".spec.clusterName"),
+                    col("Replicas", ".status.replicas"),
+                    col("Ready", ".status.readyReplicas"),
+                    col("Phase", ".status.phase"),
+                ],
+            ),
+            (
+                "TalosControlPlane",
+                vec![
+                    col("Ready", ".status.ready"),
+                    col("Initialized", ".status.initialized"),
+                    col("Replicas", ".status.replicas"),
+                    col("Ready Replicas", ".status.readyReplicas"),
+                ],
+            ),
+            (
+                "GCPCluster",
+                vec![
+                    col("Ready", ".status.ready"),
+                    col("Network", ".spec.network.name"),
+                    col("Endpoint", ".spec.controlPlaneEndpoint.host"),
+                ],
+            ),
+            (
+                "AWSCluster",
+                vec![
+                    col("Ready", ".status.ready"),
+                    col("VPC", ".spec.network.vpc.cidrBlock"),
+                    col("Endpoint", ".spec.controlPlaneEndpoint.host"),
+                ],
+            ),
+        ];
+        for (kind, cols) in defaults {
+            if let Some(t) = types
+                .iter_mut()
+                .find(|t| t.kind == kind && !t.group.is_empty())
+            {
+                t.columns.insert(t.preferred().to_string(), cols);
+            }
+        }
         Self { types }
     }
 
@@ -422,6 +491,7 @@ impl Registry {
         let mut versions = Vec::new();
         let mut schemas = BTreeMap::new();
         let mut status = false;
+        let mut columns = BTreeMap::new();
         for v in d
             .pointer("/spec/versions")
             .and_then(Value::as_array)
@@ -437,6 +507,9 @@ impl Registry {
             versions.push(name.to_string());
             if let Some(sc) = v.pointer("/schema/openAPIV3Schema") {
                 schemas.insert(name.to_string(), sc.clone());
+            }
+            if let Some(c) = v.get("additionalPrinterColumns").and_then(Value::as_array) {
+                columns.insert(name.to_string(), c.clone());
             }
             if v.pointer("/subresources/status").is_some() {
                 status = true;
@@ -454,6 +527,7 @@ impl Registry {
             categories: strs("/spec/names/categories"),
             status_subresource: status,
             schemas,
+            columns,
         };
         match self
             .types
@@ -470,6 +544,9 @@ impl Registry {
                     .sort_by_key(|v| std::cmp::Reverse(version_rank(v)));
                 for (v, sc) in new.schemas {
                     t.schemas.entry(v).or_insert(sc);
+                }
+                for (v, c) in new.columns {
+                    t.columns.insert(v, c);
                 }
                 t.status_subresource |= new.status_subresource;
                 if t.short_names.is_empty() {

@@ -11,19 +11,34 @@ use common::*;
 use serde_json::Value;
 
 fn kubectl_present() -> bool {
-    let found = Command::new("kubectl").arg("version").arg("--client").output().is_ok_and(|o| o.status.success());
+    let found = Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !found {
         if std::env::var("MESHFLEET_REQUIRE_KUBECTL").as_deref() == Ok("1") {
             panic!("kubectl is required (MESHFLEET_REQUIRE_KUBECTL=1) but was not found on PATH");
         }
-        eprintln!("!!! SKIPPING kubectl tests: `kubectl` not found on PATH (set MESHFLEET_REQUIRE_KUBECTL=1 to fail instead)");
+        eprintln!(
+            "!!! SKIPPING kubectl tests: `kubectl` not found on PATH (set MESHFLEET_REQUIRE_KUBECTL=1 to fail instead)"
+        );
     }
     found
 }
 
 fn kubectl(kc: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("kubectl").env("KUBECONFIG", kc).env("NO_COLOR", "1").args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new("kubectl")
+        .env("KUBECONFIG", kc)
+        .env("NO_COLOR", "1")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn ok(kc: &Path, args: &[&str]) -> String {
@@ -48,51 +63,199 @@ async fn kubectl_verbs() {
     let fx = fixtures();
     let f = |n: &str| fx.join(n).to_string_lossy().into_owned();
     let out = ok(&kc, &["api-resources"]);
-    for r in ["clusters", "machinedeployments", "gcpclusters", "awsclusters", "taloscontrolplanes", "helmchartproxies", "secrets"] {
+    for r in [
+        "clusters",
+        "machinedeployments",
+        "gcpclusters",
+        "awsclusters",
+        "taloscontrolplanes",
+        "helmchartproxies",
+        "secrets",
+    ] {
         assert!(out.contains(r), "api-resources lacks {r}:\n{out}");
     }
-    let out = ok(&kc, &["apply", "--server-side", "-f", &f("namespace.yaml"), "-f", &f("gcp-a.yaml"), "-f", &f("aws-b.yaml")]);
-    assert!(out.contains("cluster.cluster.x-k8s.io/gcp-a serverside-applied"), "{out}");
+    let out = ok(
+        &kc,
+        &[
+            "apply",
+            "--server-side",
+            "-f",
+            &f("namespace.yaml"),
+            "-f",
+            &f("gcp-a.yaml"),
+            "-f",
+            &f("aws-b.yaml"),
+        ],
+    );
+    assert!(
+        out.contains("cluster.cluster.x-k8s.io/gcp-a serverside-applied"),
+        "{out}"
+    );
     // Idempotent re-apply.
     ok(&kc, &["apply", "--server-side", "-f", &f("gcp-a.yaml")]);
     // Another manager changing an owned field conflicts, unless forced.
     let dir = tempfile::tempdir().unwrap();
     let md = dir.path().join("md.yaml");
     std::fs::write(&md, "apiVersion: cluster.x-k8s.io/v1beta2\nkind: MachineDeployment\nmetadata:\n  name: gcp-a-workers\n  namespace: fleet\nspec:\n  clusterName: gcp-a\n  replicas: 3\n").unwrap();
-    let (good, _, err) = kubectl(&kc, &["apply", "--server-side", "--field-manager", "someone-else", "-f", md.to_str().unwrap()]);
-    assert!(!good && err.contains("conflict") && err.contains(".spec.replicas"), "{err}");
-    ok(&kc, &["apply", "--server-side", "--field-manager", "someone-else", "--force-conflicts", "-f", md.to_str().unwrap()]);
-    let json: Value = serde_json::from_str(&ok(&kc, &["get", "md", "gcp-a-workers", "-n", "fleet", "-o", "json"])).unwrap();
+    let (good, _, err) = kubectl(
+        &kc,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "someone-else",
+            "-f",
+            md.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        !good && err.contains("conflict") && err.contains(".spec.replicas"),
+        "{err}"
+    );
+    ok(
+        &kc,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "someone-else",
+            "--force-conflicts",
+            "-f",
+            md.to_str().unwrap(),
+        ],
+    );
+    let json: Value = serde_json::from_str(&ok(
+        &kc,
+        &["get", "md", "gcp-a-workers", "-n", "fleet", "-o", "json"],
+    ))
+    .unwrap();
     assert_eq!(json["spec"]["replicas"], 3);
     // Strict field validation with the CRD schemas.
     if crds.is_some() {
         let bad = dir.path().join("bad.yaml");
         std::fs::write(&bad, "apiVersion: cluster.x-k8s.io/v1beta2\nkind: Cluster\nmetadata:\n  name: bad\n  namespace: fleet\nspec:\n  notAField: 1\n").unwrap();
-        let (good, _, err) = kubectl(&kc, &["apply", "--server-side", "-f", bad.to_str().unwrap()]);
+        let (good, _, err) = kubectl(
+            &kc,
+            &["apply", "--server-side", "-f", bad.to_str().unwrap()],
+        );
         assert!(!good && err.contains("notAField"), "{err}");
     }
-    ok(&kc, &["wait", "--for=condition=Ready", "gcpcluster/gcp-a", "-n", "fleet", "--timeout=60s"]);
-    ok(&kc, &["wait", "--for=condition=Available", "cluster/gcp-a", "-n", "fleet", "--timeout=60s"]);
-    let list: Value = serde_json::from_str(&ok(&kc, &["get", "clusters", "-n", "fleet", "-o", "json"])).unwrap();
+    ok(
+        &kc,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "gcpcluster/gcp-a",
+            "-n",
+            "fleet",
+            "--timeout=60s",
+        ],
+    );
+    ok(
+        &kc,
+        &[
+            "wait",
+            "--for=condition=Available",
+            "cluster/gcp-a",
+            "-n",
+            "fleet",
+            "--timeout=60s",
+        ],
+    );
+    let list: Value =
+        serde_json::from_str(&ok(&kc, &["get", "clusters", "-n", "fleet", "-o", "json"])).unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
-    let yaml = ok(&kc, &["get", "cluster", "gcp-a", "-n", "fleet", "-o", "yaml"]);
+    let yaml = ok(
+        &kc,
+        &["get", "cluster", "gcp-a", "-n", "fleet", "-o", "yaml"],
+    );
     assert!(yaml.contains("phase: Provisioned"), "{yaml}");
-    let wide = ok(&kc, &["get", "machines", "-n", "fleet", "-o", "wide", "-l", "cluster.x-k8s.io/cluster-name=gcp-a"]);
+    let wide = ok(
+        &kc,
+        &[
+            "get",
+            "machines",
+            "-n",
+            "fleet",
+            "-o",
+            "wide",
+            "-l",
+            "cluster.x-k8s.io/cluster-name=gcp-a",
+        ],
+    );
     assert_eq!(wide.lines().count(), 1 + 4, "{wide}");
+    // Server-side Table: printer columns (from the CRD when loaded) with values.
+    assert!(
+        wide.lines().skip(1).all(|l| l.contains("Running")),
+        "{wide}"
+    );
+    let clusters = ok(&kc, &["get", "clusters", "-n", "fleet"]);
+    assert!(
+        clusters.lines().next().unwrap().contains("PHASE") && clusters.contains("Provisioned"),
+        "{clusters}"
+    );
     let desc = ok(&kc, &["describe", "cluster", "gcp-a", "-n", "fleet"]);
-    assert!(desc.contains("ControlPlaneInitialized") && desc.contains("Provisioned"), "{desc}");
+    assert!(
+        desc.contains("ControlPlaneInitialized") && desc.contains("Provisioned"),
+        "{desc}"
+    );
     // The workload cluster through its kubeconfig Secret.
-    let b64 = ok(&kc, &["get", "secret", "gcp-a-kubeconfig", "-n", "fleet", "-o", "jsonpath={.data.value}"]);
+    let b64 = ok(
+        &kc,
+        &[
+            "get",
+            "secret",
+            "gcp-a-kubeconfig",
+            "-n",
+            "fleet",
+            "-o",
+            "jsonpath={.data.value}",
+        ],
+    );
     use base64::Engine;
     let wkc = dir.path().join("gcp-a.kubeconfig");
-    std::fs::write(&wkc, base64::engine::general_purpose::STANDARD.decode(b64.trim()).unwrap()).unwrap();
-    ok(&wkc, &["wait", "--for=condition=Ready", "nodes", "--all", "--timeout=60s"]);
+    std::fs::write(
+        &wkc,
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .unwrap(),
+    )
+    .unwrap();
+    ok(
+        &wkc,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "nodes",
+            "--all",
+            "--timeout=60s",
+        ],
+    );
     let nodes = ok(&wkc, &["get", "nodes", "-o", "wide"]);
     assert!(nodes.contains("gcp-a-cp-"), "{nodes}");
-    let cm = ok(&wkc, &["get", "configmap", "cilium-config", "-n", "kube-system", "-o", "jsonpath={.data.cluster-name}"]);
+    assert!(
+        nodes.lines().next().unwrap().contains("STATUS")
+            && nodes.lines().skip(1).all(|l| l.contains(" Ready ")),
+        "{nodes}"
+    );
+    let cm = ok(
+        &wkc,
+        &[
+            "get",
+            "configmap",
+            "cilium-config",
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.data.cluster-name}",
+        ],
+    );
     assert_eq!(cm, "gcp-a");
     // Delete (kubectl waits for the finalizers to finish the ordered teardown).
-    let out = ok(&kc, &["delete", "cluster", "gcp-a", "-n", "fleet", "--timeout=60s"]);
+    let out = ok(
+        &kc,
+        &["delete", "cluster", "gcp-a", "-n", "fleet", "--timeout=60s"],
+    );
     assert!(out.contains("deleted"), "{out}");
     let (good, _, err) = kubectl(&kc, &["get", "cluster", "gcp-a", "-n", "fleet"]);
     assert!(!good && err.contains("NotFound"), "{err}");
