@@ -240,7 +240,12 @@ pub(crate) fn reconcile(world: &World, timers: &mut Timers) {
             );
             continue;
         };
-        if !timers.elapsed(world, &id, delays::HELM) {
+        let installed = s(&hrp, "/status/status") == "deployed"
+            && hrp
+                .pointer("/status/observedGeneration")
+                .and_then(Value::as_i64)
+                == hrp.pointer("/metadata/generation").and_then(Value::as_i64);
+        if !installed && !timers.elapsed(world, &id, delays::HELM) {
             set_status(
                 api,
                 &k,

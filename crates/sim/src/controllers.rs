@@ -433,7 +433,9 @@ fn infrastructure(world: &World, timers: &mut Timers) {
                 continue;
             }
             add_finalizer(api, &k, &fin);
-            let ready = timers.elapsed(world, &id, delays::INFRA);
+            // Once ready, always ready: timers live in memory and restart with the process.
+            let ready = o.pointer("/status/ready").and_then(Value::as_bool) == Some(true)
+                || timers.elapsed(world, &id, delays::INFRA);
             let host = endpoint_host(&o, &k);
             if ready
                 && o.pointer("/spec/controlPlaneEndpoint/host")
@@ -965,7 +967,8 @@ fn machines(world: &World, timers: &mut Timers) {
             );
             continue;
         }
-        let booted = timers.elapsed(world, &id, delays::MACHINE);
+        let booted = matches!(s(m, "/status/phase"), "Provisioned" | "Running")
+            || timers.elapsed(world, &id, delays::MACHINE);
         let infra_obj = infra.as_ref().map(|(_, v)| v);
         let ip = m
             .pointer("/status/addresses/0/address")

@@ -282,3 +282,70 @@ async fn without_egress_ip_the_50000_check_is_off() {
     .await;
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn restart_with_state_keeps_clusters_and_workload_apis() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().to_path_buf();
+    let mut sim = Sim::start(|c| c.state_dir = Some(dir.clone())).await;
+    let client = sim.client().await;
+    for f in ["namespace.yaml", "gcp-a.yaml"] {
+        apply_file(&client, &fixtures().join(f)).await.unwrap();
+    }
+    let wa = workload_client(&client, "gcp-a").await;
+    let nodes: Api<Node> = Api::all(wa.clone());
+    eventually("nodes Ready", 30, || async {
+        let l = nodes.list(&Default::default()).await.unwrap();
+        (l.items.len() == 3
+            && l.items.iter().all(|n| {
+                n.status
+                    .as_ref()
+                    .unwrap()
+                    .conditions
+                    .as_ref()
+                    .unwrap()
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            }))
+        .then_some(())
+    })
+    .await;
+    let before = cluster(&client, "gcp-a").await.unwrap();
+    assert_eq!(status_of(&before, "Available"), "True");
+    let uids: Vec<String> = nodes
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|n| n.metadata.uid.clone().unwrap())
+        .collect();
+    sim.stop().await;
+    // Slow speed after the restart: nothing may fall back to "provisioning".
+    let mut sim2 = Sim::start(|c| {
+        c.state_dir = Some(dir.clone());
+        c.speed = 0.5;
+    })
+    .await;
+    let client2 = sim2.client().await;
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let after = cluster(&client2, "gcp-a").await.unwrap();
+    assert_eq!(after["metadata"]["uid"], before["metadata"]["uid"]);
+    assert_eq!(status_of(&after, "Available"), "True", "{after}");
+    // The kubeconfig Secret follows the new address; the workload cluster kept its nodes.
+    let wa2 = workload_client(&client2, "gcp-a").await;
+    let nodes2: Api<Node> = Api::all(wa2);
+    let mut uids2: Vec<String> = nodes2
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|n| n.metadata.uid.clone().unwrap())
+        .collect();
+    let mut uids = uids;
+    uids.sort();
+    uids2.sort();
+    assert_eq!(uids, uids2);
+    sim2.stop().await;
+}
