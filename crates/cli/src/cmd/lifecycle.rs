@@ -35,7 +35,9 @@ pub struct UpArgs {
     /// Management cluster kubeconfig (default: $KUBECONFIG, then ~/.kube/config).
     #[arg(long, conflicts_with = "sim")]
     pub kubeconfig: Option<PathBuf>,
-    /// Start the embedded simulator as the management cluster for this run.
+    /// Start the embedded simulator (in-process) as the management cluster for this run. Its
+    /// state is kept in `.meshfleet/sim/<fleet>/` beside the fleet file, so a re-run resumes;
+    /// `MESHFLEET_SIM_SPEED=10` makes its simulated time ten times faster.
     #[arg(long)]
     pub sim: bool,
     /// How long one cluster may take before it fails the run (e.g. 20m, 90s).
