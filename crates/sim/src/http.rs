@@ -729,8 +729,15 @@ fn watch_stream(
     let ns = ns.to_string();
     let key = t.key();
     let synthetic_initial = since.is_none() || initial;
+    let as_table = r.wants_table();
     tokio::spawn(async move {
         let encode = |ty: &str, obj: Value| -> Bytes {
+            // `kubectl get -w` asks for Tables: each event then carries a one-row Table.
+            let obj = if as_table && ty != "BOOKMARK" && ty != "ERROR" {
+                crate::table::table(&t, &version, &[obj], None)
+            } else {
+                obj
+            };
             let mut v = serde_json::to_vec(&json!({"type": ty, "object": obj})).unwrap_or_default();
             v.push(b'\n');
             Bytes::from(v)

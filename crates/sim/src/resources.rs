@@ -172,6 +172,28 @@ fn core() -> Vec<ResourceType> {
             &[],
             false,
         ),
+        // Served (empty unless a client writes them) so `kubectl describe node|namespace` works.
+        rt("", "v1", "Pod", "pods", true, &["po"], &["all"], true),
+        rt(
+            "",
+            "v1",
+            "ResourceQuota",
+            "resourcequotas",
+            true,
+            &["quota"],
+            &[],
+            true,
+        ),
+        rt(
+            "",
+            "v1",
+            "LimitRange",
+            "limitranges",
+            true,
+            &["limits"],
+            &[],
+            false,
+        ),
     ]
 }
 
