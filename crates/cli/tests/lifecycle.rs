@@ -903,3 +903,100 @@ fn bench_up_50_clusters_parallelism() {
         fifty.as_secs_f64()
     );
 }
+
+#[test]
+fn status_watch_follows_the_fleet_as_it_converges() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    example(d, |t| t);
+    let sim = Sim::start_at(d, "20", &["--egress-ip", "203.0.113.10"]);
+    let mut watch = KillOnDrop(
+        Command::new(BIN)
+            .args([
+                "status",
+                "-f",
+                "fleet.yaml",
+                "--kubeconfig",
+                sim.kc(),
+                "-o",
+                "json",
+                "--watch",
+            ])
+            .current_dir(d)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = watch.0.stdout.take().unwrap();
+    // Read documents on a thread; each pretty JSON document ends with `}` alone on a line.
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        let mut doc = String::new();
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            doc.push_str(&line);
+            doc.push('\n');
+            if line == "}" {
+                if let Ok(v) = serde_json::from_str(&doc) {
+                    let _ = tx.send(v);
+                }
+                doc.clear();
+            }
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert!(
+        first["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["phase"] == "Absent"),
+        "{first}"
+    );
+    let up = meshfleet(
+        d,
+        &[
+            "up",
+            "-q",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--timeout",
+            "60s",
+        ],
+    );
+    assert_eq!(up.status.code(), Some(0), "{}", show(&up));
+    let start = Instant::now();
+    let mut seen = 1;
+    loop {
+        let doc = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the watch prints the change");
+        seen += 1;
+        let all_ready =
+            doc["clusters"].as_array().unwrap().iter().all(|c| {
+                c["ready"] == true && c["mesh"]["connected"].as_array().unwrap().len() == 2
+            });
+        if all_ready {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never saw the fleet ready"
+        );
+    }
+    assert!(seen >= 2);
+}
+
+/// A child process killed however the test ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
