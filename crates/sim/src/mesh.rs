@@ -342,6 +342,79 @@ mod tests {
         ));
     }
 
+    fn member(key: &str, name: &str, id: i64) -> Member {
+        let infra = json!({"kind": "GCPCluster", "spec": {"network": {
+            "subnets": [{"cidrBlock": format!("10.0.{}.0/20", id * 16)}],
+            "firewall": {"firewallRules": [{"allowed": [{"IPProtocol": "TCP", "ports": ["32379"]}, {"IPProtocol": "UDP", "ports": ["8472"]}],
+                "sourceRanges": ["10.0.0.0/14"]}]}}}});
+        Member {
+            key: key.into(),
+            name: name.into(),
+            id,
+            max: 255,
+            tunnel: Some(("udp".into(), 8472)),
+            peers: vec![],
+            ca: Some("ca".into()),
+            mesh_port: Some(32379),
+            infra: Some(infra),
+        }
+    }
+
+    #[test]
+    fn cilium_rules_decide_links() {
+        let a = member("f/a", "a", 1);
+        let b = member("f/b", "b", 2);
+        assert_eq!(link(&a, "b", &[a.clone(), b.clone()]), Ok(()));
+        let mut dup = b.clone();
+        dup.id = 1;
+        assert!(
+            link(&a, "b", &[a.clone(), dup])
+                .unwrap_err()
+                .contains("share cluster.id")
+        );
+        let mut big = b.clone();
+        big.max = 511;
+        assert!(
+            link(&a, "b", &[a.clone(), big])
+                .unwrap_err()
+                .contains("maxConnectedClusters")
+        );
+        let mut other_ca = b.clone();
+        other_ca.ca = Some("other".into());
+        assert!(
+            link(&a, "b", &[a.clone(), other_ca])
+                .unwrap_err()
+                .contains("different ClusterMesh CAs")
+        );
+        let twin = member("f/c", "b", 3);
+        assert!(
+            link(&a, "b", &[a.clone(), b.clone(), twin])
+                .unwrap_err()
+                .contains("not unique")
+        );
+        assert!(
+            link(&a, "zz", &[a.clone(), b.clone()])
+                .unwrap_err()
+                .contains("`zz`")
+        );
+        let mut zero = b.clone();
+        zero.id = 0;
+        assert!(
+            link(&a, "b", &[a.clone(), zero])
+                .unwrap_err()
+                .contains("outside")
+        );
+        let mut closed = b.clone();
+        closed.infra = Some(
+            json!({"kind": "GCPCluster", "spec": {"network": {"subnets": [{"cidrBlock": "10.0.32.0/20"}]}}}),
+        );
+        assert!(
+            link(&a, "b", &[a.clone(), closed])
+                .unwrap_err()
+                .contains("tcp/32379")
+        );
+    }
+
     #[test]
     fn aws_rules() {
         let infra = json!({"kind": "AWSCluster", "spec": {"network": {"additionalControlPlaneIngressRules": [

@@ -178,6 +178,23 @@ async fn watch_delivers_events_and_resumes() {
         }
     }
     assert!(!seen.contains(&"ignored".to_string()));
+    // Streaming lists (sendInitialEvents): initial objects, then the end-of-initial bookmark.
+    let mut streaming = watcher(cms.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut init_names = Vec::new();
+    loop {
+        let ev = tokio::time::timeout_at(deadline, streaming.next())
+            .await
+            .expect("streaming event")
+            .unwrap()
+            .unwrap();
+        match ev {
+            watcher::Event::InitApply(o) => init_names.push(o.metadata.name.unwrap()),
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    init_names.sort();
+    assert_eq!(init_names, vec!["ignored".to_string(), "w1".to_string()]);
     // Raw watch from a resourceVersion: replays later changes, including deletes.
     let list = cms.list(&ListParams::default()).await.unwrap();
     let rv = list.metadata.resource_version.unwrap();
