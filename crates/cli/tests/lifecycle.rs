@@ -455,6 +455,12 @@ fn up_status_kubeconfig_down() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
 
+    // aws-euw1 leaves the fleet file: `down` of the fleet still finds it by its labels.
+    let fleet_text = std::fs::read_to_string(d.join("fleet.yaml")).unwrap();
+    let cut = fleet_text
+        .find("    - name: aws-euw1")
+        .expect("aws-euw1 in the example");
+    std::fs::write(d.join("fleet.yaml"), &fleet_text[..cut]).unwrap();
     let out = meshfleet(
         d,
         &[
@@ -468,7 +474,27 @@ fn up_status_kubeconfig_down() {
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        text(&out.stderr).contains("aws-euw1: not in the fleet file"),
+        "{}",
+        show(&out)
+    );
     assert!(names(&rt, &kc, "cluster.x-k8s.io/v1beta2", "Cluster", "hackathon").is_empty());
+    for (av, kind) in [
+        ("infrastructure.cluster.x-k8s.io/v1beta2", "AWSCluster"),
+        (
+            "infrastructure.cluster.x-k8s.io/v1beta2",
+            "AWSMachineTemplate",
+        ),
+        (
+            "controlplane.cluster.x-k8s.io/v1alpha3",
+            "TalosControlPlane",
+        ),
+        ("addons.cluster.x-k8s.io/v1alpha1", "HelmChartProxy"),
+    ] {
+        let left = names(&rt, &kc, av, kind, "hackathon");
+        assert!(left.is_empty(), "no {kind} left behind: {left:?}");
+    }
     let st = status_json(d, sim.kc());
     for c in st["clusters"].as_array().unwrap() {
         assert_eq!(c["phase"], "Absent", "{c}");

@@ -468,11 +468,38 @@ async fn down_async(ctx: &Ctx, a: &DownArgs, p: &Prepared) -> anyhow::Result<Exi
         .iter()
         .filter(|c| a.cluster.as_ref().is_none_or(|n| n == &c.name))
         .collect();
+    let mut targets: Vec<meshfleet_render::ClusterObjects> = targets.into_iter().cloned().collect();
+    if a.cluster.is_none() {
+        // Clusters of this fleet that the fleet file no longer names go too: nothing else
+        // would ever delete them.
+        let selector = format!("{}={fleet}", objects::FLEET_LABEL);
+        let live = mgmt
+            .list(objects::CAPI_VERSION, "Cluster", Some(fleet), &selector)
+            .await?;
+        for c in live {
+            let Some(name) = c.pointer("/metadata/name").and_then(Value::as_str) else {
+                continue;
+            };
+            if !targets.iter().any(|t| t.name == name) {
+                ctx.info(&format!(
+                    "{name}: not in the fleet file any more; deleting it too"
+                ));
+                targets.push(meshfleet_render::ClusterObjects {
+                    name: name.to_string(),
+                    objects: Vec::new(),
+                });
+            }
+        }
+    }
+    let kinds: Vec<(String, String)> = engine::kinds(&p.rendered)
+        .into_iter()
+        .filter(|(_, k)| !matches!(k.as_str(), "Namespace" | "Cluster"))
+        .collect();
     let mut failed = false;
     let timeout = a.timeout;
     let mut set = tokio::task::JoinSet::new();
-    for c in &targets {
-        let (mgmt, fleet, c) = (mgmt.clone(), fleet.clone(), (*c).clone());
+    for c in targets {
+        let (mgmt, fleet, kinds) = (mgmt.clone(), fleet.clone(), kinds.clone());
         let proxy = p
             .rendered
             .fleet_objects
@@ -480,7 +507,7 @@ async fn down_async(ctx: &Ctx, a: &DownArgs, p: &Prepared) -> anyhow::Result<Exi
             .find(|o| objects::is_proxy(o) && objects::proxy_cluster(o).as_deref() == Some(&c.name))
             .cloned();
         set.spawn(async move {
-            let r = down_cluster(&mgmt, &fleet, &c, proxy.as_ref(), timeout).await;
+            let r = down_cluster(&mgmt, &fleet, &c, proxy.as_ref(), &kinds, timeout).await;
             (c.name.clone(), r)
         });
     }
@@ -496,10 +523,15 @@ async fn down_async(ctx: &Ctx, a: &DownArgs, p: &Prepared) -> anyhow::Result<Exi
     }
     if a.cluster.is_none() && !failed {
         // Whole fleet: the mesh CA and then the namespace go last.
-        let ca = ObjectRef::new("v1", "Secret", Some(fleet), &objects::mesh_ca_secret(fleet));
-        if let Err(e) = delete_owned(&mgmt, &ca, fleet).await {
-            failed = true;
-            ctx.error(&format!("{e:#}"));
+        for name in [
+            objects::mesh_ca_secret(fleet),
+            format!("{fleet}-ipsec-keys"),
+        ] {
+            let r = ObjectRef::new("v1", "Secret", Some(fleet), &name);
+            if let Err(e) = delete_owned(&mgmt, &r, fleet).await {
+                failed = true;
+                ctx.error(&format!("{e:#}"));
+            }
         }
         for o in p.rendered.fleet_objects.iter().rev() {
             let r = ObjectRef::of(o)?;
@@ -520,10 +552,26 @@ async fn down_cluster(
     fleet: &str,
     c: &meshfleet_render::ClusterObjects,
     proxy: Option<&Value>,
+    kinds: &[(String, String)],
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    if let Some(proxy) = proxy {
-        delete_owned(mgmt, &ObjectRef::of(proxy)?, fleet).await?;
+    let proxy = match proxy {
+        Some(p) => ObjectRef::of(p)?,
+        None => ObjectRef::new(
+            "addons.cluster.x-k8s.io/v1alpha1",
+            "HelmChartProxy",
+            Some(fleet),
+            &format!("cilium-{}", c.name),
+        ),
+    };
+    match delete_owned(mgmt, &proxy, fleet).await {
+        Ok(_) => {}
+        Err(e)
+            if matches!(
+                e.downcast_ref::<KubeError>(),
+                Some(KubeError::NotServed { .. })
+            ) => {}
+        Err(e) => return Err(e),
     }
     let cref = objects::cluster_ref(fleet, &c.name);
     delete_owned(mgmt, &cref, fleet).await?;
@@ -557,6 +605,24 @@ async fn down_cluster(
                     Some(KubeError::NotServed { .. })
                 ) => {}
             Err(e) => return Err(e),
+        }
+    }
+    // What the fleet file no longer renders (a removed worker pool, a removed cluster) is
+    // found by its labels.
+    let selector = format!(
+        "{}={fleet},{}={}",
+        objects::FLEET_LABEL,
+        objects::CLUSTER_LABEL,
+        c.name
+    );
+    for (api_version, kind) in kinds {
+        let live = match mgmt.list(api_version, kind, Some(fleet), &selector).await {
+            Ok(l) => l,
+            Err(KubeError::NotServed { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for o in live {
+            mgmt.delete(&ObjectRef::of(&o)?).await?;
         }
     }
     Ok(())
