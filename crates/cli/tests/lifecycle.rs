@@ -461,6 +461,20 @@ fn up_status_kubeconfig_down() {
         .find("    - name: aws-euw1")
         .expect("aws-euw1 in the example");
     std::fs::write(d.join("fleet.yaml"), &fleet_text[..cut]).unwrap();
+    let st = status_json(d, sim.kc());
+    let aws = st["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "aws-euw1")
+        .expect("status still shows the cluster that left the file");
+    assert!(
+        aws["problem"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not in the fleet file"),
+        "{aws}"
+    );
     let out = meshfleet(
         d,
         &[

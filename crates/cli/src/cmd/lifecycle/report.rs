@@ -25,6 +25,8 @@ pub struct Expected {
     pub nodes: u64,
     /// Its mesh peers.
     pub peers: Vec<String>,
+    /// In the management cluster with the fleet's label, but not in the fleet file.
+    pub orphan: bool,
 }
 
 /// A condition with the object that reports it.
@@ -102,6 +104,29 @@ pub async fn collect(
     expected: &[Expected],
     mesh_on: bool,
 ) -> FleetStatus {
+    let mut expected = expected.to_vec();
+    // Clusters of this fleet that the file no longer names are shown too, so they are not
+    // forgotten (and running) unnoticed.
+    let selector = format!("{}={fleet}", objects::FLEET_LABEL);
+    if let Ok(live) = mgmt
+        .list(objects::CAPI_VERSION, "Cluster", Some(fleet), &selector)
+        .await
+    {
+        for c in live {
+            if let Some(name) = c.pointer("/metadata/name").and_then(Value::as_str)
+                && !expected.iter().any(|e| e.name == name)
+            {
+                expected.push(Expected {
+                    name: name.to_string(),
+                    provider: "-".into(),
+                    region: "-".into(),
+                    nodes: 0,
+                    peers: Vec::new(),
+                    orphan: true,
+                });
+            }
+        }
+    }
     let mut set = tokio::task::JoinSet::new();
     for (i, e) in expected.iter().enumerate() {
         let (mgmt, fleet, e) = (mgmt.clone(), fleet.to_string(), e.clone());
@@ -121,6 +146,16 @@ pub async fn collect(
 }
 
 async fn one(mgmt: &Kube, fleet: &str, e: &Expected, mesh_on: bool) -> ClusterStatus {
+    let mut st = one_inner(mgmt, fleet, e, mesh_on).await;
+    if e.orphan {
+        st.problem = Some(
+            "not in the fleet file any more\n  hint: `meshfleet down` deletes it (or put it back in the file)".into(),
+        );
+    }
+    st
+}
+
+async fn one_inner(mgmt: &Kube, fleet: &str, e: &Expected, mesh_on: bool) -> ClusterStatus {
     let mut st = ClusterStatus {
         name: e.name.clone(),
         provider: e.provider.clone(),
@@ -322,6 +357,7 @@ pub fn expected(
                     .iter()
                     .map(|p| u64::from(p.replicas))
                     .sum::<u64>(),
+            orphan: false,
             peers: if fleet.spec.mesh.enabled {
                 peers.get(&c.name).cloned().unwrap_or_default()
             } else {
