@@ -140,6 +140,11 @@ impl World {
         self.identity.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Issue a client certificate (PEM certificate, PEM key) the management API accepts.
+    pub fn issue_client_cert(&self, name: &str) -> Result<(String, String), SimError> {
+        Ok(self.lock_identity().issue_client_cert(name)?)
+    }
+
     /// `https://host:port` of this simulator.
     pub fn server_url(&self) -> String {
         let host = if self.addr.ip().is_unspecified() {

@@ -131,12 +131,40 @@ impl Identity {
                 }
             })?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // Client certificates signed by the simulator's CA authenticate too (optional: bearer
+        // tokens remain the default).
+        let mut roots = rustls::RootCertStore::empty();
+        for der in pem_certs(&self.ca_cert_pem) {
+            roots.add(der).map_err(rustls::Error::from)?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))?;
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
+            .with_client_cert_verifier(verifier)
             .with_single_cert(vec![cert.der().clone()], key_der)?;
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(cfg))
+    }
+
+    /// Issue a client certificate (PEM certificate, PEM key) for `name`, accepted by the
+    /// management API instead of the bearer token.
+    pub fn issue_client_cert(&self, name: &str) -> Result<(String, String), TlsError> {
+        let issuer = Issuer::new(ca_params()?, KeyPair::from_pem(&self.ca_key_pem)?);
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, name);
+        dn.push(DnType::OrganizationName, "system:masters");
+        params.distinguished_name = dn;
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
     }
 
     /// A kubeconfig (YAML) for `server` authenticating with `token`.
@@ -146,4 +174,11 @@ impl Identity {
             "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {name}-admin\n  user:\n    token: {token}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}-admin\n    namespace: {namespace}\ncurrent-context: {name}\npreferences: {{}}\n"
         )
     }
+}
+
+fn pem_certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .filter_map(Result::ok)
+        .collect()
 }

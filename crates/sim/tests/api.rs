@@ -539,8 +539,32 @@ async fn unauthorized_without_token() {
             a.token = Some("wrong".to_string().into());
         }
     }
-    let client = client_from_kubeconfig(kc).await;
+    let client = client_from_kubeconfig(kc.clone()).await;
     let cms: Api<ConfigMap> = Api::namespaced(client, "default");
     assert_eq!(code(&cms.get_opt("x").await.unwrap_err()), 401);
+    // A client certificate signed by the simulator's CA authenticates instead of the token.
+    use base64::Engine;
+    let (cert, key) = sim
+        .sim
+        .as_ref()
+        .unwrap()
+        .world()
+        .issue_client_cert("tester")
+        .unwrap();
+    let mut kc = kc;
+    for u in &mut kc.auth_infos {
+        if let Some(a) = u.auth_info.as_mut() {
+            a.token = None;
+            a.client_certificate_data =
+                Some(base64::engine::general_purpose::STANDARD.encode(cert.as_bytes()));
+            a.client_key_data = Some(
+                base64::engine::general_purpose::STANDARD
+                    .encode(key.as_bytes())
+                    .into(),
+            );
+        }
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(client_from_kubeconfig(kc).await, "default");
+    assert!(cms.get_opt("x").await.unwrap().is_none());
     sim.stop().await;
 }
