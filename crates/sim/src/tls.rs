@@ -135,7 +135,7 @@ impl Identity {
         // tokens remain the default).
         let mut roots = rustls::RootCertStore::empty();
         for der in pem_certs(&self.ca_cert_pem) {
-            roots.add(der).map_err(rustls::Error::from)?;
+            roots.add(der)?;
         }
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
             Arc::new(roots),
