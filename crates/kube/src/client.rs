@@ -339,6 +339,36 @@ impl Kube {
         }
     }
 
+    /// Poll one object until `done` says so (it is given `None` while the object does not
+    /// exist) or `timeout` passes. Returns the object as last seen, and whether `done` held.
+    /// Errors that retrying may fix are waited out like any other unready state.
+    pub async fn wait(
+        &self,
+        r: &ObjectRef,
+        timeout: Duration,
+        poll: Duration,
+        mut done: impl FnMut(Option<&Value>) -> bool,
+    ) -> Result<(Option<Value>, bool), KubeError> {
+        let start = tokio::time::Instant::now();
+        let mut last = None;
+        loop {
+            match self.get(r).await {
+                Ok(v) => {
+                    if done(v.as_ref()) {
+                        return Ok((v, true));
+                    }
+                    last = v;
+                }
+                Err(e) if e.is_transient() => {}
+                Err(e) => return Err(e),
+            }
+            if start.elapsed() >= timeout {
+                return Ok((last, false));
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
     /// One key of a Secret's data; `None` when the Secret or the key is absent.
     pub async fn secret_value(
         &self,

@@ -3,7 +3,7 @@
 //! The lifecycle engine needs a handful of verbs on objects it only knows as JSON (the renderer's
 //! output): find out whether their kinds are served ([`Kube::missing_kinds`]), server-side apply
 //! them under one field manager without ever forcing a conflict ([`Kube::apply`]), read them back,
-//! list them by label, delete them, and read Secrets. Every call is retried with backoff on the
+//! wait for them ([`Kube::wait`]), list them by label, delete them, and read Secrets. Every call is retried with backoff on the
 //! failures a busy or flaky API server produces (429, 5xx, timeouts, refused connections), so
 //! the callers can be written as straight-line convergence code.
 //!

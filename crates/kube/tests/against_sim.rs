@@ -64,6 +64,26 @@ async fn discovery_apply_get_list_delete() {
             .is_empty()
     );
 
+    let (seen, ok) = k
+        .wait(
+            &r,
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_millis(10),
+            |o| o.is_some_and(|o| o["data"]["k"] == "1"),
+        )
+        .await
+        .unwrap();
+    assert!(ok && seen.is_some());
+    let (_, ok) = k
+        .wait(
+            &r,
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_millis(10),
+            |o| o.is_none(),
+        )
+        .await
+        .unwrap();
+    assert!(!ok, "times out while the object exists");
     assert!(k.delete(&r).await.unwrap());
     assert!(
         !k.delete(&r).await.unwrap(),

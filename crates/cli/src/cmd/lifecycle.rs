@@ -575,21 +575,23 @@ async fn down_cluster(
     }
     let cref = objects::cluster_ref(fleet, &c.name);
     delete_owned(mgmt, &cref, fleet).await?;
-    let start = Instant::now();
-    while let Some(live) = mgmt.get(&cref).await? {
-        if start.elapsed() > timeout {
-            let conds = meshfleet_kube::status::conditions(&live);
-            let why = meshfleet_kube::status::condition(&conds, "Deleting")
-                .and_then(|c| c.message.clone())
-                .map(|m| format!(": {m}"))
-                .unwrap_or_default();
-            return Err(anyhow!(
-                "Cluster `{fleet}/{}` is still being deleted after {}s{why}",
-                c.name,
-                timeout.as_secs()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let (last, gone) = mgmt
+        .wait(&cref, timeout, Duration::from_millis(200), |o| o.is_none())
+        .await?;
+    if !gone {
+        let why = last
+            .map(|live| meshfleet_kube::status::conditions(&live))
+            .and_then(|conds| {
+                meshfleet_kube::status::condition(&conds, "Deleting")
+                    .and_then(|c| c.message.clone())
+            })
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
+        return Err(anyhow!(
+            "Cluster `{fleet}/{}` is still being deleted after {}s{why}",
+            c.name,
+            timeout.as_secs()
+        ));
     }
     for o in c.objects.iter().rev() {
         let r = ObjectRef::of(o)?;
