@@ -52,6 +52,9 @@ pub const CILIUM_CHART: &str = "cilium";
 /// The Secret (in `kube-system` of every workload cluster) holding the shared mesh CA.
 pub const CA_SECRET_NAME: &str = "cilium-ca";
 
+/// The Secret (in `kube-system`) the agent reads IPsec keys from when `encryption: ipsec`.
+pub const IPSEC_SECRET_NAME: &str = "cilium-ipsec-keys";
+
 /// NodePort of the clustermesh-apiserver when exposed as a NodePort Service.
 pub const CLUSTERMESH_NODE_PORT: u16 = 32379;
 /// Port of the clustermesh-apiserver behind a LoadBalancer Service.

@@ -25,7 +25,10 @@ use meshfleet_plan::{ClusterPlan, FirewallRule, Plan, Role};
 use meshfleet_spec::{Cluster, Fleet, Provider, Version};
 use serde_json::Value;
 
-pub use cilium::{CA_SECRET_NAME, CILIUM_CHART, CILIUM_REPO};
+pub use cilium::{
+    CA_SECRET_NAME, CILIUM_CHART, CILIUM_REPO, CLUSTERMESH_LB_PORT, CLUSTERMESH_NODE_PORT,
+    IPSEC_SECRET_NAME, proxy_name,
+};
 pub use meta::{CLUSTER_LABEL, FLEET_LABEL};
 
 /// Name of the marker file `render` leaves in an output directory it owns.
