@@ -1040,3 +1040,58 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn ctrl_c_stops_up_cleanly_and_a_rerun_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    example(d, |t| t);
+    let sim = Sim::start_at(d, "20", &["--egress-ip", "203.0.113.10"]);
+    let (rt, kc) = client(&sim.kubeconfig);
+    let up = Command::new(BIN)
+        .args([
+            "up",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--timeout",
+            "60s",
+        ])
+        .current_dir(d)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while names(&rt, &kc, "cluster.x-k8s.io/v1beta2", "Cluster", "hackathon").is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "up never applied anything"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let st = Command::new("kill")
+        .args(["-INT", &up.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = up.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(text(&out.stderr).contains("interrupted"), "{}", show(&out));
+
+    let out = meshfleet(
+        d,
+        &[
+            "up",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--timeout",
+            "60s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+}
