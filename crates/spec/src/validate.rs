@@ -604,6 +604,9 @@ fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
+/// Directory names of the render layout that a cluster directory must not shadow.
+const RESERVED_CLUSTER_NAMES: [&str; 2] = ["fleet", "prerequisites"];
+
 const KINDS: [&str; 3] = ["pods", "services", "nodes"];
 
 /// Apply every semantic rule. Paths are set; positions are filled by the caller.
@@ -1126,6 +1129,15 @@ fn check_clusters(r: &mut Report, fleet: &Fleet, pools: &[Option<IpNet>]) {
                 Diagnostic::error(format!("{base}.name"), "`default` is reserved by Cilium")
                     .with_value(&c.name)
                     .with_hint("Cilium refuses to mesh a cluster named `default`: pick a name that says where it runs"),
+            );
+        } else if RESERVED_CLUSTER_NAMES.contains(&c.name.as_str()) {
+            r.push(
+                Diagnostic::error(
+                    format!("{base}.name"),
+                    format!("`{}` is reserved for meshfleet's render layout", c.name),
+                )
+                .with_value(&c.name)
+                .with_hint("`render` writes fleet-wide files under `fleet/` and `prerequisites/`: pick another name"),
             );
         }
         if let Some(first) = names.insert(c.name.as_str(), i) {
