@@ -556,6 +556,9 @@ fn normalize(t: &ResourceType, obj: &mut Value) {
 
 fn unsupported_body(r: &Req) -> Option<Response<Body>> {
     let ct = r.content_type();
+    if ct.contains("protobuf") && crate::proto::decode(&r.body).is_ok() {
+        return None;
+    }
     (ct.contains("protobuf") || ct.contains("cbor")).then(|| {
         status_error(
             415,
@@ -569,6 +572,9 @@ fn unsupported_body(r: &Req) -> Option<Response<Body>> {
 fn parse_body(r: &Req) -> Result<Value, String> {
     if r.body.is_empty() {
         return Err("the request body is empty".into());
+    }
+    if r.content_type().contains("protobuf") {
+        return crate::proto::decode(&r.body);
     }
     match serde_json::from_slice::<Value>(&r.body) {
         Ok(v) => Ok(v),

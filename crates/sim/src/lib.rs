@@ -16,6 +16,7 @@ pub mod controllers;
 pub mod http;
 pub mod mesh;
 pub mod patch;
+pub mod proto;
 pub mod resources;
 pub mod select;
 pub mod store;

@@ -251,6 +251,35 @@ async fn kubectl_verbs() {
         ],
     );
     assert_eq!(cm, "gcp-a");
+    // Generator commands send protobuf bodies.
+    ok(&wkc, &["create", "namespace", "probe"]);
+    ok(
+        &wkc,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "s",
+            "-n",
+            "probe",
+            "--from-literal=k=v",
+        ],
+    );
+    assert_eq!(
+        ok(
+            &wkc,
+            &[
+                "get",
+                "secret",
+                "s",
+                "-n",
+                "probe",
+                "-o",
+                "jsonpath={.data.k}"
+            ]
+        ),
+        "dg=="
+    );
     // Delete (kubectl waits for the finalizers to finish the ordered teardown).
     let out = ok(
         &kc,
