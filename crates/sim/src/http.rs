@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::patch::{self, Part};
 use crate::resources::ResourceType;
 use crate::select::{FieldSelector, LabelSelector};
-use crate::store::{Change, Key, StoreError, now_rfc3339};
+use crate::store::{Change, EventType, Key, StoreError, now_rfc3339};
 use crate::validate;
 use crate::{Api, World};
 
@@ -758,13 +758,26 @@ fn watch_stream(
             v.push(b'\n');
             Bytes::from(v)
         };
-        let matches = |k: &Key, o: &Value| {
-            k.resource == key
-                && (ns.is_empty() || k.namespace == ns)
-                && ls.matches(o)
-                && fs.matches(o)
-        };
+
         let mut last_rv = api.store.rv();
+        // Objects that enter or leave the selection (a label change) arrive as ADDED or
+        // DELETED, judged on the object before and after the change, as the API server does.
+        let translate = |ev: &crate::store::Event| -> Option<&'static str> {
+            let scope = ev.key.resource == key && (ns.is_empty() || ev.key.namespace == ns);
+            if !scope {
+                return None;
+            }
+            let sel = |o: &Value| ls.matches(o) && fs.matches(o);
+            let now = sel(&ev.object);
+            let was = ev.old.as_ref().is_some_and(sel);
+            match (ev.kind, was, now) {
+                (EventType::Deleted, w, n) => (w || n).then_some("DELETED"),
+                (_, false, true) => Some("ADDED"),
+                (_, true, true) => Some("MODIFIED"),
+                (_, true, false) => Some("DELETED"),
+                (_, false, false) => None,
+            }
+        };
         if synthetic_initial {
             let (items, rv) = api
                 .store
@@ -790,9 +803,9 @@ fn watch_stream(
         } else {
             for ev in backlog {
                 last_rv = ev.rv;
-                if matches(&ev.key, &ev.object)
+                if let Some(ty) = translate(&ev)
                     && tx
-                        .send(encode(ev.kind.as_str(), present(ev.object, &t, &version)))
+                        .send(encode(ty, present(ev.object, &t, &version)))
                         .await
                         .is_err()
                 {
@@ -810,9 +823,10 @@ fn watch_stream(
                     Ok(ev) => {
                         if ev.rv <= last_rv { continue; }
                         last_rv = ev.rv;
-                        if matches(&ev.key, &ev.object) {
-                            let ty = ev.kind.as_str();
-                            if tx.send(encode(ty, present(ev.object, &t, &version))).await.is_err() { return; }
+                        if let Some(ty) = translate(&ev)
+                            && tx.send(encode(ty, present(ev.object, &t, &version))).await.is_err()
+                        {
+                            return;
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {

@@ -71,6 +71,9 @@ pub struct Event {
     pub object: Value,
     /// resourceVersion of the change.
     pub rv: u64,
+    /// The object before the change (None for creations), so filtered watches can tell when an
+    /// object left or entered their selection.
+    pub old: Option<Value>,
 }
 
 /// Errors of store operations; the HTTP layer maps them to Kubernetes `Status` objects.
@@ -238,9 +241,9 @@ impl Store {
         let change = f(current.as_ref())?;
         let (kind, object) = match change {
             Change::Keep => return Ok(current),
-            Change::Remove => match current {
+            Change::Remove => match &current {
                 None => return Err(StoreError::NotFound),
-                Some(cur) => (EventType::Deleted, cur),
+                Some(cur) => (EventType::Deleted, cur.clone()),
             },
             Change::Put(mut obj) => {
                 prepare(&mut obj, current.as_ref(), key);
@@ -281,6 +284,7 @@ impl Store {
             key: key.clone(),
             object: object.clone(),
             rv,
+            old: current,
         };
         g.history.push_back(ev.clone());
         if g.history.len() > HISTORY {

@@ -213,7 +213,51 @@ async fn watch_delivers_events_and_resumes() {
         matches!(ev, kube::api::WatchEvent::Deleted(ref o) if o.metadata.name.as_deref() == Some("w1")),
         "{ev:?}"
     );
-    // A resourceVersion older than the history is 410 Gone (as an ERROR event).
+    // Leaving and re-entering a label selection: DELETED, then ADDED.
+    cms.create(&PostParams::default(), &cm("moving", json!({"w": "1"})))
+        .await
+        .unwrap();
+    let rv = cms
+        .get("moving")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut sel = cms
+        .watch(&kube::api::WatchParams::default().labels("w=1"), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let relabel = |v: &'static str| {
+        let cms = cms.clone();
+        async move {
+            cms.patch(
+                "moving",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"w": v}}})),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    relabel("2").await;
+    relabel("1").await;
+    let mut kinds = Vec::new();
+    while kinds.len() < 2 {
+        let ev = tokio::time::timeout(std::time::Duration::from_secs(5), sel.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        match ev {
+            kube::api::WatchEvent::Added(_) => kinds.push("ADDED"),
+            kube::api::WatchEvent::Deleted(_) => kinds.push("DELETED"),
+            kube::api::WatchEvent::Modified(_) => kinds.push("MODIFIED"),
+            _ => {}
+        }
+    }
+    assert_eq!(kinds, vec!["DELETED", "ADDED"]);
     sim.stop().await;
 }
 
