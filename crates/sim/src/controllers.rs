@@ -161,12 +161,86 @@ pub(crate) fn update(api: &Api, key: &Key, f: impl FnOnce(&mut Value)) {
     });
 }
 
-/// Replace an object's status (keeps lastTransitionTime of conditions whose status did not change).
+/// Record a Kubernetes Event about `obj` (repeats bump `count`), as controllers do.
+pub(crate) fn event(api: &Api, obj: &Value, warning: bool, reason: &str, message: &str) {
+    let ns = match ns_of(obj) {
+        "" => "default",
+        n => n,
+    };
+    let uid = s(obj, "/metadata/uid");
+    let h = format!("{uid}/{reason}")
+        .bytes()
+        .fold(0xcbf29ce484222325u64, |a, b| {
+            (a ^ b as u64).wrapping_mul(0x100000001b3)
+        });
+    let name = format!("{}.{h:016x}", name_of(obj));
+    let now = now_rfc3339();
+    let key = Key::new("/events", ns, &name);
+    let ev = json!({"apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": name, "namespace": ns},
+        "involvedObject": {"apiVersion": s(obj, "/apiVersion"), "kind": s(obj, "/kind"), "name": name_of(obj),
+            "namespace": ns_of(obj), "uid": uid},
+        "reason": reason, "message": message, "type": if warning { "Warning" } else { "Normal" },
+        "source": {"component": MANAGER}, "reportingComponent": MANAGER, "reportingInstance": MANAGER,
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1});
+    let _ = api.store.mutate(&key, |cur| {
+        Ok(match cur {
+            None => Change::Put(ev),
+            Some(c) => {
+                let mut n = c.clone();
+                n["count"] = json!(c.get("count").and_then(Value::as_i64).unwrap_or(1) + 1);
+                n["lastTimestamp"] = json!(now);
+                n["message"] = json!(message);
+                Change::Put(n)
+            }
+        })
+    });
+}
+
+/// Replace an object's status (keeps lastTransitionTime of conditions whose status did not
+/// change). A condition turning True, or False for a failure reason, is also recorded as an Event.
 pub(crate) fn set_status(api: &Api, key: &Key, mut status: Value) {
+    let mut events: Vec<(bool, String, String)> = Vec::new();
+    let mut subject = Value::Null;
     let _ = api.store.mutate(key, |cur| {
         let Some(cur) = cur else {
             return Ok(Change::Keep);
         };
+        let old_conds = cur
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for c in status
+            .get("conditions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let prev = old_conds.iter().find(|o| o.get("type") == c.get("type"));
+            let before = prev.map(|o| s(o, "/status"));
+            let now = s(c, "/status");
+            let same_reason = prev.is_some_and(|o| s(o, "/reason") == s(c, "/reason"));
+            if (before == Some(now) && same_reason)
+                || matches!(s(c, "/type"), "Paused" | "Deleting")
+            {
+                continue;
+            }
+            if now == "True" && before.is_some() && before != Some("True") {
+                events.push((
+                    false,
+                    s(c, "/type").to_string(),
+                    format!("{} is now True", s(c, "/type")),
+                ));
+            } else if now == "False" && s(c, "/reason").contains("Failed") {
+                events.push((
+                    true,
+                    s(c, "/reason").to_string(),
+                    s(c, "/message").to_string(),
+                ));
+            }
+        }
+        subject = cur.clone();
         if let Some(old) = cur.pointer("/status/conditions").and_then(Value::as_array)
             && let Some(new) = status.get_mut("conditions").and_then(Value::as_array_mut)
         {
@@ -195,6 +269,9 @@ pub(crate) fn set_status(api: &Api, key: &Key, mut status: Value) {
         );
         Ok(Change::Put(new))
     });
+    for (warning, reason, message) in events {
+        event(api, &subject, warning, &reason, &message);
+    }
 }
 
 /// Create an object (as a controller) unless it exists.

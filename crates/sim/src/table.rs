@@ -226,6 +226,27 @@ pub fn table(t: &ResourceType, version: &str, items: &[Value], rv: Option<u64>) 
             has_age = true;
         }
         ("", "Namespace") => cols.push(col("Status", ".status.phase", 0)),
+        ("", "Event") => {
+            cols.push(col("Last Seen", ".lastTimestamp", 0));
+            cols[0].ty = "date".into();
+            cols.push(col("Type", ".type", 0));
+            cols.push(col("Reason", ".reason", 0));
+            special.push((cols.len(), |o| {
+                json!(format!(
+                    "{}/{}",
+                    o.pointer("/involvedObject/kind")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_lowercase(),
+                    o.pointer("/involvedObject/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                ))
+            }));
+            cols.push(col("Object", "", 0));
+            cols.push(col("Message", ".message", 0));
+            has_age = true;
+        }
         ("", "Service") => {
             cols.push(col("Type", ".spec.type", 0));
             cols.push(col("Cluster-IP", ".spec.clusterIP", 0));

@@ -121,6 +121,21 @@ async fn fleet_lifecycle_bootstrap_cilium_mesh_and_teardown() {
     .await
     .unwrap();
     assert_eq!(tcp["status"]["initialized"], false);
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "fleet");
+    let evs = eventually("bootstrap failure event", 10, || async {
+        let l = events
+            .list(&kube::api::ListParams::default().fields("involvedObject.name=gcp-blocked-cp"))
+            .await
+            .unwrap();
+        (!l.items.is_empty()).then_some(l)
+    })
+    .await;
+    assert!(
+        evs.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("EtcdBootstrapFailed")
+                && e.type_.as_deref() == Some("Warning"))
+    );
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "fleet");
     assert!(
         secrets
@@ -190,7 +205,15 @@ async fn fleet_lifecycle_bootstrap_cilium_mesh_and_teardown() {
         let cm = ks(&c).get_opt("clustermesh-status").await.unwrap()?;
         serde_json::from_str::<Value>(cm.data?.get("status.json")?).ok()
     };
-    let v = eventually("mesh view", 20, || mesh_view(wa.clone())).await;
+    // Once both run Cilium, the only missing piece is the shared CA.
+    let v = eventually("mesh view naming cilium-ca", 20, || async {
+        mesh_view(wa.clone()).await.filter(|v| {
+            v["peers"][0]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("cilium-ca"))
+        })
+    })
+    .await;
     assert_eq!(v["peers"][0]["connected"], false);
     assert!(
         v["peers"][0]["reason"]
