@@ -11,6 +11,7 @@ mod objects;
 mod progress;
 mod report;
 mod simproc;
+mod snapshot;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -313,6 +314,17 @@ async fn up_async(
     let known_ips = engine::recorded_ips(&mgmt, &p.rendered).await;
     let names: Vec<String> = p.rendered.clusters.iter().map(|c| c.name.clone()).collect();
     let progress = Arc::new(progress::Progress::new(ctx.quiet, &names));
+    let control_plane_kinds: Vec<(String, String)> = kinds
+        .iter()
+        .filter(|(_, k)| k.ends_with("ControlPlane"))
+        .cloned()
+        .collect();
+    let (snapshot, lister) = snapshot::spawn(
+        mgmt.clone(),
+        name.clone(),
+        control_plane_kinds,
+        engine::LIST_INTERVAL,
+    );
     let sem = Arc::new(tokio::sync::Semaphore::new(opts.concurrency));
     let shared = Arc::new(engine::Shared {
         mgmt: mgmt.clone(),
@@ -320,6 +332,7 @@ async fn up_async(
         secrets,
         progress: progress.clone(),
         known_ips,
+        snapshot,
     });
     let proxies: BTreeMap<String, Value> = p
         .rendered
@@ -360,6 +373,7 @@ async fn up_async(
         )
         .await?;
     }
+    lister.abort();
     progress.clear();
 
     let expected = report::expected(fleet, &p.plan.mesh_peers);

@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 use super::mesh::{self, Endpoints};
 use super::objects;
 use super::progress::Progress;
+use super::snapshot::Snapshot;
 
 /// What `up` needs to know, decided by the command layer.
 pub struct UpOptions {
@@ -221,31 +222,31 @@ pub struct Shared {
     pub progress: Arc<Progress>,
     /// Peer addresses already recorded in the proxies (carried over on re-runs).
     pub known_ips: BTreeMap<String, Vec<String>>,
+    /// The fleet's management-cluster objects, listed for all clusters at once.
+    pub snapshot: tokio::sync::watch::Receiver<Arc<Snapshot>>,
 }
 
-fn poll_interval(waited: Duration) -> Duration {
-    // Fast at first (a simulator or a re-run is quick), then gentle on the API server.
-    if waited < Duration::from_secs(2) {
-        Duration::from_millis(100)
-    } else if waited < Duration::from_secs(30) {
-        Duration::from_millis(300)
-    } else {
-        Duration::from_secs(2)
+impl Shared {
+    fn snap(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
     }
 }
 
+/// How often a waiting cluster looks again. Cheap: it mostly reads the shared snapshot.
+const POLL: Duration = Duration::from_millis(100);
+
+/// How often the snapshot is listed.
+pub const LIST_INTERVAL: Duration = Duration::from_millis(200);
+
 /// Why a cluster is not ready yet, from its Cluster and control plane conditions.
-pub async fn why_waiting(mgmt: &Kube, fleet: &str, cluster: &str) -> Option<String> {
-    let c = mgmt
-        .get(&objects::cluster_ref(fleet, cluster))
-        .await
-        .ok()??;
-    let mut conds = kstatus::conditions(&c);
+pub fn why_waiting(snap: &Snapshot, fleet: &str, cluster: &str) -> Option<String> {
+    let c = snap.clusters.get(cluster)?;
+    let mut conds = kstatus::conditions(c);
     // The control plane holds the detail (e.g. Talos bootstrap unable to reach apid on 50000).
-    if let Some(cp) = control_plane_ref(&c, fleet)
-        && let Ok(Some(cpo)) = mgmt.get(&cp).await
+    if let Some(cp) = control_plane_ref(c, fleet)
+        && let Some(cpo) = snap.control_planes.get(&cp.name)
     {
-        let mut cpc: Vec<_> = kstatus::conditions(&cpo)
+        let mut cpc: Vec<_> = kstatus::conditions(cpo)
             .into_iter()
             .map(|mut k| {
                 k.type_ = format!("{}/{}", cp.kind, k.type_);
@@ -297,8 +298,6 @@ pub fn cluster_ready(c: &Value) -> bool {
 struct Deadline {
     start: Instant,
     timeout: Duration,
-    /// When the wait was last explained, for what, and the explanation.
-    explained: std::sync::Mutex<Option<(Instant, String, Option<String>)>>,
 }
 
 impl Deadline {
@@ -319,7 +318,6 @@ pub async fn converge_cluster(
     let deadline = Deadline {
         start: Instant::now(),
         timeout: shared.opts.timeout,
-        explained: std::sync::Mutex::new(None),
     };
     match converge_inner(&shared, &name, &cluster_objects, proxy.as_ref(), &deadline).await {
         Ok((endpoints, workload)) => Outcome {
@@ -346,7 +344,6 @@ async fn converge_inner(
 ) -> anyhow::Result<(Option<Endpoints>, Kube)> {
     let p = &shared.progress;
     let mgmt = &shared.mgmt;
-    let fleet = &shared.opts.fleet;
 
     p.step(name, "applying");
     for o in cluster_objects {
@@ -386,22 +383,19 @@ async fn converge_inner(
     }
 
     p.step(name, "waiting for the cluster to be available");
-    let cref = objects::cluster_ref(fleet, name);
     loop {
-        match mgmt.get(&cref).await {
-            Ok(Some(c)) if cluster_ready(&c) => break,
-            // An API server that stays unreachable past the retries is waited out like any
-            // other unready state; the deadline still bounds it.
-            Err(e) if !e.is_transient() => return Err(e.into()),
-            _ => wait_or_fail(shared, name, deadline, "the cluster").await?,
+        if shared.snap().clusters.get(name).is_some_and(cluster_ready) {
+            break;
         }
+        wait_or_fail(shared, name, deadline, "the cluster").await?;
     }
 
     if let Some(proxy) = proxy {
         p.step(name, "waiting for Cilium");
         let pref = ObjectRef::of(proxy)?;
         loop {
-            match mesh::cilium_ready(mgmt, &pref, &workload).await {
+            let live = shared.snap().proxies.get(&pref.name).cloned();
+            match mesh::cilium_ready(live.as_ref(), &workload).await {
                 Ok(true) => break,
                 Err(e) if !e.is_transient() => return Err(e.into()),
                 _ => wait_or_fail(shared, name, deadline, "Cilium").await?,
@@ -432,13 +426,9 @@ async fn workload_api(shared: &Shared, name: &str, deadline: &Deadline) -> anyho
     let fleet = &shared.opts.fleet;
     let secret = objects::kubeconfig_secret(name);
     loop {
-        let kubeconfig = match shared.mgmt.secret_value(fleet, &secret, "value").await {
-            Ok(Some(k)) => k,
-            Err(e) if !e.is_transient() => return Err(e.into()),
-            _ => {
-                wait_or_fail(shared, name, deadline, "the control plane").await?;
-                continue;
-            }
+        let Some(kubeconfig) = shared.snap().kubeconfigs.get(&secret).cloned() else {
+            wait_or_fail(shared, name, deadline, "the control plane").await?;
+            continue;
         };
         let text = String::from_utf8(kubeconfig)
             .map_err(|_| anyhow!("Secret `{fleet}/{secret}` key `value` is not text"))?;
@@ -468,37 +458,20 @@ async fn wait_or_fail(
     deadline: &Deadline,
     what: &str,
 ) -> anyhow::Result<()> {
+    let why = why_waiting(&shared.snap(), &shared.opts.fleet, name);
     if deadline.passed() {
-        let why = why_waiting(&shared.mgmt, &shared.opts.fleet, name).await;
         let secs = deadline.timeout.as_secs();
         return Err(match why {
             Some(w) => anyhow!("stuck waiting for {what} after {secs}s: {w}"),
             None => anyhow!("stuck waiting for {what} after {secs}s"),
         });
     }
-    // Explaining costs two reads; once a second is enough for a person watching, and keeps a
-    // large fleet's polling light on the API server.
-    let cached: Option<Option<String>> = {
-        let last = deadline.explained.lock().unwrap_or_else(|e| e.into_inner());
-        last.as_ref()
-            .filter(|(t, w, _)| t.elapsed() < Duration::from_secs(1) && w == what)
-            .map(|(_, _, why)| why.clone())
-    };
-    let explain = match cached {
-        Some(why) => why,
-        None => {
-            let why = why_waiting(&shared.mgmt, &shared.opts.fleet, name).await;
-            *deadline.explained.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some((Instant::now(), what.to_string(), why.clone()));
-            why
-        }
-    };
-    let msg = match &explain {
+    let msg = match &why {
         Some(w) => format!("waiting for {what}: {w}"),
         None => format!("waiting for {what}"),
     };
     shared.progress.step(name, &msg);
-    tokio::time::sleep(poll_interval(deadline.start.elapsed())).await;
+    tokio::time::sleep(POLL).await;
     Ok(())
 }
 
@@ -628,7 +601,7 @@ pub async fn connect_mesh(
             break;
         }
         pending = still;
-        tokio::time::sleep(poll_interval(start.elapsed())).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(problems)
 }

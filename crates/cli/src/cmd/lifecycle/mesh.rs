@@ -94,11 +94,9 @@ pub async fn endpoints(w: &Kube) -> Result<Option<Endpoints>, KubeError> {
 
 /// Is Cilium installed and running: the proxy's `Ready` condition true (CAAPH installed the
 /// release), and the agent DaemonSet in the workload cluster fully ready when it reports.
-pub async fn cilium_ready(mgmt: &Kube, proxy: &ObjectRef, w: &Kube) -> Result<bool, KubeError> {
-    let Some(p) = mgmt.get(proxy).await? else {
-        return Ok(false);
-    };
-    let conds = kstatus::conditions(&p);
+pub async fn cilium_ready(proxy: Option<&Value>, w: &Kube) -> Result<bool, KubeError> {
+    let Some(p) = proxy else { return Ok(false) };
+    let conds = kstatus::conditions(p);
     if !kstatus::condition(&conds, "Ready").is_some_and(kstatus::Condition::is_true) {
         return Ok(false);
     }
