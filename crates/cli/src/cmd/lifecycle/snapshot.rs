@@ -98,10 +98,10 @@ pub fn spawn(
     let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
     let task = tokio::spawn(async move {
         loop {
-            if let Ok(s) = list_once(&mgmt, &namespace, &control_plane_kinds).await {
-                if tx.send(Arc::new(s)).is_err() {
-                    return;
-                }
+            if let Ok(s) = list_once(&mgmt, &namespace, &control_plane_kinds).await
+                && tx.send(Arc::new(s)).is_err()
+            {
+                return;
             }
             tokio::time::sleep(interval).await;
         }
