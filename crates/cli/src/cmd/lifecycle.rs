@@ -575,7 +575,7 @@ async fn down_cluster(
             "addons.cluster.x-k8s.io/v1alpha1",
             "HelmChartProxy",
             Some(fleet),
-            &format!("cilium-{}", c.name),
+            &meshfleet_render::proxy_name(&c.name),
         ),
     };
     match delete_owned(mgmt, &proxy, fleet).await {

@@ -193,7 +193,7 @@ pub async fn workload_secrets(
             || Ok(BTreeMap::from([("keys".to_string(), ipsec_keys()?)])),
         )
         .await?;
-        out.push(("cilium-ipsec-keys".to_string(), keys));
+        out.push((meshfleet_render::IPSEC_SECRET_NAME.to_string(), keys));
     }
     Ok(out)
 }
