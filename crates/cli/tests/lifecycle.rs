@@ -15,6 +15,24 @@ const BIN: &str = env!("CARGO_BIN_EXE_meshfleet");
 /// Simulated-time factor of the tests.
 const SPEED: &str = "200";
 
+/// `--crds DIR` with the upstream CRDs when they are there: the simulator then validates every
+/// object `up` applies strictly against the real schemas.
+fn crds_args() -> Vec<String> {
+    let dir = std::env::var_os("MESHFLEET_SCHEMA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/schemas"))
+        .join("crds");
+    if dir.is_dir() {
+        vec!["--crds".into(), dir.display().to_string()]
+    } else {
+        eprintln!(
+            "!!! upstream CRDs not found at `{}`: the simulator validates with its built-in kinds only (set MESHFLEET_SCHEMA_DIR)",
+            dir.display()
+        );
+        Vec::new()
+    }
+}
+
 struct Sim {
     child: Child,
     kubeconfig: PathBuf,
@@ -35,6 +53,7 @@ impl Sim {
             .args(["sim", "serve", "--listen", "127.0.0.1:0", "--kubeconfig"])
             .arg(&kubeconfig)
             .args(["--speed", speed])
+            .args(crds_args())
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
