@@ -713,6 +713,12 @@ fn control_planes(world: &World, timers: &mut Timers) {
             continue;
         };
         ensure_owner(api, &k, &cluster);
+        if let Some((tk, _)) = tcp
+            .pointer("/spec/infrastructureTemplate")
+            .and_then(|r| resolve(api, r, &k.namespace))
+        {
+            ensure_owner(api, &tk, &cluster);
+        }
         if !infra_ready(infra.as_ref()) {
             conds.push(cond1(
                 "Available",
@@ -901,6 +907,16 @@ fn machine_deployments(world: &World) {
             continue;
         };
         ensure_owner(api, &k, &cluster);
+        // Cluster API makes the Cluster own the templates a MachineDeployment uses, so they go
+        // with it.
+        for p in [
+            "/spec/template/spec/infrastructureRef",
+            "/spec/template/spec/bootstrap/configRef",
+        ] {
+            if let Some((tk, _)) = md.pointer(p).and_then(|r| resolve(api, r, &k.namespace)) {
+                ensure_owner(api, &tk, &cluster);
+            }
+        }
         let machines = owned_machines(api, &md);
         let live: Vec<&Value> = machines.iter().filter(|m| !deleting(m)).collect();
         let infra_kind = cluster_infra(api, &cluster)
@@ -1532,6 +1548,23 @@ fn teardown(
     st["conditions"] = json!(conds);
     set_status(api, k, st);
     if done {
+        // What only this Cluster owns (machine templates, …) goes with it.
+        let uid = s(c, "/metadata/uid").to_string();
+        for t in &api.registry.types {
+            if !t.namespaced {
+                continue;
+            }
+            for o in api.store.list(&t.key(), Some(&k.namespace)).0 {
+                let refs = o
+                    .pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                if !refs.is_empty() && refs.iter().all(|r| s(r, "/uid") == uid) {
+                    delete(api, &key_of(t, &o));
+                }
+            }
+        }
         let wl = format!("{}/{}", k.namespace, k.name);
         world.remove_workload(&wl);
         delete(

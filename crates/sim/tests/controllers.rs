@@ -269,6 +269,24 @@ async fn fleet_lifecycle_bootstrap_cilium_mesh_and_teardown() {
         .await
         .is_none()
     );
+    // Templates are owned by the Cluster (as Cluster API does) and go with it.
+    for (av, kind, name) in [
+        (
+            "infrastructure.cluster.x-k8s.io/v1beta1",
+            "GCPMachineTemplate",
+            "gcp-a-cp",
+        ),
+        (
+            "bootstrap.cluster.x-k8s.io/v1alpha3",
+            "TalosConfigTemplate",
+            "gcp-a-workers",
+        ),
+    ] {
+        assert!(
+            get(&client, av, kind, name).await.is_none(),
+            "{kind} left behind"
+        );
+    }
     let left = machines
         .list(&kube::api::ListParams::default().labels("cluster.x-k8s.io/cluster-name=gcp-a"))
         .await
