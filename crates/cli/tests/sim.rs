@@ -37,7 +37,11 @@ fn serve(kubeconfig: &Path, state: &Path) -> (Child, String) {
 }
 
 fn stop(mut child: Child) {
-    let ok = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let ok = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(ok.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -45,15 +49,25 @@ fn stop(mut child: Child) {
             assert!(st.success(), "exit status {st:?}");
             return;
         }
-        assert!(Instant::now() < deadline, "simulator did not stop on SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "simulator did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 fn kubectl() -> bool {
-    let ok = Command::new("kubectl").args(["version", "--client"]).output().is_ok_and(|o| o.status.success());
+    let ok = Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !ok {
-        assert_ne!(std::env::var("MESHFLEET_REQUIRE_KUBECTL").as_deref(), Ok("1"), "kubectl is required but missing");
+        assert_ne!(
+            std::env::var("MESHFLEET_REQUIRE_KUBECTL").as_deref(),
+            Ok("1"),
+            "kubectl is required but missing"
+        );
         eprintln!("!!! SKIPPING the kubectl part: `kubectl` not found on PATH");
     }
     ok
@@ -68,7 +82,10 @@ fn serve_stop_and_restart_with_state() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&kc).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&kc).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
     let text = std::fs::read_to_string(&kc).unwrap();
     assert!(text.contains("certificate-authority-data:") && text.contains("token:"));
@@ -76,14 +93,31 @@ fn serve_stop_and_restart_with_state() {
     let cm = dir.path().join("cm.yaml");
     std::fs::write(&cm, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kept\n  namespace: default\ndata:\n  k: v\n").unwrap();
     if has_kubectl {
-        let out = Command::new("kubectl").env("KUBECONFIG", &kc).args(["apply", "--server-side", "-f"]).arg(&cm).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("kubectl")
+            .env("KUBECONFIG", &kc)
+            .args(["apply", "--server-side", "-f"])
+            .arg(&cm)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     stop(child);
     let (child, _) = serve(&kc, &state);
     if has_kubectl {
-        let out = Command::new("kubectl").env("KUBECONFIG", &kc).args(["get", "configmap", "kept", "-o", "jsonpath={.data.k}"]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("kubectl")
+            .env("KUBECONFIG", &kc)
+            .args(["get", "configmap", "kept", "-o", "jsonpath={.data.k}"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(String::from_utf8_lossy(&out.stdout), "v");
     }
     stop(child);
@@ -93,9 +127,23 @@ fn serve_stop_and_restart_with_state() {
 fn invalid_arguments_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let kc = dir.path().join("kubeconfig");
-    for args in [vec!["--faults", "2"], vec!["--speed", "0"], vec!["--crds", "/definitely/not/here"]] {
-        let out = bin().args(["sim", "serve", "--kubeconfig"]).arg(&kc).args(&args).output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    for args in [
+        vec!["--faults", "2"],
+        vec!["--speed", "0"],
+        vec!["--crds", "/definitely/not/here"],
+    ] {
+        let out = bin()
+            .args(["sim", "serve", "--kubeconfig"])
+            .arg(&kc)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains('`') && err.contains("hint"), "{err}");
         assert!(!kc.exists());
