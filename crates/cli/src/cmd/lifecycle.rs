@@ -202,9 +202,25 @@ fn prepare(ctx: &Ctx, file: &Path, write: bool) -> anyhow::Result<Prepared> {
 }
 
 async fn connect(kubeconfig: Option<&Path>) -> anyhow::Result<Kube> {
-    Kube::from_path(kubeconfig).await.map_err(|e| {
+    let k = Kube::from_path(kubeconfig).await.map_err(|e| {
         anyhow!("{e}\n  hint: pass `--kubeconfig FILE`, or use `meshfleet up --sim` for the embedded simulator")
-    })
+    })?;
+    // Fail fast, with a hint, when nothing answers: every later call would retry for long.
+    let probe = k.clone().with_retry(meshfleet_kube::Retry {
+        attempts: 5,
+        base_delay: Duration::from_millis(100),
+        max_delay: Duration::from_millis(500),
+    });
+    match probe
+        .get(&ObjectRef::new("v1", "Namespace", None, "default"))
+        .await
+    {
+        Err(e) if e.is_transient() => Err(anyhow!(
+            "the management cluster at `{}` does not answer: {e}\n  hint: is it running? a simulator kept by `up --sim` is served again with `meshfleet sim serve --state DIR --kubeconfig FILE`",
+            k.server()
+        )),
+        _ => Ok(k),
+    }
 }
 
 /// `meshfleet up`.
