@@ -795,7 +795,7 @@ fn control_planes(world: &World, timers: &mut Timers) {
             match world.cfg.egress_ip {
                 Some(egress)
                     if !mesh::allows(
-                        &infra_obj,
+                        &mesh::effective_firewall(api, &infra_obj),
                         &ipnet::IpNet::from(egress),
                         "tcp",
                         50000,

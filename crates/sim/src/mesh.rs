@@ -93,34 +93,88 @@ pub fn allows(infra: &Value, src: &IpNet, proto: &str, port: u16, control_plane:
                 );
             by_rule || node_port
         }
-        _ => infra
-            .pointer("/spec/network/firewall/firewallRules")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter(|r| s(r, "/direction") != "Egress")
-            .any(|r| {
-                let ranges = strs(r.get("sourceRanges"));
-                let tags = strs(r.get("sourceTags"));
-                // GCP: no source ranges and no source tags means any source.
-                let src_ok = if ranges.is_empty() {
-                    tags.is_empty()
-                } else {
-                    cidr_covers(&ranges, src)
-                };
-                src_ok
-                    && r.get("allowed")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .any(|a| {
-                            let p = s(a, "/IPProtocol");
-                            let ports = strs(a.get("ports"));
-                            (p.eq_ignore_ascii_case(proto) || p.eq_ignore_ascii_case("all"))
-                                && (ports.is_empty() || ports.iter().any(|x| port_in(x, port)))
-                        })
-            }),
+        _ => {
+            // CAPG tags instances `<cluster>`, `<cluster>-control-plane` or `<cluster>-node`;
+            // a rule with targetTags applies only to instances carrying one of them.
+            let cluster = infra
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().find(|r| s(r, "/kind") == "Cluster"))
+                .map(|r| s(r, "/name"))
+                .unwrap_or_else(|| s(infra, "/metadata/name"))
+                .to_string();
+            let mut tags = vec![cluster.clone(), format!("{cluster}-control-plane")];
+            if !control_plane {
+                tags.push(format!("{cluster}-node"));
+            }
+            gcp_allows(infra, src, proto, port, &tags)
+        }
     }
+}
+
+fn gcp_allows(infra: &Value, src: &IpNet, proto: &str, port: u16, tags: &[String]) -> bool {
+    infra
+        .pointer("/spec/network/firewall/firewallRules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|r| s(r, "/direction") != "Egress")
+        .filter(|r| {
+            let targets = strs(r.get("targetTags"));
+            targets.is_empty() || targets.iter().any(|t| tags.iter().any(|x| x == t))
+        })
+        .any(|r| {
+            let ranges = strs(r.get("sourceRanges"));
+            let tags = strs(r.get("sourceTags"));
+            // GCP: no source ranges and no source tags means any source.
+            let src_ok = if ranges.is_empty() {
+                tags.is_empty()
+            } else {
+                cidr_covers(&ranges, src)
+            };
+            src_ok
+                && r.get("allowed")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .any(|a| {
+                        let p = s(a, "/IPProtocol");
+                        let ports = strs(a.get("ports"));
+                        (p.eq_ignore_ascii_case(proto) || p.eq_ignore_ascii_case("all"))
+                            && (ports.is_empty() || ports.iter().any(|x| port_in(x, port)))
+                    })
+        })
+}
+
+/// The firewall as the cloud applies it: GCP firewall rules belong to the VPC network, so every
+/// GCPCluster on the same project and network contributes its rules; AWS security groups are
+/// per cluster.
+pub fn effective_firewall(api: &Api, infra: &Value) -> Value {
+    if s(infra, "/kind") != "GCPCluster" {
+        return infra.clone();
+    }
+    let (project, network) = (s(infra, "/spec/project"), s(infra, "/spec/network/name"));
+    let mut rules: Vec<Value> = Vec::new();
+    let mut others = crate::controllers::list(api, crate::controllers::INFRA, "GCPCluster", None);
+    if !others
+        .iter()
+        .any(|o| s(o, "/metadata/uid") == s(infra, "/metadata/uid"))
+    {
+        others.push(infra.clone());
+    }
+    for o in others {
+        if s(&o, "/spec/project") == project && s(&o, "/spec/network/name") == network {
+            rules.extend(
+                o.pointer("/spec/network/firewall/firewallRules")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    let mut out = infra.clone();
+    out["spec"]["network"]["firewall"]["firewallRules"] = Value::Array(rules);
+    out
 }
 
 /// What a workload cluster's Cilium is configured with.
@@ -189,7 +243,7 @@ fn member(world: &World, api: &Arc<Api>) -> Option<Member> {
     let infra = ty(m, CAPI, "Cluster")
         .and_then(|t| m.store.get(&Key::new(&t.key(), ns, name)))
         .and_then(|c| cluster_infra(m, &c))
-        .map(|(_, v)| v);
+        .map(|(_, v)| effective_firewall(m, &v));
     Some(Member {
         key: api.name.clone(),
         name: d("cluster-name"),
@@ -413,6 +467,86 @@ mod tests {
                 .unwrap_err()
                 .contains("tcp/32379")
         );
+    }
+
+    #[test]
+    fn gcp_rules_are_network_wide() {
+        let api = Api {
+            name: "management".into(),
+            store: std::sync::Arc::new(crate::store::Store::open(None).unwrap()),
+            registry: std::sync::Arc::new(crate::resources::Registry::management()),
+            token: String::new(),
+        };
+        let gcp = |name: &str, net: &str, src: &str| {
+            json!({"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "GCPCluster",
+                "metadata": {"name": name, "namespace": "f"},
+                "spec": {"project": "p", "network": {"name": net, "firewall": {"firewallRules": [
+                    {"allowed": [{"IPProtocol": "TCP", "ports": ["50000"]}], "sourceRanges": [src]}]}}}})
+        };
+        let t = api
+            .registry
+            .by_kind(crate::controllers::INFRA, "GCPCluster")
+            .unwrap()
+            .key();
+        for (n, net, src) in [
+            ("a", "shared", "203.0.113.10/32"),
+            ("b", "shared", "198.18.0.1/32"),
+            ("c", "own", "198.18.0.1/32"),
+        ] {
+            let o = gcp(n, net, src);
+            api.store
+                .mutate(&Key::new(&t, "f", n), |_| Ok(crate::store::Change::Put(o)))
+                .unwrap();
+        }
+        let egress: IpNet = "203.0.113.10/32".parse().unwrap();
+        let b = api.store.get(&Key::new(&t, "f", "b")).unwrap();
+        let c = api.store.get(&Key::new(&t, "f", "c")).unwrap();
+        assert!(!allows(&b, &egress, "tcp", 50000, true));
+        assert!(allows(
+            &effective_firewall(&api, &b),
+            &egress,
+            "tcp",
+            50000,
+            true
+        ));
+        assert!(!allows(
+            &effective_firewall(&api, &c),
+            &egress,
+            "tcp",
+            50000,
+            true
+        ));
+        // targetTags scope a rule to the instances of one cluster (CAPG's instance tags).
+        let mut scoped = gcp("d", "tagged", "203.0.113.10/32");
+        scoped["spec"]["network"]["firewall"]["firewallRules"][0]["targetTags"] =
+            json!(["d-control-plane"]);
+        let d = scoped.clone();
+        api.store
+            .mutate(&Key::new(&t, "f", "d"), |_| {
+                Ok(crate::store::Change::Put(scoped))
+            })
+            .unwrap();
+        let mut e = gcp("e", "tagged", "198.18.0.1/32");
+        api.store
+            .mutate(&Key::new(&t, "f", "e"), |_| {
+                Ok(crate::store::Change::Put(e.clone()))
+            })
+            .unwrap();
+        e = api.store.get(&Key::new(&t, "f", "e")).unwrap();
+        assert!(allows(
+            &effective_firewall(&api, &d),
+            &egress,
+            "tcp",
+            50000,
+            true
+        ));
+        assert!(!allows(
+            &effective_firewall(&api, &e),
+            &egress,
+            "tcp",
+            50000,
+            true
+        ));
     }
 
     #[test]
