@@ -7,6 +7,7 @@
 
 mod engine;
 mod mesh;
+pub(crate) mod meshstatus;
 mod objects;
 mod progress;
 mod report;

@@ -1,5 +1,5 @@
 //! `meshfleet mesh …`: the mesh CA and its certificates on disk, the probe of a
-//! clustermesh-apiserver, and (later) the mesh status of a running fleet.
+//! clustermesh-apiserver, and the mesh status of a running fleet (`lifecycle::meshstatus`).
 //!
 //! Private keys are written atomically with mode 0600 and never printed: stdout carries only the
 //! probe's report, stderr only paths, subjects, dates and fingerprints.
@@ -119,6 +119,15 @@ pub struct ProbeArgs {
 pub struct MeshStatusArgs {
     #[command(flatten)]
     pub fleet: FleetArg,
+    /// Management cluster kubeconfig (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, conflicts_with = "sim")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Serve the simulator state kept by `up --sim` (`.meshfleet/sim/<fleet>/`) for this run.
+    #[arg(long)]
+    pub sim: bool,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: TableOrJson,
 }
 
 /// Run a mesh subcommand.
@@ -127,12 +136,7 @@ pub fn run(ctx: &Ctx, a: MeshArgs) -> anyhow::Result<Exit> {
         MeshCommand::Ca(CaCommand::Init(a)) => ca_init(ctx, a),
         MeshCommand::Ca(CaCommand::Issue(a)) => ca_issue(ctx, a),
         MeshCommand::Probe(a) => probe(ctx, a),
-        MeshCommand::Status(_) => {
-            ctx.error(
-                "`meshfleet mesh status` is not available yet in this build: it reads the fleet's clusters from a management cluster, and the lifecycle engine has not landed\n  hint: probe one clustermesh-apiserver with `meshfleet mesh probe`",
-            );
-            Ok(Exit::Failed)
-        }
+        MeshCommand::Status(a) => crate::cmd::lifecycle::meshstatus::run(ctx, a),
     }
 }
 
