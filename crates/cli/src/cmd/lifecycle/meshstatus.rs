@@ -939,3 +939,222 @@ pub fn table(r: &MeshReport, colour: bool) -> String {
     out.push_str(&t.render(colour));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+    }
+
+    fn planned(names: &[&str]) -> Vec<Planned> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Planned {
+                name: n.to_string(),
+                mesh_id: i as u32 + 1,
+                peers: names
+                    .iter()
+                    .filter(|x| *x != n)
+                    .map(|x| x.to_string())
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// A healthy cluster `name` with ID `id`, pod CIDR `pods`, connected to `peers`.
+    fn healthy(name: &str, id: u32, pods: &str, peers: &[&str]) -> Facts {
+        let peers: Vec<String> = peers.iter().map(|p| p.to_string()).collect();
+        Facts {
+            name: name.into(),
+            exists: true,
+            reachable: true,
+            cilium: Some((name.into(), Some(id), 255)),
+            secret_peers: Some(peers.clone()),
+            proxy_peers: Some(peers.clone()),
+            view: Some(mesh::MeshView {
+                connected: peers,
+                problems: Vec::new(),
+            }),
+            endpoints: Some(mesh::Endpoints {
+                ips: vec![format!("10.0.{id}.2")],
+                port: 32379,
+            }),
+            ca: Some((
+                CaSummary {
+                    fingerprint: "aa:bb".into(),
+                    subject: "CN=meshfleet-mesh-ca".into(),
+                    not_after: "2030-01-01T00:00:00Z".into(),
+                },
+                now() + meshfleet_mesh::time::Duration::days(365),
+            )),
+            pod_cidrs: vec![pods.parse().unwrap()],
+            problems: Vec::new(),
+        }
+    }
+
+    fn messages(r: &MeshReport) -> Vec<String> {
+        r.problems
+            .iter()
+            .chain(r.clusters.iter().flat_map(|c| c.problems.iter()))
+            .map(|p| p.message.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_healthy_mesh_has_no_problem() {
+        let r = evaluate(
+            "f",
+            &planned(&["a", "b"]),
+            255,
+            vec![
+                healthy("a", 1, "10.64.0.0/16", &["b"]),
+                healthy("b", 2, "10.65.0.0/16", &["a"]),
+            ],
+            now(),
+        );
+        assert!(messages(&r).is_empty(), "{:?}", messages(&r));
+        assert!(!r.has_error());
+        assert_eq!(r.clusters[0].connected_peers, ["b"]);
+        assert_eq!(r.clusters[0].endpoints, ["https://10.0.1.2:32379"]);
+    }
+
+    #[test]
+    fn collisions_overlaps_and_expiry() {
+        let mut b = healthy("b", 1, "10.64.128.0/17", &["a"]);
+        b.ca.as_mut().unwrap().1 = now() + meshfleet_mesh::time::Duration::days(10);
+        let r = evaluate(
+            "f",
+            &planned(&["a", "b"]),
+            255,
+            vec![healthy("a", 1, "10.64.0.0/16", &["b"]), b],
+            now(),
+        );
+        let m = messages(&r).join("\n");
+        assert!(m.contains("cluster ID `1` is used by `a`, `b`"), "{m}");
+        assert!(
+            m.contains("pod CIDRs of `a` (`10.64.0.0/16`) and `b` (`10.64.128.0/17`) overlap"),
+            "{m}"
+        );
+        let b = &r.clusters[1];
+        let exp = b
+            .problems
+            .iter()
+            .find(|p| p.message.contains("expires in 10 day"))
+            .unwrap_or_else(|| panic!("{m}"));
+        assert_eq!(exp.severity, Severity::Warning);
+        assert!(r.has_error());
+    }
+
+    #[test]
+    fn only_a_warning_exits_0() {
+        let mut b = healthy("b", 2, "10.65.0.0/16", &["a"]);
+        b.ca.as_mut().unwrap().1 = now() + meshfleet_mesh::time::Duration::days(29);
+        let r = evaluate(
+            "f",
+            &planned(&["a", "b"]),
+            255,
+            vec![healthy("a", 1, "10.64.0.0/16", &["b"]), b],
+            now(),
+        );
+        assert_eq!(messages(&r).len(), 1, "{:?}", messages(&r));
+        assert!(!r.has_error());
+    }
+
+    #[test]
+    fn names_and_ca_mismatch() {
+        let mut b = healthy("b", 2, "10.65.0.0/16", &["a"]);
+        b.cilium = Some(("a".into(), Some(2), 255));
+        b.ca.as_mut().unwrap().0.fingerprint = "cc:dd".into();
+        let r = evaluate(
+            "f",
+            &planned(&["a", "b"]),
+            255,
+            vec![healthy("a", 1, "10.64.0.0/16", &["b"]), b],
+            now(),
+        );
+        let m = messages(&r).join("\n");
+        assert!(
+            m.contains("cluster name `a` is used by more than one"),
+            "{m}"
+        );
+        assert!(m.contains("Cilium in cluster `b` calls it `a`"), "{m}");
+        assert!(m.contains("do not share one mesh CA"), "{m}");
+    }
+
+    #[test]
+    fn unreachable_peers_and_missing_configuration() {
+        let mut a = healthy("a", 1, "10.64.0.0/16", &["b", "c"]);
+        a.view = Some(mesh::MeshView {
+            connected: vec!["c".into()],
+            problems: vec![
+                "b: `b` firewall does not allow tcp/32379 (clustermesh-apiserver) from `a` nodes 10.0.0.0/20: connection timed out".into(),
+            ],
+        });
+        let mut c = healthy("c", 3, "10.66.0.0/16", &["a"]);
+        // `c`'s values name `b`, but what its Cilium runs with was never told.
+        c.secret_peers = Some(vec!["a".into()]);
+        c.proxy_peers = Some(vec!["a".into(), "b".into()]);
+        let r = evaluate(
+            "f",
+            &planned(&["a", "b", "c"]),
+            255,
+            vec![a, healthy("b", 2, "10.65.0.0/16", &["a", "c"]), c],
+            now(),
+        );
+        let a = &r.clusters[0];
+        let p = a
+            .problems
+            .iter()
+            .find(|p| {
+                p.message
+                    .contains("cannot reach `b`'s clustermesh-apiserver")
+            })
+            .unwrap_or_else(|| panic!("{:?}", a.problems));
+        assert!(p.hint.as_deref().unwrap().contains("tcp/32379"));
+        let pb = a.peers.iter().find(|p| p.name == "b").unwrap();
+        assert!(!pb.connected && pb.reason.as_deref().unwrap().contains("firewall"));
+        let c = &r.clusters[2];
+        assert!(
+            c.problems
+                .iter()
+                .any(|p| p.message.contains("not configured to dial `b`")),
+            "{:?}",
+            c.problems
+        );
+        assert!(
+            c.problems.iter().any(|p| p
+                .message
+                .contains("values in the management cluster list peers")),
+            "{:?}",
+            c.problems
+        );
+    }
+
+    #[test]
+    fn a_missing_ca_is_not_a_second_ca() {
+        let mut b = healthy("b", 2, "10.65.0.0/16", &["a"]);
+        b.ca = None;
+        b.problems.push(Problem::error("no CA", "deliver it"));
+        let r = evaluate(
+            "f",
+            &planned(&["a", "b"]),
+            255,
+            vec![healthy("a", 1, "10.64.0.0/16", &["b"]), b],
+            now(),
+        );
+        let m = messages(&r);
+        assert_eq!(m, ["no CA"], "{m:?}");
+    }
+
+    #[test]
+    fn peers_from_either_form_of_the_values() {
+        let map = serde_json::json!({"spec": {"valuesTemplate": "clustermesh:\n  config:\n    clusters:\n      b: {port: 32379}\n      a: {port: 32379}\n"}});
+        assert_eq!(proxy_peers(&map), ["a", "b"]);
+        let list = serde_json::json!({"spec": {"valuesTemplate": "clustermesh:\n  config:\n    clusters:\n    - name: c\n      port: 2379\n"}});
+        assert_eq!(proxy_peers(&list), ["c"]);
+        assert!(proxy_peers(&serde_json::json!({})).is_empty());
+    }
+}
