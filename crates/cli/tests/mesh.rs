@@ -214,12 +214,13 @@ fn mismatched_ca_key_is_refused() {
     assert_no_key_material(&out, &[&dir.path().join("a/ca.key")]);
 }
 
+/// `mesh status` against a running fleet is tested in `mesh_status.rs`; here, its input.
 #[test]
-fn status_is_not_available_yet() {
+fn status_without_a_fleet_file_is_invalid_input() {
     let dir = tempfile::tempdir().unwrap();
     let out = meshfleet(dir.path(), &["mesh", "status", "-f", "fleet.yaml"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("not available yet"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("`fleet.yaml` not found"));
     assert!(out.stdout.is_empty());
 }
 

@@ -343,3 +343,99 @@ fn sim_flag_reads_the_state_up_sim_kept() {
         assert_eq!(c["connectedPeers"].as_array().unwrap().len(), 1, "{c}");
     }
 }
+
+/// Closing the clustermesh-apiserver's NodePort in one cluster's security group (what an
+/// operator's hand-edited firewall does): the others report it unreachable, with the port.
+#[test]
+fn a_closed_32379_is_reported_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = meshfleet(d, &["init", "-f", "fleet.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let sim = Sim::start(d);
+    let out = meshfleet(
+        d,
+        &[
+            "up",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--timeout",
+            "60s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let (code, st, out) = mesh_status(d, sim.kc());
+    assert_eq!(code, Some(0), "{}", show(&out));
+    assert_eq!(st["clusters"].as_array().unwrap().len(), 3);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mgmt = client_from(
+        &rt,
+        kube::config::Kubeconfig::read_from(&sim.kubeconfig).unwrap(),
+    );
+    rt.block_on(async {
+        let gvk = kube::core::GroupVersionKind::gvk(
+            "infrastructure.cluster.x-k8s.io",
+            "v1beta2",
+            "AWSCluster",
+        );
+        let (ar, _) = kube::discovery::pinned_kind(&mgmt, &gvk).await.unwrap();
+        let api: kube::Api<kube::core::DynamicObject> =
+            kube::Api::namespaced_with(mgmt.clone(), "hackathon", &ar);
+        let mut aws = api.get("aws-euw1").await.unwrap();
+        let rules = aws.data["spec"]["network"]["additionalNodeIngressRules"]
+            .as_array_mut()
+            .unwrap();
+        let before = rules.len();
+        rules.retain(|r| r["fromPort"] != 32379);
+        assert_eq!(
+            rules.len(),
+            before - 1,
+            "the rendered rule for 32379 is there"
+        );
+        api.replace("aws-euw1", &Default::default(), &aws)
+            .await
+            .unwrap();
+    });
+
+    // Cilium's view follows the firewall; give the simulated agents a moment.
+    let start = Instant::now();
+    let (code, st, out) = loop {
+        let r = mesh_status(d, sim.kc());
+        if r.0 == Some(1) || start.elapsed() > Duration::from_secs(10) {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(code, Some(1), "{}", show(&out));
+    for name in ["gcp-euw1", "gcp-use1"] {
+        let c = st["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap();
+        assert!(
+            !strs(&c["connectedPeers"]).contains(&"aws-euw1".to_string()),
+            "{c}"
+        );
+        let p = c["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| {
+                p["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("cannot reach `aws-euw1`'s clustermesh-apiserver")
+            })
+            .unwrap_or_else(|| panic!("{c}"));
+        assert_eq!(p["severity"], "error");
+        assert!(p["hint"].as_str().unwrap().contains("tcp/32379"), "{p}");
+    }
+}

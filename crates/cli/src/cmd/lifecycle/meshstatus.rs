@@ -923,10 +923,11 @@ pub fn table(r: &MeshReport, colour: bool) -> String {
             } else {
                 down.join(",")
             },
-            if c.endpoints.is_empty() {
-                "-".into()
-            } else {
-                c.endpoints.join(",")
+            // One address and a count keep the line readable; `-o json` has them all.
+            match c.endpoints.as_slice() {
+                [] => "-".into(),
+                [one] => one.clone(),
+                [first, rest @ ..] => format!("{first} (+{})", rest.len()),
             },
             c.ca.as_ref().map_or_else(
                 || "-".into(),
