@@ -118,6 +118,8 @@ pub(crate) fn reconcile(world: &World, timers: &mut Timers) {
     ) else {
         return;
     };
+    let all_clusters = api.store.list(&ct.key(), None).0;
+    let all_hrps = api.store.list(&hrp_t.key(), None).0;
     for hcp in api.store.list(&hcp_t.key(), None).0 {
         if deleting(&hcp) {
             continue;
@@ -127,12 +129,10 @@ pub(crate) fn reconcile(world: &World, timers: &mut Timers) {
             .pointer("/spec/clusterSelector")
             .cloned()
             .unwrap_or(json!({}));
-        let clusters: Vec<Value> = api
-            .store
-            .list(&ct.key(), Some(&ns))
-            .0
-            .into_iter()
-            .filter(|c| !deleting(c) && selector_matches(&sel, c))
+        let clusters: Vec<Value> = all_clusters
+            .iter()
+            .filter(|c| ns_of(c) == ns && !deleting(c) && selector_matches(&sel, c))
+            .cloned()
             .collect();
         let mut wanted = Vec::new();
         for c in &clusters {
@@ -174,21 +174,19 @@ pub(crate) fn reconcile(world: &World, timers: &mut Timers) {
         }
         // Releases for Clusters no longer selected are uninstalled.
         let uid = s(&hcp, "/metadata/uid").to_string();
-        for hrp in api.store.list(&hrp_t.key(), Some(&ns)).0 {
+        for hrp in all_hrps.iter().filter(|h| ns_of(h) == ns) {
             let owned = hrp
                 .pointer("/metadata/ownerReferences")
                 .and_then(Value::as_array)
                 .is_some_and(|a| a.iter().any(|r| s(r, "/uid") == uid));
-            if owned && !wanted.iter().any(|w| w == name_of(&hrp)) {
-                delete(api, &key_of(&hrp_t, &hrp));
+            if owned && !wanted.iter().any(|w| w == name_of(hrp)) {
+                delete(api, &key_of(&hrp_t, hrp));
             }
         }
-        let releases: Vec<Value> = api
-            .store
-            .list(&hrp_t.key(), Some(&ns))
-            .0
-            .into_iter()
-            .filter(|h| wanted.iter().any(|w| w == name_of(h)))
+        // Status only: releases created in this pass are counted in the next one.
+        let releases: Vec<&Value> = all_hrps
+            .iter()
+            .filter(|h| ns_of(h) == ns && wanted.iter().any(|w| w == name_of(h)))
             .collect();
         let ready = releases
             .iter()

@@ -57,45 +57,98 @@ impl Timers {
     fn forget(&mut self, id: &str) {
         self.0.remove(id);
     }
+    /// Whether some simulated delay is still running (its end needs a pass).
+    fn pending(&self, world: &World) -> bool {
+        let longest = world.scaled(delays::INFRA);
+        self.0.values().any(|t| t.elapsed() < longest)
+    }
 }
 
 /// Run every controller until `stop`.
 pub async fn run(world: Arc<World>, mut stop: watch::Receiver<bool>) {
     let mut rx = world.management.store.subscribe();
-    let period = world
-        .scaled(Duration::from_millis(500))
-        .max(Duration::from_millis(50));
-    let mut tick = tokio::time::interval(period);
+    // Fast ticks only matter while a simulated delay runs; slow ticks pick up changes in
+    // workload clusters (their stores are not subscribed) and anything else level-triggered.
+    let fast = world
+        .scaled(Duration::from_millis(250))
+        .clamp(Duration::from_millis(20), Duration::from_millis(250));
+    let slow = world
+        .scaled(Duration::from_millis(1000))
+        .clamp(Duration::from_millis(200), Duration::from_millis(1000));
+    let mut tick = tokio::time::interval(fast);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut timers = Timers::default();
+    let mut last = Instant::now()
+        .checked_sub(slow)
+        .unwrap_or_else(Instant::now);
     loop {
+        let mut deleted = false;
         tokio::select! {
-            _ = rx.recv() => {
-                // Coalesce bursts: one pass handles every pending event.
-                while rx.try_recv().is_ok() {}
+            ev = rx.recv() => {
+                deleted |= ev.is_ok_and(|e| e.kind == crate::store::EventType::Deleted);
+                // Let a burst (an apply of many objects) land, then handle it in one pass.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                while let Ok(e) = rx.try_recv() {
+                    deleted |= e.kind == crate::store::EventType::Deleted;
+                }
             }
-            _ = tick.tick() => {}
+            _ = tick.tick() => {
+                if !timers.pending(&world) && last.elapsed() < slow {
+                    continue;
+                }
+                deleted = true;
+            }
             _ = stop.changed() => return,
         }
-        reconcile_all(&world, &mut timers);
+        last = Instant::now();
+        // A pass is CPU work over every object: keep it off the async workers that serve HTTP.
+        let w = world.clone();
+        let Ok(t) = tokio::task::spawn_blocking(move || {
+            reconcile_all(&w, &mut timers, deleted);
+            timers
+        })
+        .await
+        else {
+            return;
+        };
+        timers = t;
+        tracing::debug!(took = ?last.elapsed(), "reconcile pass");
     }
 }
 
 /// One pass of every reconciler.
-pub(crate) fn reconcile_all(world: &World, timers: &mut Timers) {
+pub(crate) fn reconcile_all(world: &World, timers: &mut Timers, collect: bool) {
     let m = &world.management;
     namespaces(m);
-    garbage_collect(m);
+    // Garbage can only appear when something was deleted.
+    if collect {
+        garbage_collect(m);
+    }
     for api in world.workloads() {
         namespaces(&api);
-        garbage_collect(&api);
+        if collect {
+            garbage_collect(&api);
+        }
     }
+    let mut t0 = Instant::now();
+    let mut lap = |what: &str| {
+        tracing::trace!(reconciler = what, took = ?t0.elapsed());
+        t0 = Instant::now();
+    };
     infrastructure(world, timers);
+    lap("infra");
     control_planes(world, timers);
+    lap("cp");
     machine_deployments(world);
+    lap("md");
     machines(world, timers);
+    lap("machines");
     clusters(world, timers);
+    lap("clusters");
     crate::caaph::reconcile(world, timers);
+    lap("caaph");
     mesh::reconcile(world);
+    lap("mesh");
 }
 
 // ---------------------------------------------------------------- helpers
@@ -647,15 +700,17 @@ fn talos_config(machine: &Value, spec: Value) -> Value {
         "spec": spec})
 }
 
-fn owned_machines(api: &Api, owner: &Value) -> Vec<Value> {
+/// The machines in `all` that `owner` owns (callers list machines once per pass: listing
+/// clones every object).
+fn owned_machines(all: &[Value], owner: &Value) -> Vec<Value> {
     let uid = s(owner, "/metadata/uid");
-    list(api, CAPI, "Machine", Some(ns_of(owner)))
-        .into_iter()
+    all.iter()
         .filter(|m| {
             m.pointer("/metadata/ownerReferences")
                 .and_then(Value::as_array)
                 .is_some_and(|a| a.iter().any(|r| s(r, "/uid") == uid))
         })
+        .cloned()
         .collect()
 }
 
@@ -668,11 +723,12 @@ fn control_planes(world: &World, timers: &mut Timers) {
     let Some(t) = ty(api, CP, "TalosControlPlane").cloned() else {
         return;
     };
+    let all_machines = list(api, CAPI, "Machine", None);
     for tcp in api.store.list(&t.key(), None).0 {
         let k = key_of(&t, &tcp);
         if deleting(&tcp) {
             // Scale to zero, then let go.
-            let ms = owned_machines(api, &tcp);
+            let ms = owned_machines(&all_machines, &tcp);
             if let Some(mt) = ty(api, CAPI, "Machine") {
                 for m in &ms {
                     delete(api, &key_of(mt, m));
@@ -695,7 +751,7 @@ fn control_planes(world: &World, timers: &mut Timers) {
         let version = s(&tcp, "/spec/version").to_string();
         let cluster = cluster_of(api, &tcp);
         let infra = cluster.as_ref().and_then(|c| cluster_infra(api, c));
-        let machines = owned_machines(api, &tcp);
+        let machines = owned_machines(&all_machines, &tcp);
         let mut status = json!({"replicas": machines.len(), "version": version,
             "selector": format!("{CLUSTER_LABEL}={},cluster.x-k8s.io/control-plane", cluster.as_ref().map(name_of).unwrap_or(""))});
         let mut conds = Vec::new();
@@ -887,6 +943,7 @@ fn machine_deployments(world: &World) {
     let Some(mt) = ty(api, CAPI, "Machine").cloned() else {
         return;
     };
+    let all_machines = api.store.list(&mt.key(), None).0;
     for md in api.store.list(&t.key(), None).0 {
         let k = key_of(&t, &md);
         if deleting(&md) || cluster_of(api, &md).is_some_and(|c| deleting(&c)) {
@@ -917,7 +974,7 @@ fn machine_deployments(world: &World) {
                 ensure_owner(api, &tk, &cluster);
             }
         }
-        let machines = owned_machines(api, &md);
+        let machines = owned_machines(&all_machines, &md);
         let live: Vec<&Value> = machines.iter().filter(|m| !deleting(m)).collect();
         let infra_kind = cluster_infra(api, &cluster)
             .map(|(_, v)| s(&v, "/kind").to_string())
@@ -1167,6 +1224,9 @@ fn clusters(world: &World, timers: &mut Timers) {
     let Some(t) = ty(api, CAPI, "Cluster").cloned() else {
         return;
     };
+    // Listed once per pass: listing clones every object.
+    let all_mds = list(api, CAPI, "MachineDeployment", None);
+    let all_machines = list(api, CAPI, "Machine", None);
     for c in api.store.list(&t.key(), None).0 {
         let k = key_of(&t, &c);
         let wl = format!("{}/{}", k.namespace, k.name);
@@ -1175,14 +1235,9 @@ fn clusters(world: &World, timers: &mut Timers) {
         let cp = c
             .pointer("/spec/controlPlaneRef")
             .and_then(|r| resolve(api, r, &k.namespace));
-        let mds: Vec<Value> = list(api, CAPI, "MachineDeployment", Some(&k.namespace))
-            .into_iter()
-            .filter(|m| s(m, "/spec/clusterName") == k.name)
-            .collect();
-        let machines: Vec<Value> = list(api, CAPI, "Machine", Some(&k.namespace))
-            .into_iter()
-            .filter(|m| s(m, "/spec/clusterName") == k.name)
-            .collect();
+        let mine = |m: &&Value| ns_of(m) == k.namespace && s(m, "/spec/clusterName") == k.name;
+        let mds: Vec<Value> = all_mds.iter().filter(mine).cloned().collect();
+        let machines: Vec<Value> = all_machines.iter().filter(mine).cloned().collect();
         if deleting(&c) {
             teardown(world, &c, &k, infra, cp, &mds, &machines, timers);
             continue;
