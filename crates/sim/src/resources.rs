@@ -85,7 +85,9 @@ pub enum CrdError {
         message: String,
     },
     /// A CRD misses a required field.
-    #[error("`{path}`: CustomResourceDefinition without `{field}`")]
+    #[error(
+        "`{path}`: CustomResourceDefinition without `{field}`; hint: --crds expects complete CustomResourceDefinition files"
+    )]
     Incomplete {
         /// The file.
         path: PathBuf,

@@ -85,7 +85,14 @@ fn serve(ctx: &Ctx, a: ServeArgs) -> anyhow::Result<Exit> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let sim = meshfleet_sim::start(cfg).await?;
+        let sim = match meshfleet_sim::start(cfg).await {
+            Ok(s) => s,
+            // Unreadable CRD files and bad settings are the user's input: exit 2.
+            Err(e @ (meshfleet_sim::SimError::Crds(_) | meshfleet_sim::SimError::Config(_))) => {
+                return Err(Invalid::new(e.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        };
         ctx.info(&format!(
             "simulator listening on https://{} (kubeconfig `{}`)",
             sim.addr(),
