@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 /// How many events a store remembers for watches that resume from an older resourceVersion.
-const HISTORY: usize = 20_000;
+const HISTORY: usize = 5_000;
 
 /// Identifies one object.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
