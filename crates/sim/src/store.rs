@@ -446,3 +446,48 @@ pub fn new_uid() -> String {
         &h[20..32]
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_points_older_than_the_history_are_gone() {
+        let st = Store::open(None).unwrap();
+        let k = Key::new("/configmaps", "default", "x");
+        for i in 0..(HISTORY + 10) {
+            st.mutate(&k, |_| {
+                Ok(Change::Put(json!({"data": {"i": i.to_string()}})))
+            })
+            .unwrap();
+        }
+        assert!(matches!(st.watch_from(Some(1)), Err(StoreError::Gone(1))));
+        let (backlog, _) = st.watch_from(Some(st.rv() - 3)).unwrap();
+        assert_eq!(backlog.len(), 3);
+        assert!(backlog.iter().all(|e| e.old.is_some()));
+    }
+
+    #[test]
+    fn graceful_delete_finishes_when_finalizers_clear() {
+        let st = Store::open(None).unwrap();
+        let k = Key::new("/configmaps", "default", "f");
+        st.mutate(&k, |_| {
+            Ok(Change::Put(json!({"metadata": {"finalizers": ["a"]}})))
+        })
+        .unwrap();
+        st.mutate(&k, |c| {
+            let mut n = c.unwrap().clone();
+            n["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+            Ok(Change::Put(n))
+        })
+        .unwrap();
+        assert!(st.get(&k).is_some());
+        st.mutate(&k, |c| {
+            let mut n = c.unwrap().clone();
+            n["metadata"]["finalizers"] = json!([]);
+            Ok(Change::Put(n))
+        })
+        .unwrap();
+        assert!(st.get(&k).is_none());
+    }
+}
