@@ -521,8 +521,12 @@ fn stale_plan_and_reserved_names_are_errors() {
     assert!(matches!(err, RenderError::NotPlanned { ref cluster } if cluster == "gcp-use1"));
     assert!(err.to_string().contains("`gcp-use1`"));
 
+    // The spec rejects a cluster named after a layout directory; the renderer still refuses one
+    // when a library caller hands it a fleet that skipped validation.
     let text = common::example_fleet_text().replace("name: gcp-use1", "name: fleet");
-    let fleet = common::parse(&text);
+    assert!(meshfleet_spec::parse(&text).is_err(), "validation rejects it first");
+    let mut fleet = common::parse(&common::example_fleet_text());
+    fleet.spec.clusters[1].name = "fleet".to_owned();
     let err = render(&fleet, &common::plan(&fleet)).expect_err("reserved");
     assert!(matches!(err, RenderError::ReservedName { .. }), "{err}");
 }
