@@ -25,7 +25,7 @@ use ipnet::IpNet;
 pub use lock::{LOCK_HEADER, Lock, LockError, LockedCluster};
 pub use model::*;
 
-use meshfleet_spec::{Diagnostic, Fleet, Pool, Report};
+use meshfleet_spec::{Diagnostic, Fleet, Pool, Report, parse_cidr};
 
 use crate::alloc::{Span, Taken};
 
@@ -417,31 +417,6 @@ fn cidr_of(c: &ClusterCidrs, kind: usize) -> IpNet {
         0 => c.pods,
         1 => c.services,
         _ => c.nodes,
-    }
-}
-
-/// Parse a CIDR strictly (no host bits), reporting at `path`.
-fn parse_cidr(r: &mut Report, path: &str, text: &str) -> Option<IpNet> {
-    match text.trim().parse::<IpNet>() {
-        Ok(net) if net.trunc() == net => Some(net),
-        Ok(net) => {
-            r.push(
-                Diagnostic::error(path, format!("`{text}` has host bits set"))
-                    .with_value(text)
-                    .with_hint(format!("did you mean `{}`?", net.trunc())),
-            );
-            None
-        }
-        Err(_) => {
-            r.push(
-                Diagnostic::error(path, format!("`{text}` is not a CIDR"))
-                    .with_value(text)
-                    .with_hint(
-                        "write an IPv4 or IPv6 network in CIDR notation, e.g. `10.64.0.0/16`",
-                    ),
-            );
-            None
-        }
     }
 }
 

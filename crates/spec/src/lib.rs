@@ -12,7 +12,7 @@ mod validate;
 pub use diag::{Diagnostic, Position, Report, Severity};
 pub use model::*;
 pub use source::SourceMap;
-pub use validate::{SupportedVersions, Version};
+pub use validate::{SupportedVersions, Version, parse_cidr};
 
 /// A fleet file that parsed and passed validation, with the map back to its source.
 #[derive(Debug, Clone)]

@@ -572,8 +572,10 @@ fn is_dns_label(s: &str, max: usize) -> bool {
         && !s.ends_with('-')
 }
 
-/// Parse a CIDR strictly: it must parse and have no host bits set.
-fn parse_cidr(report: &mut Report, path: &str, text: &str) -> Option<IpNet> {
+/// Parse a CIDR strictly: it must parse and have no host bits set. A problem is reported at
+/// `path` with the corrected network or the missing prefix length as the hint. Shared with the
+/// planner so a CIDR reads the same, and is refused the same way, everywhere.
+pub fn parse_cidr(report: &mut Report, path: &str, text: &str) -> Option<IpNet> {
     match text.parse::<IpNet>() {
         Ok(net) if net.trunc() == net => Some(net),
         Ok(net) => {
