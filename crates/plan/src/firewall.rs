@@ -55,9 +55,28 @@ fn target(c: &ClusterPlan, role: Role) -> Target {
     }
 }
 
-/// The datapath rules between `sources` and `targets`: tunnel, cilium-health, encryption.
-fn datapath(fleet: &Fleet, sources: &[IpNet], targets: &[Target], out: &mut Vec<FirewallRule>) {
+/// The datapath rules between `sources` (node CIDRs) and `targets`: tunnel or, with native
+/// routing, pod traffic from `pods`; cilium-health; encryption.
+fn datapath(
+    fleet: &Fleet,
+    sources: &[IpNet],
+    pods: &[IpNet],
+    targets: &[Target],
+    out: &mut Vec<FirewallRule>,
+) {
     let mesh = &fleet.spec.mesh;
+    if mesh.routing == Routing::Native {
+        // No ports: the rule opens every port of the protocol, as pod traffic may use any.
+        for protocol in [Protocol::Tcp, Protocol::Udp, Protocol::Icmp] {
+            out.push(rule(
+                protocol,
+                &[],
+                pods,
+                targets.to_vec(),
+                Purpose::CiliumNativeRouting,
+            ));
+        }
+    }
     if mesh.routing == Routing::Tunnel {
         let port = match mesh.tunnel_protocol {
             TunnelProtocol::Vxlan => 8472,
@@ -143,8 +162,9 @@ pub(crate) fn matrix(fleet: &Fleet, clusters: &[ClusterPlan], r: &mut Report) ->
     let meshed = spec.mesh.enabled && !clusters.is_empty();
     if meshed {
         let sources: Vec<IpNet> = clusters.iter().map(|c| c.network.nodes).collect();
+        let pods: Vec<IpNet> = clusters.iter().map(|c| c.network.pods).collect();
         let targets: Vec<Target> = clusters.iter().map(|c| target(c, Role::Nodes)).collect();
-        datapath(fleet, &sources, &targets, &mut out);
+        datapath(fleet, &sources, &pods, &targets, &mut out);
         let port = match spec.mesh.apiserver_service {
             ApiserverService::LoadBalancer => CLUSTERMESH_LB,
             ApiserverService::NodePort => CLUSTERMESH_NODEPORT,
@@ -164,7 +184,7 @@ pub(crate) fn matrix(fleet: &Fleet, clusters: &[ClusterPlan], r: &mut Report) ->
         let control_plane = || vec![target(c, Role::ControlPlane)];
         if !meshed {
             // Without the mesh, Cilium still tunnels and health-checks between a cluster's nodes.
-            datapath(fleet, &own, &nodes(), &mut out);
+            datapath(fleet, &own, &[c.network.pods], &nodes(), &mut out);
         }
         out.push(rule(
             Protocol::Tcp,

@@ -85,6 +85,7 @@ impl Purpose {
             Self::CiliumIpsec => "cilium-ipsec",
             Self::ClustermeshApiserver => "clustermesh-apiserver",
             Self::Hubble => "hubble",
+            Self::CiliumNativeRouting => "cilium-native-routing",
         }
     }
 }
@@ -207,6 +208,9 @@ pub enum Purpose {
     ClustermeshApiserver,
     /// tcp/4244 from hubble-relay to a cluster's nodes.
     Hubble,
+    /// With `routing: native`, pod-to-pod packets travel unencapsulated, so every meshed node
+    /// must accept TCP, UDP and ICMP from every meshed pod CIDR.
+    CiliumNativeRouting,
 }
 
 /// One rule of the firewall matrix.

@@ -764,3 +764,39 @@ fn aws_cross_region_and_gcp_to_aws_needs_warn_when_unset() {
     assert_eq!(p.interconnects[0].via.as_deref(), Some("transitGateway"));
     assert_eq!(p.interconnects[1].via.as_deref(), Some("publicAddresses"));
 }
+
+#[test]
+fn native_routing_opens_every_port_from_pod_cidrs_to_meshed_nodes() {
+    let text = include_str!("../../../examples/fleet.yaml").replacen(
+        "routing: tunnel ",
+        "routing: native ",
+        1,
+    );
+    let fleet = meshfleet_spec::parse(&text).expect("valid").fleet;
+    let plan = meshfleet_plan::plan(&fleet, None).expect("plan");
+    let native: Vec<_> = plan
+        .firewall
+        .iter()
+        .filter(|r| r.purpose == meshfleet_plan::Purpose::CiliumNativeRouting)
+        .collect();
+    let protocols: Vec<_> = native.iter().map(|r| r.protocol).collect();
+    use meshfleet_plan::Protocol;
+    assert_eq!(
+        protocols,
+        vec![Protocol::Tcp, Protocol::Udp, Protocol::Icmp]
+    );
+    for r in &native {
+        assert!(r.ports.is_empty(), "every port");
+        // The three /16 pod blocks 10.64-10.66 aggregate to two networks.
+        let sources: Vec<String> = r.sources.iter().map(ToString::to_string).collect();
+        assert_eq!(sources, vec!["10.64.0.0/15", "10.66.0.0/16"]);
+        assert_eq!(r.targets.len(), 3);
+    }
+    assert!(
+        !plan
+            .firewall
+            .iter()
+            .any(|r| r.purpose == meshfleet_plan::Purpose::CiliumTunnel),
+        "no tunnel port without a tunnel"
+    );
+}

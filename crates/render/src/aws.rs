@@ -202,6 +202,8 @@ fn plan_rules(rules: &[(&FirewallRule, Vec<Role>)]) -> (Vec<IngressRule>, Vec<In
         let ranges: Vec<(i32, i32)> = match rule.protocol {
             Protocol::Icmp => vec![(8, -1)],
             Protocol::Esp => vec![(-1, -1)],
+            // A TCP or UDP rule without ports opens them all (native-routed pod traffic).
+            _ if rule.ports.is_empty() => vec![(0, 65535)],
             _ => rule
                 .ports
                 .iter()

@@ -69,6 +69,7 @@ fn purpose_code(p: Purpose) -> &'static str {
         Purpose::CiliumIpsec => "ipsec",
         Purpose::ClustermeshApiserver => "clustermesh",
         Purpose::Hubble => "hubble",
+        Purpose::CiliumNativeRouting => "native",
     }
 }
 

@@ -727,6 +727,15 @@ pub(crate) fn semantic(fleet: &Fleet) -> Report {
             }),
         );
     }
+    if spec.mesh.routing == Routing::Native && spec.clusters.len() > 1 {
+        r.push(
+            Diagnostic::warning(
+                "spec.mesh.routing",
+                "with `routing: native` the network between clusters must route every cluster's pod CIDR to its nodes, and meshfleet does not create those routes",
+            )
+            .with_hint("add the routes (GCP routes or alias IP ranges, AWS route tables, VPN route advertisements), or use `routing: tunnel`"),
+        );
+    }
     if spec.mesh.routing == Routing::Native && spec.mesh.tunnel_protocol != Default::default() {
         r.push(
             Diagnostic::warning(
