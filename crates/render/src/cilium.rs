@@ -100,8 +100,21 @@ pub struct Values {
     ipv4_native_routing_cidr: Option<String>,
     encryption: EncryptionValues,
     hubble: Hubble,
+    prometheus: Prometheus,
     clustermesh: Clustermesh,
 }
+
+/// The agent's Prometheus endpoint: meshfleet reads each agent's ClusterMesh gauges
+/// (`cilium_clustermesh_remote_cluster_readiness_status`, …) from it through the API server's
+/// pod proxy, the only mesh status Cilium publishes without its CLI.
+#[derive(Debug, Clone, Serialize)]
+struct Prometheus {
+    enabled: bool,
+    port: u16,
+}
+
+/// Port of the agent's Prometheus metrics (the chart's `prometheus.port` default).
+pub const AGENT_METRICS_PORT: u16 = 9962;
 
 #[derive(Debug, Clone, Serialize)]
 struct ClusterId {
@@ -328,6 +341,10 @@ pub fn values(ctx: &Ctx<'_>) -> Values {
                     method: "cronJob",
                 },
             },
+        },
+        prometheus: Prometheus {
+            enabled: true,
+            port: AGENT_METRICS_PORT,
         },
         clustermesh: Clustermesh {
             use_api_server: mesh.enabled,
