@@ -385,6 +385,12 @@ fn mesh() {
         "spec.mesh.tunnelProtocol",
         "`tunnelProtocol` has no effect with `routing: native`",
     );
+    expect(
+        &mutate("routing: tunnel ", "routing: native "),
+        Severity::Warning,
+        "spec.mesh.routing",
+        "with `routing: native` the network between clusters must route every cluster's pod CIDR to its nodes, and meshfleet does not create those routes",
+    );
 }
 
 #[test]
