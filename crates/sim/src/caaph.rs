@@ -2,7 +2,8 @@
 //! label, gets one HelmReleaseProxy per selected Cluster, and each release is "installed" into
 //! the workload cluster once its control plane is initialized. A chart named `cilium` has
 //! Cilium's effects: `cilium-config`, the `clustermesh-apiserver` Service, the
-//! `cilium-clustermesh` Secret with one entry per configured peer, and Ready nodes.
+//! `cilium-clustermesh` Secret with one entry per configured peer, Ready nodes and one agent Pod
+//! per node.
 
 use serde_json::{Value, json};
 
@@ -316,6 +317,7 @@ pub(crate) fn reconcile(world: &World, timers: &mut Timers) {
                 });
             }
         }
+        crate::workload::sync_agents(&w, cni);
     }
 }
 

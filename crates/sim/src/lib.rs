@@ -123,6 +123,8 @@ pub struct World {
     pub management: Arc<Api>,
     workloads: Mutex<BTreeMap<String, Arc<Api>>>,
     identity: Mutex<Identity>,
+    /// Each workload cluster's ClusterMesh links as its Cilium agents see them.
+    pub(crate) mesh: Mutex<BTreeMap<String, mesh::Links>>,
     /// The bound address.
     pub addr: SocketAddr,
 }
@@ -180,6 +182,16 @@ impl World {
     /// The workload API of `<namespace>/<name>`, when it runs.
     pub fn workload(&self, key: &str) -> Option<Arc<Api>> {
         self.workloads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    /// The mesh links of workload cluster `<namespace>/<name>` as its Cilium agents see them,
+    /// with the simulator's own reason for each one that is down (never served to clients).
+    pub fn mesh_links(&self, key: &str) -> Option<mesh::Links> {
+        self.mesh
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
@@ -344,6 +356,7 @@ pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
         management,
         workloads: Mutex::new(BTreeMap::new()),
         identity: Mutex::new(identity),
+        mesh: Mutex::new(BTreeMap::new()),
         addr,
     });
     workload::seed_management(&world.management)?;

@@ -6,14 +6,15 @@
 //! `maxConnectedClusters`, which both use alike; both hold the same `kube-system/cilium-ca`; P's
 //! firewall lets A's nodes reach the clustermesh-apiserver (tcp/2379 for a LoadBalancer, the
 //! NodePort, default tcp/32379, otherwise); and with tunnel routing both let the other's nodes
-//! reach the tunnel port (udp/8472 VXLAN, udp/6081 Geneve). The result is written to
-//! `kube-system/clustermesh-status` (`status.json`) in A's workload API.
+//! reach the tunnel port (udp/8472 VXLAN, udp/6081 Geneve). The result is what A's Cilium
+//! agents export on their Prometheus endpoint ([`metrics`]): readiness per peer and a failure
+//! count. Why a link is down stays inside the simulator, as it does in a real agent's metrics.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::controllers::{CAPI, cluster_infra, s, ty};
 use crate::store::Key;
@@ -345,40 +346,126 @@ fn link(a: &Member, p: &str, all: &[Member]) -> Result<(), String> {
     Ok(())
 }
 
-/// Recompute every workload cluster's mesh view.
+/// One link of a cluster's mesh as its agents see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// The peer's Cilium cluster name.
+    pub peer: String,
+    /// Connected now.
+    pub ready: bool,
+    /// How many times the link was seen failing (counted per failure, as the agent does).
+    pub failures: u64,
+    /// Why it is down (kept for the simulator's logs and tests; never served).
+    pub reason: Option<String>,
+}
+
+/// A cluster's Cilium name and its links.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Links {
+    /// `cluster-name` of `cilium-config`.
+    pub cluster: String,
+    /// One entry per configured peer.
+    pub links: Vec<Link>,
+}
+
+/// Recompute every workload cluster's mesh links.
 pub fn reconcile(world: &World) {
     let apis = world.workloads();
     let members: Vec<Member> = apis.iter().filter_map(|a| member(world, a)).collect();
-    let by_key: BTreeMap<&str, &Member> = members.iter().map(|m| (m.key.as_str(), m)).collect();
-    for api in &apis {
-        let Some(me) = by_key.get(api.name.as_str()) else {
-            continue;
-        };
-        let mut peers = Vec::new();
-        let mut up = 0;
-        for p in &me.peers {
-            match link(me, p, &members) {
-                Ok(()) => {
-                    up += 1;
-                    peers.push(json!({"name": p, "connected": true}));
+    let mut state = world.mesh.lock().unwrap_or_else(|e| e.into_inner());
+    let mut next = BTreeMap::new();
+    for me in &members {
+        let before = state.remove(&me.key).unwrap_or_default();
+        let links = me
+            .peers
+            .iter()
+            .map(|p| {
+                let was = before.links.iter().find(|l| &l.peer == p);
+                let failures = was.map_or(0, |l| l.failures);
+                match link(me, p, &members) {
+                    Ok(()) => Link {
+                        peer: p.clone(),
+                        ready: true,
+                        failures,
+                        reason: None,
+                    },
+                    Err(reason) => {
+                        // A failure is counted when the link goes (or starts) down, or the
+                        // reason changes: each is a new failed attempt in the agent's terms.
+                        let new = was.is_none_or(|l| l.ready || l.reason.as_ref() != Some(&reason));
+                        if new {
+                            tracing::debug!(cluster = %me.name, peer = %p, %reason, "clustermesh link down");
+                        }
+                        Link {
+                            peer: p.clone(),
+                            ready: false,
+                            failures: failures + u64::from(new),
+                            reason: Some(reason),
+                        }
+                    }
                 }
-                Err(reason) => peers.push(json!({"name": p, "connected": false, "reason": reason})),
-            }
-        }
-        let status = json!({"cluster": me.name, "clusterID": me.id, "connected": up, "configured": me.peers.len(), "peers": peers});
-        let body = serde_json::to_string_pretty(&status).unwrap_or_default();
-        let key = Key::new("/configmaps", "kube-system", "clustermesh-status");
-        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "clustermesh-status", "namespace": "kube-system", "labels": {"app.kubernetes.io/part-of": "cilium"}},
-            "data": {"status.json": body, "summary": format!("{up}/{} remote clusters connected", me.peers.len())}});
-        crate::controllers::create(api, &key, cm.clone());
-        crate::controllers::update(api, &key, |v| v["data"] = cm["data"].clone());
+            })
+            .collect();
+        next.insert(
+            me.key.clone(),
+            Links {
+                cluster: me.name.clone(),
+                links,
+            },
+        );
     }
+    *state = next;
+}
+
+/// The Prometheus text exposition an agent on `node` of workload cluster `key` serves on
+/// `:9962/metrics`: the ClusterMesh gauges. `None` when that cluster runs no Cilium.
+pub fn metrics(world: &World, key: &str, node: &str) -> Option<String> {
+    let state = world.mesh.lock().unwrap_or_else(|e| e.into_inner());
+    let l = state.get(key)?;
+    Some(exposition(l, node))
+}
+
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Render `links` as the agent on `node` exports them.
+pub fn exposition(l: &Links, node: &str) -> String {
+    use std::fmt::Write;
+    let (c, n) = (esc(&l.cluster), esc(node));
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP cilium_clustermesh_remote_clusters The total number of remote clusters meshed with the local cluster\n# TYPE cilium_clustermesh_remote_clusters gauge\ncilium_clustermesh_remote_clusters{{source_cluster=\"{c}\",source_node_name=\"{n}\"}} {}",
+        l.links.len()
+    );
+    out.push_str("# HELP cilium_clustermesh_remote_cluster_failures The total number of failures related to the remote cluster\n# TYPE cilium_clustermesh_remote_cluster_failures gauge\n");
+    for k in &l.links {
+        let _ = writeln!(
+            out,
+            "cilium_clustermesh_remote_cluster_failures{{source_cluster=\"{c}\",source_node_name=\"{n}\",target_cluster=\"{}\"}} {}",
+            esc(&k.peer),
+            k.failures
+        );
+    }
+    out.push_str("# HELP cilium_clustermesh_remote_cluster_readiness_status The readiness status of the remote cluster\n# TYPE cilium_clustermesh_remote_cluster_readiness_status gauge\n");
+    for k in &l.links {
+        let _ = writeln!(
+            out,
+            "cilium_clustermesh_remote_cluster_readiness_status{{source_cluster=\"{c}\",source_node_name=\"{n}\",target_cluster=\"{}\"}} {}",
+            esc(&k.peer),
+            u8::from(k.ready)
+        );
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn gcp_rules() {

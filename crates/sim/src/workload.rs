@@ -2,10 +2,9 @@
 //! the same listener under `/workload/<namespace>/<name>`, holding what a fresh Talos cluster
 //! holds (namespaces, nodes) and what the simulated Cilium installs.
 //!
-//! Mesh view: every workload cluster with Cilium carries the ConfigMap
-//! `kube-system/clustermesh-status`; its key `status.json` lists each configured peer with
-//! `connected` and, when not connected, the `reason` (what `cilium clustermesh status` would
-//! report). The controller that computes it lives in [`crate::controllers`].
+//! Mesh view: a workload cluster with Cilium runs one agent Pod per node (`kube-system`,
+//! `k8s-app=cilium`); each serves the ClusterMesh gauges on `:9962/metrics` through the API
+//! server's pod proxy ([`crate::http`]), computed by [`crate::mesh`].
 
 use serde_json::{Value, json};
 
@@ -98,4 +97,89 @@ pub fn ready_condition(ready: bool, now: &str) -> Value {
             "message": "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized",
             "lastHeartbeatTime": now, "lastTransitionTime": now})
     }
+}
+
+/// Port of the Cilium agent's Prometheus endpoint (the chart's `prometheus.port` default).
+pub const AGENT_METRICS_PORT: u16 = 9962;
+
+/// Label the Cilium DaemonSet puts on its agent Pods.
+pub const AGENT_LABEL: (&str, &str) = ("k8s-app", "cilium");
+
+/// The agent Pod name for `node`: the DaemonSet's `cilium-` prefix and a stable suffix.
+pub fn agent_name(node: &str) -> String {
+    let h = node.bytes().fold(0xcbf29ce484222325u64, |a, b| {
+        (a ^ b as u64).wrapping_mul(0x100000001b3)
+    });
+    const ALPHA: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let suffix: String = (0..5)
+        .map(|i| ALPHA[((h >> (i * 8)) % ALPHA.len() as u64) as usize] as char)
+        .collect();
+    format!("cilium-{suffix}")
+}
+
+/// Keep one Running, Ready Cilium agent Pod per node while Cilium is installed (`cni`), none
+/// otherwise, as the DaemonSet does.
+pub fn sync_agents(api: &Api, cni: bool) {
+    let nodes = api.store.list("/nodes", None).0;
+    let mut want = std::collections::BTreeSet::new();
+    if cni {
+        for n in &nodes {
+            let node = n
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let ip = n
+                .pointer("/status/addresses")
+                .and_then(Value::as_array)
+                .and_then(|a| {
+                    a.iter()
+                        .find(|x| x.get("type").and_then(Value::as_str) == Some("InternalIP"))
+                })
+                .and_then(|x| x.get("address"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if node.is_empty() {
+                continue;
+            }
+            let name = agent_name(node);
+            want.insert(name.clone());
+            let _ = ensure(
+                api,
+                &Key::new("/pods", "kube-system", &name),
+                agent_pod(&name, node, ip),
+            );
+        }
+    }
+    for p in api.store.list("/pods", Some("kube-system")).0 {
+        let is_agent = p
+            .pointer("/metadata/labels/k8s-app")
+            .and_then(Value::as_str)
+            == Some(AGENT_LABEL.1);
+        let name = p
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if is_agent && !want.contains(name) {
+            crate::controllers::delete(api, &Key::new("/pods", "kube-system", name));
+        }
+    }
+}
+
+fn agent_pod(name: &str, node: &str, ip: &str) -> Value {
+    let now = crate::store::now_rfc3339();
+    let cond = |t: &str| json!({"type": t, "status": "True", "lastProbeTime": null, "lastTransitionTime": now});
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "kube-system",
+            "labels": {AGENT_LABEL.0: AGENT_LABEL.1, "app.kubernetes.io/name": "cilium-agent", "app.kubernetes.io/part-of": "cilium"},
+            "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": AGENT_METRICS_PORT.to_string()}},
+        "spec": {"nodeName": node, "hostNetwork": true, "serviceAccountName": "cilium",
+            "containers": [{"name": "cilium-agent", "image": "quay.io/cilium/cilium",
+                "ports": [{"name": "prometheus", "containerPort": AGENT_METRICS_PORT, "hostPort": AGENT_METRICS_PORT, "protocol": "TCP"}]}]},
+        "status": {"phase": "Running", "podIP": ip, "hostIP": ip,
+            "podIPs": [{"ip": ip}], "hostIPs": [{"ip": ip}], "startTime": now,
+            "conditions": [cond("Initialized"), cond("ContainersReady"), cond("PodScheduled"), cond("Ready")],
+            "containerStatuses": [{"name": "cilium-agent", "ready": true, "started": true, "restartCount": 0,
+                "image": "quay.io/cilium/cilium", "imageID": "", "state": {"running": {"startedAt": now}}}]}
+    })
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
@@ -44,6 +44,52 @@ async fn workload_client(client: &kube::Client, name: &str) -> kube::Client {
             .ends_with(&format!("/workload/fleet/{name}"))
     );
     client_from_kubeconfig(kc).await
+}
+
+/// Cilium's mesh view as a client with a kubeconfig gets it: every agent Pod's metrics through
+/// the pod proxy; per peer, on how many agents `readiness_status` is 1, and how many agents.
+async fn mesh_view(c: kube::Client) -> Option<Value> {
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "kube-system");
+    let agents = pods
+        .list(&kube::api::ListParams::default().labels("k8s-app=cilium"))
+        .await
+        .ok()?;
+    if agents.items.is_empty() {
+        return None;
+    }
+    let mut ready: std::collections::BTreeMap<String, usize> = Default::default();
+    for p in &agents.items {
+        let name = p.metadata.name.as_deref()?;
+        let req = http::Request::get(format!(
+            "/api/v1/namespaces/kube-system/pods/{name}:9962/proxy/metrics"
+        ))
+        .body(Vec::new())
+        .unwrap();
+        let text = c.request_text(req).await.ok()?;
+        let node = p.spec.as_ref()?.node_name.clone()?;
+        for line in text.lines() {
+            let Some(rest) =
+                line.strip_prefix("cilium_clustermesh_remote_cluster_readiness_status{")
+            else {
+                continue;
+            };
+            let (labels, value) = rest.rsplit_once("} ")?;
+            assert!(
+                labels.contains(&format!("source_node_name=\"{node}\"")),
+                "{line}"
+            );
+            let target = labels
+                .split("target_cluster=\"")
+                .nth(1)?
+                .split('"')
+                .next()?;
+            *ready.entry(target.to_string()).or_default() += usize::from(value.trim() == "1");
+        }
+    }
+    let n = agents.items.len();
+    Some(json!({"agents": n,
+        "connected": ready.values().filter(|r| **r == n).count(),
+        "peers": ready.iter().map(|(k, r)| json!({"name": k, "ready": r})).collect::<Vec<_>>()}))
 }
 
 fn status_of(c: &Value, ty: &str) -> String {
@@ -200,28 +246,53 @@ async fn fleet_lifecycle_bootstrap_cilium_mesh_and_teardown() {
     .unwrap();
     assert_eq!(hrp["status"]["status"], "deployed");
     // Mesh: down until both hold the same cilium-ca, then up.
-    let wb = workload_client(&client, "aws-b").await;
-    let mesh_view = |c: kube::Client| async move {
-        let cm = ks(&c).get_opt("clustermesh-status").await.unwrap()?;
-        serde_json::from_str::<Value>(cm.data?.get("status.json")?).ok()
+    let world = sim.sim.as_ref().unwrap().world().clone();
+    let reason = |key: &str| {
+        world
+            .mesh_links(key)
+            .and_then(|l| l.links.first().and_then(|x| x.reason.clone()))
+            .unwrap_or_default()
     };
-    // Once both run Cilium, the only missing piece is the shared CA.
-    let v = eventually("mesh view naming cilium-ca", 20, || async {
-        mesh_view(wa.clone()).await.filter(|v| {
-            v["peers"][0]["reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("cilium-ca"))
-        })
+    // One Running agent Pod per node, on the host network, with the node's address.
+    let agents = Api::<Pod>::namespaced(wa.clone(), "kube-system")
+        .list(&kube::api::ListParams::default().labels("k8s-app=cilium"))
+        .await
+        .unwrap();
+    assert_eq!(agents.items.len(), 3);
+    for p in &agents.items {
+        let (spec, st) = (p.spec.as_ref().unwrap(), p.status.as_ref().unwrap());
+        assert_eq!(spec.host_network, Some(true));
+        let node = nodes.get(spec.node_name.as_ref().unwrap()).await.unwrap();
+        let ip = node.status.unwrap().addresses.unwrap()[0].address.clone();
+        assert_eq!(
+            (st.pod_ip.as_ref(), st.host_ip.as_ref()),
+            (Some(&ip), Some(&ip))
+        );
+        assert_eq!(st.phase.as_deref(), Some("Running"));
+    }
+    // A port nothing listens on answers as the API server's proxy does.
+    let req = http::Request::get(format!(
+        "/api/v1/namespaces/kube-system/pods/{}:9090/proxy/metrics",
+        agents.items[0].metadata.name.as_ref().unwrap()
+    ))
+    .body(Vec::new())
+    .unwrap();
+    assert!(wa.request_text(req).await.is_err());
+    // Once both run Cilium, the only missing piece is the shared CA: every agent reports the
+    // peer not ready; why stays inside the simulator.
+    let wb = workload_client(&client, "aws-b").await;
+    let v = eventually("mesh down for want of cilium-ca", 20, || async {
+        let v = mesh_view(wa.clone()).await?;
+        (v["peers"][0]["name"] == "aws-b" && reason("fleet/gcp-a").contains("cilium-ca"))
+            .then_some(v)
     })
     .await;
-    assert_eq!(v["peers"][0]["connected"], false);
-    assert!(
-        v["peers"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("cilium-ca"),
+    assert_eq!(
+        (v["agents"].as_u64(), v["connected"].as_u64()),
+        (Some(3), Some(0)),
         "{v}"
     );
+    assert_eq!(v["peers"][0]["ready"], 0, "{v}");
     let ca = std::fs::read_to_string(fixtures().join("cilium-ca.yaml")).unwrap();
     let ca: Value = serde_saphyr::from_str(&ca).unwrap();
     apply_value(&wa, &ca).await.unwrap();
@@ -232,7 +303,7 @@ async fn fleet_lifecycle_bootstrap_cilium_mesh_and_teardown() {
         (x["connected"] == 1 && y["connected"] == 1).then_some(())
     })
     .await;
-    // Close the clustermesh port on aws-b: gcp-a's link goes down and says why.
+    // Close the clustermesh port on aws-b: gcp-a's link goes down on every agent.
     let aws = dyn_api(&client, &json!({"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2", "kind": "AWSCluster", "metadata": {"namespace": "fleet"}})).await;
     aws.patch("aws-b", &PatchParams::default(), &Patch::Merge(json!({"spec": {"network": {"additionalNodeIngressRules": [
         {"description": "vxlan", "protocol": "udp", "fromPort": 8472, "toPort": 8472, "cidrBlocks": ["10.0.0.0/14"]}]}}})))
@@ -242,13 +313,10 @@ async fn fleet_lifecycle_bootstrap_cilium_mesh_and_teardown() {
         mesh_view(wa.clone()).await.filter(|x| x["connected"] == 0)
     })
     .await;
-    assert!(
-        down["peers"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("32379"),
-        "{down}"
-    );
+    assert_eq!(down["peers"][0]["ready"], 0, "{down}");
+    assert!(reason("fleet/gcp-a").contains("32379"), "{down}");
+    let links = world.mesh_links("fleet/gcp-a").unwrap();
+    assert!(links.links[0].failures >= 2, "{links:?}");
     // Deleting a Cluster tears it down in order and removes its workload API.
     let clusters = dyn_api(&client, &json!({"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster", "metadata": {"namespace": "fleet"}})).await;
     clusters
