@@ -328,6 +328,31 @@ impl Kube {
         list.items.into_iter().map(to_value).collect()
     }
 
+    /// GET `path` from `port` of a Pod through the API server's pod proxy
+    /// (`/api/v1/namespaces/<ns>/pods/<pod>:<port>/proxy/<path>`), as text. One attempt: callers
+    /// read live data and poll on their own schedule.
+    pub async fn pod_proxy_get(
+        &self,
+        namespace: &str,
+        pod: &str,
+        port: u16,
+        path: &str,
+    ) -> Result<String, KubeError> {
+        let object = format!("Pod `{namespace}/{pod}` port {port} `/{path}`");
+        let req = http::Request::get(format!(
+            "/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/{}",
+            path.trim_start_matches('/')
+        ))
+        .body(Vec::new())
+        .map_err(|e| KubeError::Malformed {
+            message: format!("{object}: {e}"),
+        })?;
+        self.client
+            .request_text(req)
+            .await
+            .map_err(|e| map_err("proxy to", object, e))
+    }
+
     /// Delete one object (background propagation). `false` when it was already gone.
     pub async fn delete(&self, r: &ObjectRef) -> Result<bool, KubeError> {
         let api = self.api(r).await?;

@@ -10,6 +10,7 @@ mod mesh;
 pub(crate) mod meshstatus;
 mod objects;
 mod progress;
+mod promtext;
 mod report;
 mod simproc;
 mod snapshot;

@@ -1,9 +1,20 @@
 //! The mesh as the workload clusters see it: clustermesh-apiserver endpoints, Cilium's
 //! readiness, its view of the peers, and the facts the mesh checks need.
+//!
+//! Cilium publishes its view of the mesh as Prometheus gauges on every agent (Helm value
+//! `prometheus.enabled`, port 9962): `cilium_clustermesh_remote_cluster_readiness_status` and
+//! `cilium_clustermesh_remote_cluster_failures` per remote cluster. meshfleet reads them through
+//! the API server's pod proxy, so a kubeconfig is all it needs, in the simulator and in real
+//! clusters alike.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use meshfleet_kube::{Kube, KubeError, ObjectRef, status as kstatus};
 use serde::Serialize;
 use serde_json::Value;
+
+use super::promtext;
 
 use super::objects::CLUSTERMESH_SERVICE;
 
@@ -164,69 +175,129 @@ pub async fn member(
     })
 }
 
-/// Cilium's view of the mesh in one cluster: the ConfigMap `kube-system/clustermesh-status`,
-/// key `status.json`, one entry per configured peer with `connected` and, when not connected,
-/// the `reason` (what `cilium clustermesh status` reports). Absent until Cilium runs.
+/// Label selector of the Cilium agent Pods (in `kube-system`).
+pub const AGENT_SELECTOR: &str = "k8s-app=cilium";
+/// Port of the agents' Prometheus endpoint (the chart's `prometheus.port` default, which
+/// meshfleet renders).
+pub const AGENT_METRICS_PORT: u16 = 9962;
+/// How many agents' metrics are read at once per cluster.
+const METRICS_CONCURRENCY: usize = 8;
+/// How a problem starts when no agent's metrics could be read.
+pub const NO_STATUS: &str = "Cilium reports no mesh status";
+const READINESS: &str = "cilium_clustermesh_remote_cluster_readiness_status";
+const FAILURES: &str = "cilium_clustermesh_remote_cluster_failures";
+
+/// Cilium's view of the mesh in one cluster: every running agent's ClusterMesh gauges, read
+/// through the pod proxy (`pods/<agent>:9962/proxy/metrics`). A peer is connected when every
+/// agent reports it ready. Listing the agents failing is an error; an agent whose metrics
+/// cannot be read is a problem in the view.
 pub async fn view(w: &Kube) -> Result<MeshView, KubeError> {
-    let cm = w
-        .get(&ObjectRef::new(
-            "v1",
-            "ConfigMap",
-            Some("kube-system"),
-            STATUS_CONFIGMAP,
-        ))
+    let pods = w
+        .list("v1", "Pod", Some("kube-system"), AGENT_SELECTOR)
         .await?;
-    let Some(text) = cm
-        .as_ref()
-        .and_then(|c| c.pointer("/data/status.json"))
-        .and_then(Value::as_str)
-    else {
-        return Ok(MeshView {
-            connected: Vec::new(),
-            problems: vec![format!(
-                "Cilium reports no mesh status yet (no ConfigMap `kube-system/{STATUS_CONFIGMAP}`)"
-            )],
-        });
-    };
-    Ok(parse_view(text))
-}
-
-/// Name of the ConfigMap with Cilium's mesh view.
-pub const STATUS_CONFIGMAP: &str = "clustermesh-status";
-
-/// Parse `status.json`: a list of peers (`[{name, connected, reason}]`, possibly under
-/// `clusters` or `peers`) or a map keyed by peer name.
-pub fn parse_view(text: &str) -> MeshView {
-    let mut v = MeshView::default();
-    let Ok(doc) = serde_json::from_str::<Value>(text) else {
-        v.problems.push("Cilium's mesh status is not JSON".into());
-        return v;
-    };
-    let list = doc
-        .get("clusters")
-        .or_else(|| doc.get("peers"))
-        .unwrap_or(&doc);
-    let entries: Vec<(String, &Value)> = match list {
-        Value::Array(a) => a
-            .iter()
-            .filter_map(|e| Some((e.get("name")?.as_str()?.to_string(), e)))
-            .collect(),
-        Value::Object(m) => m.iter().map(|(k, e)| (k.clone(), e)).collect(),
-        _ => Vec::new(),
-    };
-    for (name, e) in entries {
-        if e.get("connected").and_then(Value::as_bool) == Some(true) {
-            v.connected.push(name);
-        } else {
-            let reason = e
-                .get("reason")
-                .or_else(|| e.get("message"))
+    let agents: Vec<(String, String)> = pods
+        .iter()
+        .filter(|p| p.pointer("/status/phase").and_then(Value::as_str) == Some("Running"))
+        .filter_map(|p| {
+            let name = p.pointer("/metadata/name")?.as_str()?.to_string();
+            let node = p
+                .pointer("/spec/nodeName")
                 .and_then(Value::as_str)
-                .unwrap_or("not connected");
-            v.problems.push(format!("{name}: {reason}"));
+                .unwrap_or(&name)
+                .to_string();
+            Some((name, node))
+        })
+        .collect();
+    let total = agents.len();
+    let permits = Arc::new(tokio::sync::Semaphore::new(METRICS_CONCURRENCY));
+    let mut set = tokio::task::JoinSet::new();
+    for (name, node) in agents {
+        let (w, permits) = (w.clone(), permits.clone());
+        set.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let r = w
+                .pod_proxy_get("kube-system", &name, AGENT_METRICS_PORT, "metrics")
+                .await;
+            (node, r.map_err(|e| e.to_string()))
+        });
+    }
+    let mut reports = Vec::new();
+    let mut errors = Vec::new();
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok((node, Ok(text))) => reports.push((node, text)),
+            Ok((_, Err(e))) => errors.push(e),
+            Err(e) => errors.push(e.to_string()),
         }
     }
-    v.connected.sort();
+    reports.sort();
+    errors.sort();
+    Ok(from_metrics(&reports, total, &errors))
+}
+
+/// Judge the agents' metrics (`(node, exposition text)` of each agent read; `agents` running
+/// agents in all; `errors` of those that could not be read). Pure.
+pub fn from_metrics(reports: &[(String, String)], agents: usize, errors: &[String]) -> MeshView {
+    let mut v = MeshView::default();
+    let hint =
+        "its agents export it only with the Helm value `prometheus.enabled: true` (port 9962)";
+    if agents == 0 {
+        v.problems.push(format!(
+            "{NO_STATUS}: no running Cilium agent Pod (`{AGENT_SELECTOR}`) in `kube-system`; {hint}"
+        ));
+        return v;
+    }
+    if reports.is_empty() {
+        v.problems.push(format!(
+            "{NO_STATUS}: the metrics of none of its {agents} agents can be read ({}); {hint}",
+            errors.first().map(String::as_str).unwrap_or("no answer")
+        ));
+        return v;
+    }
+    if !errors.is_empty() {
+        v.problems.push(format!(
+            "{NO_STATUS} on {} of {agents} nodes ({})",
+            errors.len(),
+            errors[0]
+        ));
+    }
+    // Per peer: agents reporting it ready, agents reporting it not ready, failures.
+    let mut peers: BTreeMap<String, (usize, usize, f64)> = BTreeMap::new();
+    for (_, text) in reports {
+        for s in promtext::samples(text, READINESS) {
+            let e = peers
+                .entry(s.label("target_cluster").to_string())
+                .or_default();
+            if s.value == 1.0 {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+            }
+        }
+        for s in promtext::samples(text, FAILURES) {
+            if s.value.is_finite() && s.value > 0.0 {
+                peers
+                    .entry(s.label("target_cluster").to_string())
+                    .or_default()
+                    .2 += s.value;
+            }
+        }
+    }
+    for (peer, (ready, not_ready, failures)) in peers {
+        if peer.is_empty() {
+            continue;
+        }
+        if ready == agents {
+            v.connected.push(peer);
+        } else if ready > 0 {
+            v.problems
+                .push(format!("{peer}: ready on {ready} of {agents} nodes"));
+        } else if not_ready > 0 {
+            v.problems.push(format!(
+                "{peer}: not connected according to Cilium ({failures} failures on {not_ready} nodes)"
+            ));
+        }
+    }
     v
 }
 
@@ -234,15 +305,66 @@ pub fn parse_view(text: &str) -> MeshView {
 mod tests {
     use super::*;
 
+    fn agent(node: &str, lines: &[(&str, &str, u32)]) -> (String, String) {
+        let mut t = String::from("# TYPE x gauge\n");
+        for (metric, peer, v) in lines {
+            t.push_str(&format!(
+                "cilium_clustermesh_remote_cluster_{metric}{{source_cluster=\"a\",source_node_name=\"{node}\",target_cluster=\"{peer}\"}} {v}\n"
+            ));
+        }
+        (node.to_string(), t)
+    }
+
     #[test]
-    fn reads_cilium_mesh_views() {
-        let v = parse_view(
-            r#"{"clusters": [{"name": "b", "connected": true}, {"name": "a", "connected": false, "reason": "dial tcp 10.0.0.1:32379: i/o timeout"}]}"#,
-        );
+    fn judges_agents_metrics() {
+        let r = [
+            agent(
+                "n1",
+                &[
+                    ("readiness_status", "b", 1),
+                    ("readiness_status", "c", 0),
+                    ("failures", "c", 2),
+                    ("readiness_status", "d", 1),
+                ],
+            ),
+            agent(
+                "n2",
+                &[
+                    ("readiness_status", "b", 1),
+                    ("readiness_status", "c", 0),
+                    ("failures", "c", 3),
+                    ("readiness_status", "d", 0),
+                ],
+            ),
+        ];
+        let v = from_metrics(&r, 2, &[]);
         assert_eq!(v.connected, ["b"]);
-        assert_eq!(v.problems, ["a: dial tcp 10.0.0.1:32379: i/o timeout"]);
-        let v = parse_view(r#"{"c": {"connected": true}, "b": {"connected": true}}"#);
-        assert_eq!(v.connected, ["b", "c"]);
-        assert!(parse_view("nope").problems.len() == 1);
+        assert_eq!(
+            v.problems,
+            [
+                "c: not connected according to Cilium (5 failures on 2 nodes)",
+                "d: ready on 1 of 2 nodes"
+            ]
+        );
+        // An agent that cannot be read: nothing is connected everywhere, and that is said.
+        let v = from_metrics(&r[..1], 2, &["503 ServiceUnavailable".into()]);
+        assert!(v.connected.is_empty(), "{v:?}");
+        assert!(
+            v.problems[0].starts_with("Cilium reports no mesh status on 1 of 2 nodes"),
+            "{v:?}"
+        );
+        assert!(
+            v.problems.contains(&"b: ready on 1 of 2 nodes".to_string()),
+            "{v:?}"
+        );
+        for v in [
+            from_metrics(&[], 0, &[]),
+            from_metrics(&[], 3, &["refused".into()]),
+        ] {
+            assert!(v.connected.is_empty());
+            assert_eq!(v.problems.len(), 1);
+            assert!(v.problems[0].starts_with(NO_STATUS), "{v:?}");
+            assert!(v.problems[0].contains("prometheus.enabled"), "{v:?}");
+        }
     }
 }

@@ -185,6 +185,8 @@ pub struct Facts {
     pub ca: Option<(CaSummary, OffsetDateTime)>,
     /// Pod CIDRs (Cluster object, and Cilium's cluster-pool when it says).
     pub pod_cidrs: Vec<IpNet>,
+    /// The Cluster's infrastructure object (GCPCluster, AWSCluster): node CIDR and firewall.
+    pub infra: Option<Value>,
     /// Problems found while reading.
     pub problems: Vec<Problem>,
 }
@@ -356,7 +358,7 @@ async fn read_cluster(mgmt: &Kube, fleet: &str, name: &str) -> Facts {
         name: name.to_string(),
         ..Facts::default()
     };
-    match mgmt.get(&objects::cluster_ref(fleet, name)).await {
+    let c_obj = match mgmt.get(&objects::cluster_ref(fleet, name)).await {
         Ok(Some(c)) => {
             f.exists = true;
             f.pod_cidrs.extend(
@@ -366,6 +368,7 @@ async fn read_cluster(mgmt: &Kube, fleet: &str, name: &str) -> Facts {
                     .flatten()
                     .filter_map(|v| v.as_str()?.parse::<IpNet>().ok()),
             );
+            c
         }
         Ok(None) => {
             f.problems.push(Problem::error(
@@ -381,6 +384,11 @@ async fn read_cluster(mgmt: &Kube, fleet: &str, name: &str) -> Facts {
             ));
             return f;
         }
+    };
+    if let Some(r) = infra_ref(&c_obj, fleet)
+        && let Ok(Some(i)) = mgmt.get(&r).await
+    {
+        f.infra = Some(i);
     }
     let proxy = ObjectRef::new(
         "addons.cluster.x-k8s.io/v1alpha1",
@@ -561,6 +569,167 @@ pub fn proxy_peers(proxy: &Value) -> Vec<String> {
     out
 }
 
+/// The infrastructure object a Cluster refers to (v1beta2 `apiGroup`, or an older
+/// `apiVersion`), at the version meshfleet renders it.
+fn infra_ref(cluster: &Value, fleet: &str) -> Option<ObjectRef> {
+    let r = cluster.pointer("/spec/infrastructureRef")?;
+    let kind = r.get("kind")?.as_str()?;
+    let name = r.get("name")?.as_str()?;
+    let api_version = match (r.get("apiVersion").and_then(Value::as_str), kind) {
+        (Some(v), _) => v,
+        (None, "AWSCluster") => "infrastructure.cluster.x-k8s.io/v1beta2",
+        (None, "GCPCluster") => "infrastructure.cluster.x-k8s.io/v1beta1",
+        _ => return None,
+    };
+    Some(ObjectRef::new(api_version, kind, Some(fleet), name))
+}
+
+/// The node CIDR of an infrastructure object: the GCP subnet or the AWS VPC.
+fn node_cidr(infra: &Value) -> Option<IpNet> {
+    let text = if infra.get("kind").and_then(Value::as_str) == Some("AWSCluster") {
+        infra.pointer("/spec/network/vpc/cidrBlock")?.as_str()?
+    } else {
+        infra
+            .pointer("/spec/network/subnets")?
+            .as_array()?
+            .iter()
+            .find_map(|s| s.get("cidrBlock")?.as_str())?
+    };
+    text.parse().ok()
+}
+
+fn covers(ranges: Option<&Value>, src: &IpNet) -> bool {
+    ranges
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(|r| r.parse::<IpNet>().ok())
+        .any(|n| n.contains(src))
+}
+
+/// Does the firewall in `infra` (with every GCPCluster of `all` on the same GCP network, whose
+/// rules apply network-wide) let `src` reach tcp/`port` on the nodes?
+fn opens_tcp(infra: &Value, all: &[Facts], src: &IpNet, port: u16) -> bool {
+    let p = i64::from(port);
+    if infra.get("kind").and_then(Value::as_str) == Some("AWSCluster") {
+        // Peers dial the NodePort on every node, workers included, whose security group
+        // takes `additionalNodeIngressRules` only.
+        let by_rule = infra
+            .pointer("/spec/network/additionalNodeIngressRules")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|r| {
+                let proto = r.get("protocol").and_then(Value::as_str).unwrap_or("");
+                let from = r.get("fromPort").and_then(Value::as_i64).unwrap_or(-1);
+                let to = r.get("toPort").and_then(Value::as_i64).unwrap_or(-1);
+                (proto == "-1" || (proto.eq_ignore_ascii_case("tcp") && from <= p && p <= to))
+                    && covers(r.get("cidrBlocks"), src)
+            });
+        return by_rule
+            || ((30000..=32767).contains(&port)
+                && covers(
+                    infra.pointer("/spec/network/nodePortIngressRuleCidrBlocks"),
+                    src,
+                ));
+    }
+    let net = |i: &Value| {
+        (
+            i.pointer("/spec/project").cloned(),
+            i.pointer("/spec/network/name").cloned(),
+        )
+    };
+    let mine = net(infra);
+    std::iter::once(infra)
+        .chain(
+            all.iter()
+                .filter_map(|f| f.infra.as_ref())
+                .filter(|i| i.get("kind").and_then(Value::as_str) == Some("GCPCluster"))
+                .filter(|i| net(i) == mine),
+        )
+        .filter_map(|i| {
+            i.pointer("/spec/network/firewall/firewallRules")?
+                .as_array()
+        })
+        .flatten()
+        .filter(|r| r.get("direction").and_then(Value::as_str) != Some("Egress"))
+        .filter(|r| {
+            r.get("sourceRanges")
+                .is_none_or(|_| covers(r.get("sourceRanges"), src))
+        })
+        .flat_map(|r| {
+            r.get("allowed")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
+        .any(|a| {
+            let proto = a.get("IPProtocol").and_then(Value::as_str).unwrap_or("");
+            let ports: Vec<&str> = a
+                .get("ports")
+                .and_then(Value::as_array)
+                .map(|x| x.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            (proto.eq_ignore_ascii_case("tcp") || proto.eq_ignore_ascii_case("all"))
+                && (ports.is_empty()
+                    || ports.iter().any(|x| match x.split_once('-') {
+                        Some((lo, hi)) => {
+                            lo.trim().parse::<u16>().is_ok_and(|lo| lo <= port)
+                                && hi.trim().parse::<u16>().is_ok_and(|hi| port <= hi)
+                        }
+                        None => x.trim().parse::<u16>() == Ok(port),
+                    }))
+        })
+}
+
+/// What meshfleet itself can tell about why `a` is not connected to `p`, from the objects it
+/// read (Cilium's metrics say only that it is not): `(unreachable, why)`.
+fn why_not_connected(a: &Facts, p: &Facts, all: &[Facts]) -> Option<(bool, String)> {
+    let Some(e) = p.endpoints.as_ref().filter(|e| !e.ips.is_empty()) else {
+        return Some((
+            true,
+            format!(
+                "`{}` publishes no clustermesh-apiserver address (Service `kube-system/clustermesh-apiserver`)",
+                p.name
+            ),
+        ));
+    };
+    if let (Some((x, _)), Some((y, _))) = (&a.ca, &p.ca)
+        && x.fingerprint != y.fingerprint
+    {
+        return Some((
+            false,
+            format!(
+                "`{}` and `{}` hold different mesh CAs (`kube-system/cilium-ca`)",
+                a.name, p.name
+            ),
+        ));
+    }
+    // A NodePort is dialled on the nodes themselves, so the nodes' firewall decides.
+    if (30000..=32767).contains(&e.port)
+        && let (Some(src), Some(pi)) = (a.infra.as_ref().and_then(node_cidr), p.infra.as_ref())
+        && !opens_tcp(pi, all, &src, e.port)
+    {
+        let rules = if pi.get("kind").and_then(Value::as_str) == Some("AWSCluster") {
+            format!(
+                "the `additionalNodeIngressRules` of `{}`'s AWSCluster",
+                p.name
+            )
+        } else {
+            format!("the firewall rules of `{}`'s GCP network", p.name)
+        };
+        return Some((
+            true,
+            format!(
+                "{rules} open no tcp/{} to `{}`'s nodes (`{src}`)",
+                e.port, a.name
+            ),
+        ));
+    }
+    None
+}
+
 /// Does a reason Cilium gives mean the peer's clustermesh-apiserver cannot be reached?
 fn is_unreachable(reason: &str) -> bool {
     let r = reason.to_ascii_lowercase();
@@ -616,6 +785,12 @@ pub fn evaluate(
             match p.split_once(": ") {
                 Some((peer, why)) if expected.iter().chain(&configured).any(|x| x == peer) => {
                     reasons.insert(peer.to_string(), why.to_string());
+                }
+                _ if f.reachable && p.starts_with(mesh::NO_STATUS) => {
+                    problems.push(Problem::error(
+                        format!("`{}`: {p}", f.name),
+                        "`meshfleet up` renders `prometheus.enabled: true`; check the agents with `kubectl -n kube-system get pods -l k8s-app=cilium` in that cluster",
+                    ))
                 }
                 _ if f.reachable => problems.push(Problem::error(
                     format!("`{}`: {p}", f.name),
@@ -723,7 +898,26 @@ pub fn evaluate(
                 && is_configured
                 && let Some(why) = &reason
             {
-                problems.push(if is_unreachable(why) {
+                let derived = facts
+                    .iter()
+                    .find(|g| &g.name == p)
+                    .and_then(|pf| why_not_connected(f, pf, &facts));
+                problems.push(if let Some((unreachable, known)) = derived {
+                    if unreachable {
+                        Problem::error(
+                            format!("`{}` cannot reach `{p}`'s clustermesh-apiserver: {known} (Cilium: {why})", f.name),
+                            format!(
+                                "let `{}`'s nodes reach `{p}` on tcp/32379 (NodePort) or tcp/2379 (LoadBalancer); `meshfleet plan` lists the firewall rules meshfleet renders",
+                                f.name
+                            ),
+                        )
+                    } else {
+                        Problem::error(
+                            format!("`{}` is not connected to `{p}`: {known} (Cilium: {why})", f.name),
+                            "run `meshfleet up`: it delivers the fleet's mesh CA to every cluster; then restart Cilium",
+                        )
+                    }
+                } else if is_unreachable(why) {
                     Problem::error(
                         format!("`{}` cannot reach `{p}`'s clustermesh-apiserver: {why}", f.name),
                         format!(
@@ -734,7 +928,10 @@ pub fn evaluate(
                 } else {
                     Problem::error(
                         format!("`{}` is not connected to `{p}`: {why}", f.name),
-                        format!("see `cilium clustermesh status` in `{}`", f.name),
+                        format!(
+                            "Cilium's metrics do not say why; check that `{}`'s nodes reach `{p}` on tcp/32379 (NodePort) or tcp/2379 (LoadBalancer) (`meshfleet plan` lists the firewall rules meshfleet renders), then see `cilium clustermesh status` in `{}`",
+                            f.name, f.name
+                        ),
                     )
                 });
             }
@@ -992,6 +1189,7 @@ mod tests {
                 now() + meshfleet_mesh::time::Duration::days(365),
             )),
             pod_cidrs: vec![pods.parse().unwrap()],
+            infra: None,
             problems: Vec::new(),
         }
     }
@@ -1090,10 +1288,15 @@ mod tests {
         let mut a = healthy("a", 1, "10.64.0.0/16", &["b", "c"]);
         a.view = Some(mesh::MeshView {
             connected: vec!["c".into()],
-            problems: vec![
-                "b: `b` firewall does not allow tcp/32379 (clustermesh-apiserver) from `a` nodes 10.0.0.0/20: connection timed out".into(),
-            ],
+            problems: vec!["b: not connected according to Cilium (6 failures on 3 nodes)".into()],
         });
+        a.infra = Some(serde_json::json!({"kind": "AWSCluster",
+            "spec": {"network": {"vpc": {"cidrBlock": "10.0.0.0/20"}}}}));
+        // `b`'s security group opens 32379 to another VPC only.
+        let mut b = healthy("b", 2, "10.65.0.0/16", &["a", "c"]);
+        b.infra = Some(serde_json::json!({"kind": "AWSCluster",
+            "spec": {"network": {"vpc": {"cidrBlock": "10.0.16.0/20"}, "additionalNodeIngressRules": [
+                {"protocol": "tcp", "fromPort": 32379, "toPort": 32379, "cidrBlocks": ["10.0.32.0/20"]}]}}}));
         let mut c = healthy("c", 3, "10.66.0.0/16", &["a"]);
         // `c`'s values name `b`, but what its Cilium runs with was never told.
         c.secret_peers = Some(vec!["a".into()]);
@@ -1102,21 +1305,58 @@ mod tests {
             "f",
             &planned(&["a", "b", "c"]),
             255,
-            vec![a, healthy("b", 2, "10.65.0.0/16", &["a", "c"]), c],
+            vec![a.clone(), b.clone(), c],
             now(),
         );
-        let a = &r.clusters[0];
-        let p = a
+        let ra = &r.clusters[0];
+        let p = ra
             .problems
             .iter()
             .find(|p| {
                 p.message
-                    .contains("cannot reach `b`'s clustermesh-apiserver")
+                    .contains("cannot reach `b`'s clustermesh-apiserver: the `additionalNodeIngressRules` of `b`'s AWSCluster open no tcp/32379 to `a`'s nodes (`10.0.0.0/20`) (Cilium: not connected according to Cilium (6 failures on 3 nodes))")
             })
-            .unwrap_or_else(|| panic!("{:?}", a.problems));
+            .unwrap_or_else(|| panic!("{:?}", ra.problems));
         assert!(p.hint.as_deref().unwrap().contains("tcp/32379"));
-        let pb = a.peers.iter().find(|p| p.name == "b").unwrap();
-        assert!(!pb.connected && pb.reason.as_deref().unwrap().contains("firewall"));
+        let pb = ra.peers.iter().find(|p| p.name == "b").unwrap();
+        assert!(
+            !pb.connected
+                && pb
+                    .reason
+                    .as_deref()
+                    .unwrap()
+                    .contains("according to Cilium")
+        );
+        // With the port open, meshfleet cannot tell why: it says what Cilium says, and where
+        // to look first.
+        b.infra.as_mut().unwrap()["spec"]["network"]["additionalNodeIngressRules"][0]["cidrBlocks"] =
+            serde_json::json!(["10.0.0.0/14"]);
+        let r2 = evaluate(
+            "f",
+            &planned(&["a", "b"]),
+            255,
+            vec![a.clone(), b.clone()],
+            now(),
+        );
+        let p = r2.clusters[0]
+            .problems
+            .iter()
+            .find(|p| {
+                p.message
+                    .contains("`a` is not connected to `b`: not connected according to Cilium")
+            })
+            .unwrap_or_else(|| panic!("{:?}", r2.clusters[0].problems));
+        assert!(p.hint.as_deref().unwrap().contains("tcp/32379"), "{p:?}");
+        // No clustermesh-apiserver address on `b`: that is what is wrong.
+        b.endpoints = None;
+        let r3 = evaluate("f", &planned(&["a", "b"]), 255, vec![a, b], now());
+        assert!(
+            r3.clusters[0].problems.iter().any(|p| p
+                .message
+                .contains("`b` publishes no clustermesh-apiserver address")),
+            "{:?}",
+            r3.clusters[0].problems
+        );
         let c = &r.clusters[2];
         assert!(
             c.problems
