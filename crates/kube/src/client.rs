@@ -77,6 +77,10 @@ type Resolved = (ApiResource, ApiCapabilities);
 #[derive(Clone)]
 pub struct Kube {
     client: Client,
+    /// The same connection settings without kube-rs's built-in retry of 429/503/504: through
+    /// the pod proxy a 503 means nothing listens on the pod's port, which retrying (up to 15
+    /// times, backing off to minutes) does not change.
+    once: Client,
     retry: Retry,
     server: String,
     kinds: Arc<Mutex<HashMap<(String, String), Resolved>>>,
@@ -155,12 +159,19 @@ impl Kube {
 
     fn from_config(config: Config, desc: &str) -> Result<Self, KubeError> {
         let server = config.cluster_url.to_string();
-        let client = Client::try_from(tune(config)).map_err(|e| KubeError::Kubeconfig {
-            source_desc: desc.to_string(),
-            message: e.to_string(),
-        })?;
+        let mut single = tune(config.clone());
+        single.default_retry = false;
+        let make = |c: Config| {
+            Client::try_from(c).map_err(|e| KubeError::Kubeconfig {
+                source_desc: desc.to_string(),
+                message: e.to_string(),
+            })
+        };
+        let client = make(tune(config))?;
+        let once = make(single)?;
         Ok(Self {
             client,
+            once,
             retry: Retry::default(),
             server,
             kinds: Arc::default(),
@@ -329,8 +340,8 @@ impl Kube {
     }
 
     /// GET `path` from `port` of a Pod through the API server's pod proxy
-    /// (`/api/v1/namespaces/<ns>/pods/<pod>:<port>/proxy/<path>`), as text. One attempt: callers
-    /// read live data and poll on their own schedule.
+    /// (`/api/v1/namespaces/<ns>/pods/<pod>:<port>/proxy/<path>`), as text. One attempt, without
+    /// kube-rs's retries either: callers read live data and poll on their own schedule.
     pub async fn pod_proxy_get(
         &self,
         namespace: &str,
@@ -347,7 +358,7 @@ impl Kube {
         .map_err(|e| KubeError::Malformed {
             message: format!("{object}: {e}"),
         })?;
-        self.client
+        self.once
             .request_text(req)
             .await
             .map_err(|e| map_err("proxy to", object, e))

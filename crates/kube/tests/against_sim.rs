@@ -175,3 +175,48 @@ async fn unreachable_servers_are_transient_errors() {
     let e = k.apply(&cm("z", "1")).await.unwrap_err();
     assert!(e.is_transient(), "{e}");
 }
+
+/// The pod proxy: a Cilium agent's metrics port answers (this Pod's cluster has no mesh, so the
+/// page has no ClusterMesh series); a port nothing serves and a missing Pod are API errors.
+#[tokio::test]
+async fn pod_proxy_reads_an_agent_and_reports_what_fails() {
+    let (sim, k, _dir) = sim().await;
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "cilium-abcde", "namespace": "kube-system", "labels": {"k8s-app": "cilium"}},
+        "spec": {"nodeName": "meshfleet-sim", "hostNetwork": true, "containers": [{"name": "cilium-agent", "image": "cilium"}]},
+        "status": {"phase": "Running", "podIP": "10.255.0.1"}});
+    k.apply(&pod).await.unwrap();
+    let t0 = std::time::Instant::now();
+    let text = k
+        .pod_proxy_get("kube-system", "cilium-abcde", 9962, "metrics")
+        .await
+        .unwrap();
+    assert!(!text.contains("cilium_clustermesh"), "{text}");
+    match k
+        .pod_proxy_get("kube-system", "cilium-abcde", 9090, "metrics")
+        .await
+    {
+        Err(KubeError::Api {
+            code: 503, message, ..
+        }) => {
+            assert!(
+                message.contains(":9090: connect: connection refused"),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    match k
+        .pod_proxy_get("kube-system", "nope", 9962, "metrics")
+        .await
+    {
+        Err(KubeError::Api { code: 404, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(20),
+        "a 503 from the pod proxy is not retried: {:?}",
+        t0.elapsed()
+    );
+    sim.shutdown().await.unwrap();
+}
