@@ -270,14 +270,9 @@ async fn fleet_lifecycle_bootstrap_cilium_mesh_and_teardown() {
         );
         assert_eq!(st.phase.as_deref(), Some("Running"));
     }
-    // A port nothing listens on answers as the API server's proxy does.
-    let req = http::Request::get(format!(
-        "/api/v1/namespaces/kube-system/pods/{}:9090/proxy/metrics",
-        agents.items[0].metadata.name.as_ref().unwrap()
-    ))
-    .body(Vec::new())
-    .unwrap();
-    assert!(wa.request_text(req).await.is_err());
+    // (A port nothing listens on answers 503, as the real proxy does: meshfleet-kube's
+    // `pod_proxy_reads_an_agent_and_reports_what_fails`; kube-rs's own client retries a 503
+    // for minutes, so it is not checked here.)
     // Once both run Cilium, the only missing piece is the shared CA: every agent reports the
     // peer not ready; why stays inside the simulator.
     let wb = workload_client(&client, "aws-b").await;
