@@ -468,6 +468,35 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn agents_export_readiness_and_failures() {
+        let l = Links {
+            cluster: "a".into(),
+            links: vec![
+                Link {
+                    peer: "b".into(),
+                    ready: true,
+                    failures: 0,
+                    reason: None,
+                },
+                Link {
+                    peer: "c".into(),
+                    ready: false,
+                    failures: 2,
+                    reason: Some("firewall".into()),
+                },
+            ],
+        };
+        let t = exposition(&l, "n-1");
+        assert!(t.contains("cilium_clustermesh_remote_clusters{source_cluster=\"a\",source_node_name=\"n-1\"} 2\n"), "{t}");
+        assert!(t.contains("cilium_clustermesh_remote_cluster_readiness_status{source_cluster=\"a\",source_node_name=\"n-1\",target_cluster=\"b\"} 1\n"), "{t}");
+        assert!(t.contains("cilium_clustermesh_remote_cluster_readiness_status{source_cluster=\"a\",source_node_name=\"n-1\",target_cluster=\"c\"} 0\n"), "{t}");
+        assert!(t.contains("cilium_clustermesh_remote_cluster_failures{source_cluster=\"a\",source_node_name=\"n-1\",target_cluster=\"c\"} 2\n"), "{t}");
+        // The reason is the simulator's own knowledge, never exported.
+        assert!(!t.contains("firewall"), "{t}");
+        assert_eq!(esc("q\"\\\n"), "q\\\"\\\\\\n");
+    }
+
+    #[test]
     fn gcp_rules() {
         let infra = json!({"kind": "GCPCluster", "spec": {"network": {"firewall": {"firewallRules": [
             {"name": "talos", "allowed": [{"IPProtocol": "TCP", "ports": ["50000-50001"]}], "sourceRanges": ["203.0.113.10/32"]}]}}}});
