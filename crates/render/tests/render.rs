@@ -524,7 +524,10 @@ fn stale_plan_and_reserved_names_are_errors() {
     // The spec rejects a cluster named after a layout directory; the renderer still refuses one
     // when a library caller hands it a fleet that skipped validation.
     let text = common::example_fleet_text().replace("name: gcp-use1", "name: fleet");
-    assert!(meshfleet_spec::parse(&text).is_err(), "validation rejects it first");
+    assert!(
+        meshfleet_spec::parse(&text).is_err(),
+        "validation rejects it first"
+    );
     let mut fleet = common::parse(&common::example_fleet_text());
     fleet.spec.clusters[1].name = "fleet".to_owned();
     let err = render(&fleet, &common::plan(&fleet)).expect_err("reserved");
