@@ -414,7 +414,13 @@ async fn restart_with_state_keeps_clusters_and_workload_apis() {
         .then_some(())
     })
     .await;
-    let before = cluster(&client, "gcp-a").await.unwrap();
+    // The Cluster's conditions follow the nodes on the controller's next pass, as in CAPI.
+    let before = eventually("Cluster Available", 30, || async {
+        cluster(&client, "gcp-a")
+            .await
+            .filter(|c| status_of(c, "Available") == "True")
+    })
+    .await;
     assert_eq!(status_of(&before, "Available"), "True");
     let uids: Vec<String> = nodes
         .list(&Default::default())
