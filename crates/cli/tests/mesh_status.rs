@@ -403,11 +403,22 @@ fn a_closed_32379_is_reported_unreachable() {
             .unwrap();
     });
 
-    // Cilium's view follows the firewall; give the simulated agents a moment.
+    // Cilium's view follows the firewall, cluster by cluster; give every simulated agent a
+    // moment to see the link go down before judging.
+    let both_down = |st: &Value| {
+        ["gcp-euw1", "gcp-use1"].iter().all(|name| {
+            st["clusters"].as_array().is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c["name"] == *name
+                        && !strs(&c["connectedPeers"]).contains(&"aws-euw1".to_string())
+                })
+            })
+        })
+    };
     let start = Instant::now();
     let (code, st, out) = loop {
         let r = mesh_status(d, sim.kc());
-        if r.0 == Some(1) || start.elapsed() > Duration::from_secs(10) {
+        if (r.0 == Some(1) && both_down(&r.1)) || start.elapsed() > Duration::from_secs(10) {
             break r;
         }
         std::thread::sleep(Duration::from_millis(200));

@@ -117,6 +117,25 @@ pub async fn run(world: Arc<World>, mut stop: watch::Receiver<bool>) {
 }
 
 /// One pass of every reconciler.
+/// After a restart the server listens on a new address: point every existing
+/// `<cluster>-kubeconfig` Secret at it before the first request is served, so no client reads a
+/// kubeconfig that names the old port (the regular passes would fix it only later).
+pub(crate) fn refresh_workload_kubeconfigs(world: &World, keys: &[String]) {
+    use base64::Engine;
+    for wl in keys {
+        let Some((ns, name)) = wl.split_once('/') else {
+            continue;
+        };
+        let Some(w) = world.workload(wl) else {
+            continue;
+        };
+        let kc = world.workload_kubeconfig(wl, &w.token);
+        let enc = base64::engine::general_purpose::STANDARD.encode(kc.as_bytes());
+        let key = Key::new("/secrets", ns, &format!("{name}-kubeconfig"));
+        update(&world.management, &key, |v| v["data"]["value"] = json!(enc));
+    }
+}
+
 pub(crate) fn reconcile_all(world: &World, timers: &mut Timers, collect: bool) {
     let m = &world.management;
     namespaces(m);

@@ -367,9 +367,10 @@ pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
         .keys()
         .cloned()
         .collect();
-    for k in keys {
-        world.ensure_workload(&k)?;
+    for k in &keys {
+        world.ensure_workload(k)?;
     }
+    controllers::refresh_workload_kubeconfigs(&world, &keys);
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(http::serve(
