@@ -204,10 +204,25 @@ fn prepare(ctx: &Ctx, file: &Path, write: bool) -> anyhow::Result<Prepared> {
 }
 
 async fn connect(kubeconfig: Option<&Path>) -> anyhow::Result<Kube> {
-    let k = Kube::from_path(kubeconfig).await.map_err(|e| {
-        anyhow!("{e}\n  hint: pass `--kubeconfig FILE`, or use `meshfleet up --sim` for the embedded simulator")
-    })?;
-    // Fail fast, with a hint, when nothing answers: every later call would retry for long.
+    connect_with(
+        kubeconfig,
+        "pass `--kubeconfig FILE`, or use `meshfleet up --sim` for the embedded simulator",
+        "is it running? a simulator kept by `up --sim` is served again with `meshfleet sim serve --state DIR --kubeconfig FILE`",
+    )
+    .await
+}
+
+/// Load the management cluster's kubeconfig and fail fast, with its address and a hint, when
+/// nothing answers: every later call would retry for long. The hints are the caller's, as each
+/// command knows best what the user can do next.
+pub(crate) async fn connect_with(
+    kubeconfig: Option<&Path>,
+    config_hint: &str,
+    unreachable_hint: &str,
+) -> anyhow::Result<Kube> {
+    let k = Kube::from_path(kubeconfig)
+        .await
+        .map_err(|e| anyhow!("{e}\n  hint: {config_hint}"))?;
     let probe = k.clone().with_retry(meshfleet_kube::Retry {
         attempts: 5,
         base_delay: Duration::from_millis(100),
@@ -218,7 +233,7 @@ async fn connect(kubeconfig: Option<&Path>) -> anyhow::Result<Kube> {
         .await
     {
         Err(e) if e.is_transient() => Err(anyhow!(
-            "the management cluster at `{}` does not answer: {e}\n  hint: is it running? a simulator kept by `up --sim` is served again with `meshfleet sim serve --state DIR --kubeconfig FILE`",
+            "the management cluster at `{}` does not answer: {e}\n  hint: {unreachable_hint}",
             k.server()
         )),
         _ => Ok(k),

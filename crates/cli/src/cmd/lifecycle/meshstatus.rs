@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::anyhow;
 use ipnet::IpNet;
 use meshfleet_kube::{Kube, KubeError, ObjectRef};
 use meshfleet_mesh::time::OffsetDateTime;
@@ -309,24 +308,12 @@ async fn connect(kubeconfig: Option<&Path>, sim_dir: &Path) -> anyhow::Result<Ku
     } else {
         "meshfleet sim serve --state DIR --kubeconfig FILE".to_string()
     };
-    let k = Kube::from_path(kubeconfig).await.map_err(|e| {
-        anyhow!("{e}\n  hint: pass `--kubeconfig FILE`, `--sim` for the simulator kept by `up --sim`, or serve that state with `{serve}`")
-    })?;
-    let probe = k.clone().with_retry(meshfleet_kube::Retry {
-        attempts: 5,
-        base_delay: Duration::from_millis(100),
-        max_delay: Duration::from_millis(500),
-    });
-    match probe
-        .get(&ObjectRef::new("v1", "Namespace", None, "default"))
-        .await
-    {
-        Err(e) if e.is_transient() => Err(anyhow!(
-            "the management cluster at `{}` does not answer: {e}\n  hint: is it running? for the simulator, start it with `{serve}` (or pass `--sim`)",
-            k.server()
-        )),
-        _ => Ok(k),
-    }
+    super::connect_with(
+        kubeconfig,
+        &format!("pass `--kubeconfig FILE`, `--sim` for the simulator kept by `up --sim`, or serve that state with `{serve}`"),
+        &format!("is it running? for the simulator, start it with `{serve}` (or pass `--sim`)"),
+    )
+    .await
 }
 
 /// Read every planned cluster, concurrently.
