@@ -37,22 +37,30 @@ pub fn image_name(talos: &str) -> String {
 }
 
 /// A firewall rule in CAPG's (and the Compute API's) shape.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GcpFirewallRule {
+    /// Rule name, unique in the project (`mf-<cluster>-<purpose>-<protocol>`).
     pub name: String,
+    /// Human-readable purpose.
     pub description: String,
+    /// `INGRESS`.
     pub direction: &'static str,
+    /// Source CIDRs.
     pub source_ranges: Vec<String>,
+    /// Instance tags the rule applies to.
     pub target_tags: Vec<String>,
+    /// Protocols and ports allowed.
     pub allowed: Vec<Allowed>,
 }
 
 /// One protocol (and ports) a firewall rule allows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Allowed {
+    /// `TCP`, `UDP`, `ICMP` or `ESP`.
     #[serde(rename = "IPProtocol")]
     pub ip_protocol: &'static str,
+    /// Ports or port ranges (empty: all).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<String>,
 }

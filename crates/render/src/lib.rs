@@ -29,7 +29,12 @@ pub use cilium::{
     CA_SECRET_NAME, CILIUM_CHART, CILIUM_REPO, CLUSTERMESH_LB_PORT, CLUSTERMESH_NODE_PORT,
     IPSEC_SECRET_NAME, proxy_name,
 };
+pub use gcp::{Allowed, GcpFirewallRule};
 pub use meta::{CLUSTER_LABEL, FLEET_LABEL};
+pub use prereq::{
+    GcpImage, GcpNat, GcpNetwork, GcpPrerequisites, GcpRouter, GcpServiceAccount, GcpSubnetwork,
+    Interconnect,
+};
 
 /// Name of the marker file `render` leaves in an output directory it owns.
 pub const MARKER_FILE: &str = ".meshfleet-render";
@@ -178,18 +183,12 @@ impl Ctx<'_> {
     }
 }
 
-/// Render every manifest of a planned fleet. Pure: no file system, network or clock.
-pub fn render(fleet: &Fleet, plan: &Plan) -> Result<Rendered, RenderError> {
+/// The per-cluster contexts of a planned fleet, in fleet-file order.
+fn contexts<'a>(fleet: &'a Fleet, plan: &'a Plan) -> Result<Vec<Ctx<'a>>, RenderError> {
     let versions = Versions::parse(fleet)?;
     let by_name: BTreeMap<&str, &ClusterPlan> =
         plan.clusters.iter().map(|c| (c.name.as_str(), c)).collect();
-    let no_peers: Vec<String> = Vec::new();
-
-    let mut files = Vec::new();
-    let mut clusters = Vec::new();
-    let mut proxies = Vec::new();
     let mut contexts = Vec::new();
-
     for cluster in &fleet.spec.clusters {
         if cluster.name == FLEET_DIR || cluster.name == PREREQUISITES_DIR {
             return Err(RenderError::ReservedName {
@@ -204,13 +203,13 @@ pub fn render(fleet: &Fleet, plan: &Plan) -> Result<Rendered, RenderError> {
                     cluster: cluster.name.clone(),
                 })?;
         let rules = rules_for(plan, &cluster.name);
-        let peers = if fleet.spec.mesh.enabled {
+        let peers: &[String] = if fleet.spec.mesh.enabled {
             plan.mesh_peers
                 .get(&cluster.name)
                 .map(Vec::as_slice)
-                .unwrap_or(&no_peers)
+                .unwrap_or(&[])
         } else {
-            &no_peers
+            &[]
         };
         contexts.push(Ctx {
             fleet,
@@ -221,6 +220,25 @@ pub fn render(fleet: &Fleet, plan: &Plan) -> Result<Rendered, RenderError> {
             peers,
         });
     }
+    Ok(contexts)
+}
+
+/// The GCP prerequisites of a planned fleet (what `prerequisites/gcp.yaml` holds), or `None`
+/// when no cluster runs on GCP. `meshfleet gcp setup` converges exactly this.
+pub fn gcp_prerequisites(
+    fleet: &Fleet,
+    plan: &Plan,
+) -> Result<Option<GcpPrerequisites>, RenderError> {
+    let contexts = contexts(fleet, plan)?;
+    Ok(prereq::gcp(fleet, plan, &contexts))
+}
+
+/// Render every manifest of a planned fleet. Pure: no file system, network or clock.
+pub fn render(fleet: &Fleet, plan: &Plan) -> Result<Rendered, RenderError> {
+    let contexts = contexts(fleet, plan)?;
+    let mut files = Vec::new();
+    let mut clusters = Vec::new();
+    let mut proxies = Vec::new();
 
     for ctx in &contexts {
         let dir = &ctx.cluster.name;

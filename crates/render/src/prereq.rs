@@ -13,7 +13,8 @@ use crate::{Ctx, aws, gcp};
 const API_VERSION: &str = "meshfleet.io/v1alpha1";
 
 /// Roles of CAPG's controller service account (shared/docs/CLOUD-SETUP.md §GCP): least
-/// privilege for a network meshfleet owns, so no `compute.networkAdmin`.
+/// privilege. No `roles/compute.networkAdmin`: meshfleet owns the network, subnetworks and
+/// routers (CAPG only creates those for networks it created itself).
 const CAPG_ROLES: [&str; 4] = [
     "roles/compute.instanceAdmin.v1",
     "roles/compute.loadBalancerAdmin",
@@ -29,83 +30,126 @@ const GCP_APIS: [&str; 5] = [
     "serviceusage.googleapis.com",
 ];
 
-#[derive(Serialize)]
+/// `prerequisites/gcp.yaml`: everything that must exist in the GCP project before CAPG can
+/// create machines. Public so `meshfleet-gcp` converges the same data render writes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GcpPrerequisites {
-    api_version: &'static str,
-    kind: &'static str,
-    fleet: String,
-    project: String,
-    apis: Vec<&'static str>,
-    network: GcpNetwork,
-    subnetworks: Vec<GcpSubnetwork>,
-    routers: Vec<GcpRouter>,
-    firewall_rules: Vec<gcp::GcpFirewallRule>,
-    image: GcpImage,
-    service_account: ServiceAccount,
+    /// `meshfleet.io/v1alpha1`.
+    pub api_version: &'static str,
+    /// `GcpPrerequisites`.
+    pub kind: &'static str,
+    /// Fleet name.
+    pub fleet: String,
+    /// GCP project id (`providers.gcp.project`).
+    pub project: String,
+    /// Service names to enable, e.g. `compute.googleapis.com`.
+    pub apis: Vec<&'static str>,
+    /// The fleet's custom VPC.
+    pub network: GcpNetwork,
+    /// One subnetwork per GCP cluster.
+    pub subnetworks: Vec<GcpSubnetwork>,
+    /// One Cloud Router (with Cloud NAT) per region.
+    pub routers: Vec<GcpRouter>,
+    /// The plan's firewall rules in the Compute API's shape.
+    pub firewall_rules: Vec<gcp::GcpFirewallRule>,
+    /// The Talos image.
+    pub image: GcpImage,
+    /// CAPG's controller service account.
+    pub service_account: GcpServiceAccount,
+    /// Cross-provider links the operator has to build (informational).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    interconnects: Vec<Interconnect>,
+    pub interconnects: Vec<Interconnect>,
 }
 
-#[derive(Serialize)]
+/// The fleet's VPC.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct GcpNetwork {
-    name: String,
-    auto_create_subnetworks: bool,
-    routing_mode: &'static str,
+pub struct GcpNetwork {
+    /// Network name (`providers.gcp.network`).
+    pub name: String,
+    /// Always false: meshfleet creates one subnetwork per cluster.
+    pub auto_create_subnetworks: bool,
+    /// `GLOBAL`.
+    pub routing_mode: &'static str,
 }
 
-#[derive(Serialize)]
+/// A cluster's subnetwork.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct GcpSubnetwork {
-    name: String,
-    cluster: String,
-    region: String,
-    ip_cidr_range: String,
-    private_ip_google_access: bool,
+pub struct GcpSubnetwork {
+    /// Subnetwork name (`<network>-<cluster>`).
+    pub name: String,
+    /// Cluster it belongs to.
+    pub cluster: String,
+    /// Region.
+    pub region: String,
+    /// The cluster's planned node CIDR.
+    pub ip_cidr_range: String,
+    /// Nodes without public addresses reach Google APIs.
+    pub private_ip_google_access: bool,
 }
 
-#[derive(Serialize)]
+/// A Cloud Router carrying the region's Cloud NAT.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct GcpRouter {
-    name: String,
-    region: String,
-    nat: GcpNat,
+pub struct GcpRouter {
+    /// Router name (`<network>-<region>`).
+    pub name: String,
+    /// Region.
+    pub region: String,
+    /// Its NAT.
+    pub nat: GcpNat,
 }
 
-#[derive(Serialize)]
+/// A Cloud NAT configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct GcpNat {
-    name: String,
-    nat_ip_allocate_option: &'static str,
-    source_subnetwork_ip_ranges_to_nat: &'static str,
+pub struct GcpNat {
+    /// NAT name (`<network>-<region>-nat`).
+    pub name: String,
+    /// `AUTO_ONLY`.
+    pub nat_ip_allocate_option: &'static str,
+    /// `ALL_SUBNETWORKS_ALL_IP_RANGES`.
+    pub source_subnetwork_ip_ranges_to_nat: &'static str,
 }
 
-#[derive(Serialize)]
+/// The Talos image CAPG boots.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct GcpImage {
-    name: String,
+pub struct GcpImage {
+    /// Compute image name (named after the Talos version).
+    pub name: String,
+    /// Bucket the raw disk is uploaded to (`providers.gcp.imageBucket`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    bucket: Option<String>,
-    object: String,
+    pub bucket: Option<String>,
+    /// Object name of the raw disk in the bucket.
+    pub object: String,
     /// Where the raw disk comes from (Talos Image Factory, vanilla schematic).
-    source: String,
-    architecture: &'static str,
+    pub source: String,
+    /// `X86_64` or `ARM64`.
+    pub architecture: &'static str,
 }
 
-#[derive(Serialize)]
+/// CAPG's controller service account.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct ServiceAccount {
-    name: &'static str,
-    roles: Vec<&'static str>,
+pub struct GcpServiceAccount {
+    /// Account id (the part of the email before `@`).
+    pub name: &'static str,
+    /// Project roles it gets.
+    pub roles: Vec<&'static str>,
 }
 
-#[derive(Serialize)]
+/// A link between two providers or regions that needs a VPN or interconnect.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Interconnect {
-    between: [String; 2],
+pub struct Interconnect {
+    /// The two ends.
+    pub between: [String; 2],
+    /// Suggested transport.
     #[serde(skip_serializing_if = "Option::is_none")]
-    via: Option<String>,
+    pub via: Option<String>,
 }
 
 /// The vanilla Talos Image Factory schematic (no extensions).
@@ -186,8 +230,8 @@ pub fn gcp(fleet: &Fleet, plan: &Plan, contexts: &[Ctx<'_>]) -> Option<GcpPrereq
             ),
             architecture: "X86_64",
         },
-        service_account: ServiceAccount {
-            name: "meshfleet-capg",
+        service_account: GcpServiceAccount {
+            name: "capg-controller",
             roles: CAPG_ROLES.to_vec(),
         },
         interconnects: interconnects(
