@@ -582,9 +582,15 @@ fn infrastructure(world: &World, timers: &mut Timers) {
                 continue;
             }
             add_finalizer(api, &k, &fin);
+            // CAPG uses a network it does not own only when it exists with its subnets.
+            let missing = if kind == "GCPCluster" {
+                gcp_network_missing(world, &o)
+            } else {
+                None
+            };
             // Once ready, always ready: timers live in memory and restart with the process.
             let ready = o.pointer("/status/ready").and_then(Value::as_bool) == Some(true)
-                || timers.elapsed(world, &id, delays::INFRA);
+                || (missing.is_none() && timers.elapsed(world, &id, delays::INFRA));
             let host = endpoint_host(&o, &k);
             if ready
                 && o.pointer("/spec/controlPlaneEndpoint/host")
@@ -597,14 +603,24 @@ fn infrastructure(world: &World, timers: &mut Timers) {
             }
             let mut status = o.get("status").cloned().unwrap_or_else(|| json!({}));
             status["ready"] = json!(ready);
-            let msg = if ready {
-                ""
-            } else {
-                "creating network, subnets, firewall rules and the control-plane load balancer"
+            let (reason, msg) = match (&missing, ready) {
+                (_, true) => ("Provisioning", String::new()),
+                (Some(why), false) => ("NetworkNotFound", why.clone()),
+                (None, false) => (
+                    "Provisioning",
+                    "creating network, subnets, firewall rules and the control-plane load balancer"
+                        .to_string(),
+                ),
             };
+            if let Some(why) = &missing
+                && !ready
+                && s(&o, "/status/conditions/0/reason") != "NetworkNotFound"
+            {
+                event(api, &o, true, "NetworkNotFound", why);
+            }
             status["conditions"] = json!([
-                cond1("Ready", ready, "Provisioning", msg),
-                cond1("NetworkReady", ready, "Provisioning", msg),
+                cond1("Ready", ready, reason, &msg),
+                cond1("NetworkReady", ready, reason, &msg),
             ]);
             if kind == "AWSCluster" {
                 status["initialization"] = json!({"provisioned": ready});
@@ -624,6 +640,27 @@ fn infrastructure(world: &World, timers: &mut Timers) {
             set_status(api, &k, status);
         }
     }
+}
+
+/// Why CAPG cannot use a GCPCluster's network: the network or one of its subnets does not exist
+/// in the simulated project (see [`crate::gcp`]).
+fn gcp_network_missing(world: &World, o: &Value) -> Option<String> {
+    let subnets: Vec<(String, String)> = o
+        .pointer("/spec/network/subnets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|x| (s(x, "/name").to_string(), s(x, "/region").to_string()))
+        .filter(|(n, _)| !n.is_empty())
+        .collect();
+    let network = match s(o, "/spec/network/name") {
+        "" => "default",
+        n => n,
+    };
+    world
+        .gcp
+        .network_check(s(o, "/spec/project"), network, &subnets)
+        .err()
 }
 
 fn endpoint_host(o: &Value, k: &Key) -> String {
@@ -870,7 +907,7 @@ fn control_planes(world: &World, timers: &mut Timers) {
             match world.cfg.egress_ip {
                 Some(egress)
                     if !mesh::allows(
-                        &mesh::effective_firewall(api, &infra_obj),
+                        &mesh::effective_firewall(api, Some(&world.gcp), &infra_obj),
                         &ipnet::IpNet::from(egress),
                         "tcp",
                         50000,
@@ -1375,13 +1412,24 @@ fn clusters(world: &World, timers: &mut Timers) {
                     g,
                 ),
                 Some(_) if infra_ready => cond("InfrastructureReady", Some(true), "Ready", "", g),
-                Some(_) => cond(
-                    "InfrastructureReady",
-                    Some(false),
-                    "NotReady",
-                    &format!("{infra_kind} status.ready is false: provisioning"),
-                    g,
-                ),
+                Some((_, v)) => {
+                    // CAPG's Ready reason/message surfaces in the Cluster, as in CAPI.
+                    let why = v
+                        .pointer("/status/conditions")
+                        .and_then(Value::as_array)
+                        .and_then(|a| a.iter().find(|x| s(x, "/type") == "Ready"))
+                        .filter(|x| s(x, "/reason") != "Provisioning")
+                        .map(|x| s(x, "/message").to_string())
+                        .filter(|m| !m.is_empty())
+                        .unwrap_or_else(|| "provisioning".to_string());
+                    cond(
+                        "InfrastructureReady",
+                        Some(false),
+                        "NotReady",
+                        &format!("{infra_kind} status.ready is false: {why}"),
+                        g,
+                    )
+                }
             },
             match &cp {
                 None => cond(

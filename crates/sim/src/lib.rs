@@ -5,7 +5,8 @@
 //! reacts only to the objects applied to it. Layout: [`store`] keeps objects and broadcasts
 //! changes, [`http`] speaks the Kubernetes REST protocol, [`controllers`] reconcile what the
 //! store holds, [`workload`] gives each simulated cluster its own API under
-//! `/workload/<namespace>/<name>` on the same listener.
+//! `/workload/<namespace>/<name>` on the same listener. [`gcp`] fakes the Google Cloud APIs
+//! `meshfleet gcp setup` calls on a second, plain-HTTP listener; the simulated CAPG reads its state.
 
 #![warn(missing_docs)]
 // Selector and firewall predicates read closer to their specs unsimplified.
@@ -13,6 +14,7 @@
 
 pub mod caaph;
 pub mod controllers;
+pub mod gcp;
 pub mod http;
 pub mod mesh;
 pub mod patch;
@@ -53,6 +55,8 @@ pub struct SimConfig {
     pub crds_dir: Option<PathBuf>,
     /// Probability of an injected fault per request (0 disables).
     pub faults: f64,
+    /// Address of the plain-HTTP Google Cloud API fake (`127.0.0.1:0` picks a free port).
+    pub gcp_listen: SocketAddr,
 }
 
 impl SimConfig {
@@ -66,6 +70,7 @@ impl SimConfig {
             state_dir: None,
             crds_dir: None,
             faults: 0.0,
+            gcp_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 }
@@ -101,6 +106,17 @@ pub enum SimError {
     /// Invalid configuration.
     #[error("{0}")]
     Config(String),
+    /// The saved GCP state could not be loaded.
+    #[error(transparent)]
+    Gcp(#[from] gcp::GcpError),
+    /// The endpoints file could not be written.
+    #[error("cannot write `{path}`: {source}")]
+    Endpoints {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
 }
 
 /// One API surface: the management cluster or one workload cluster.
@@ -127,9 +143,16 @@ pub struct World {
     pub(crate) mesh: Mutex<BTreeMap<String, mesh::Links>>,
     /// The bound address.
     pub addr: SocketAddr,
+    /// The Google Cloud API fake.
+    pub gcp: Arc<gcp::Gcp>,
 }
 
 impl World {
+    /// `http://127.0.0.1:PORT` of the Google Cloud API fake.
+    pub fn gcp_url(&self) -> &str {
+        self.gcp.url()
+    }
+
     fn identity_path(&self) -> Option<PathBuf> {
         self.cfg.state_dir.as_ref().map(|d| d.join("identity.json"))
     }
@@ -263,6 +286,17 @@ impl World {
     /// Save every store (no-op without `--state`).
     pub fn flush(&self) -> Result<(), SimError> {
         self.management.store.flush()?;
+        if let Err(source) = self.gcp.flush() {
+            return Err(SimError::Store(store::StoreError::Io {
+                path: self
+                    .cfg
+                    .state_dir
+                    .as_ref()
+                    .map(|d| d.join("gcp.json"))
+                    .unwrap_or_default(),
+                source,
+            }));
+        }
         for w in self.workloads() {
             w.store.flush()?;
         }
@@ -281,6 +315,11 @@ impl Simulator {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.world.addr
+    }
+
+    /// `http://127.0.0.1:PORT` of the Google Cloud API fake.
+    pub fn gcp_url(&self) -> &str {
+        self.world.gcp_url()
     }
 
     /// Shared state (for in-process tests and tools).
@@ -345,6 +384,29 @@ pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
         source,
     })?;
     let tls_cfg = identity.server_config(addr)?;
+    let gcp_listener = tokio::net::TcpListener::bind(cfg.gcp_listen)
+        .await
+        .map_err(|source| SimError::Listen {
+            addr: cfg.gcp_listen,
+            source,
+        })?;
+    let gcp_addr = gcp_listener
+        .local_addr()
+        .map_err(|source| SimError::Listen {
+            addr: cfg.gcp_listen,
+            source,
+        })?;
+    let gcp_host = match gcp_addr.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        IpAddr::V4(ip) => ip.to_string(),
+    };
+    let gcp = Arc::new(gcp::Gcp::open(
+        cfg.state_dir.as_ref().map(|d| d.join("gcp.json")),
+        format!("http://{gcp_host}:{}", gcp_addr.port()),
+        cfg.speed,
+        cfg.faults,
+    )?);
     let management = Arc::new(Api {
         name: "management".into(),
         store,
@@ -358,6 +420,7 @@ pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
         identity: Mutex::new(identity),
         mesh: Mutex::new(BTreeMap::new()),
         addr,
+        gcp,
     });
     workload::seed_management(&world.management)?;
     // Workload clusters that existed before a restart come back with their objects.
@@ -379,6 +442,11 @@ pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
         tls_cfg,
         stop_rx.clone(),
     )));
+    tasks.push(tokio::spawn(gcp::serve(
+        world.gcp.clone(),
+        gcp_listener,
+        stop_rx.clone(),
+    )));
     tasks.push(tokio::spawn(controllers::run(
         world.clone(),
         stop_rx.clone(),
@@ -398,6 +466,14 @@ pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
         let id = world.lock_identity();
         id.kubeconfig("meshfleet-sim", &world.server_url(), &id.token, "default")
     };
+    // Written before the kubeconfig: clients that wait for the kubeconfig find both.
+    let endpoints = endpoints_path(&world.cfg.kubeconfig);
+    let body =
+        serde_json::to_vec_pretty(&serde_json::json!({"gcp": world.gcp_url()})).unwrap_or_default();
+    store::write_atomic(&endpoints, &body).map_err(|source| SimError::Endpoints {
+        path: endpoints.clone(),
+        source,
+    })?;
     store::write_atomic(&world.cfg.kubeconfig, kubeconfig.as_bytes()).map_err(|source| {
         SimError::Kubeconfig {
             path: world.cfg.kubeconfig.clone(),
@@ -405,4 +481,12 @@ pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
         }
     })?;
     Ok(Simulator { world, stop, tasks })
+}
+
+/// `<kubeconfig>.endpoints.json`: where the simulator's cloud API fakes listen
+/// (`{"gcp": "http://127.0.0.1:PORT"}`).
+pub fn endpoints_path(kubeconfig: &std::path::Path) -> PathBuf {
+    let mut name = kubeconfig.as_os_str().to_owned();
+    name.push(".endpoints.json");
+    PathBuf::from(name)
 }

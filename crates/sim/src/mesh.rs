@@ -148,9 +148,10 @@ fn gcp_allows(infra: &Value, src: &IpNet, proto: &str, port: u16, tags: &[String
 }
 
 /// The firewall as the cloud applies it: GCP firewall rules belong to the VPC network, so every
-/// GCPCluster on the same project and network contributes its rules; AWS security groups are
-/// per cluster.
-pub fn effective_firewall(api: &Api, infra: &Value) -> Value {
+/// GCPCluster on the same project and network contributes its rules, and so do the rules of that
+/// network in the simulated project (`gcp`, made by `meshfleet gcp setup`); AWS security groups
+/// are per cluster.
+pub fn effective_firewall(api: &Api, gcp: Option<&crate::gcp::Gcp>, infra: &Value) -> Value {
     if s(infra, "/kind") != "GCPCluster" {
         return infra.clone();
     }
@@ -172,6 +173,14 @@ pub fn effective_firewall(api: &Api, infra: &Value) -> Value {
                     .unwrap_or_default(),
             );
         }
+    }
+    if let Some(g) = gcp {
+        let net = if network.is_empty() {
+            "default"
+        } else {
+            network
+        };
+        rules.extend(g.network_check(project, net, &[]).unwrap_or_default());
     }
     let mut out = infra.clone();
     out["spec"]["network"]["firewall"]["firewallRules"] = Value::Array(rules);
@@ -244,7 +253,7 @@ fn member(world: &World, api: &Arc<Api>) -> Option<Member> {
     let infra = ty(m, CAPI, "Cluster")
         .and_then(|t| m.store.get(&Key::new(&t.key(), ns, name)))
         .and_then(|c| cluster_infra(m, &c))
-        .map(|(_, v)| effective_firewall(m, &v));
+        .map(|(_, v)| effective_firewall(m, Some(&world.gcp), &v));
     Some(Member {
         key: api.name.clone(),
         name: d("cluster-name"),
@@ -619,14 +628,14 @@ mod tests {
         let c = api.store.get(&Key::new(&t, "f", "c")).unwrap();
         assert!(!allows(&b, &egress, "tcp", 50000, true));
         assert!(allows(
-            &effective_firewall(&api, &b),
+            &effective_firewall(&api, None, &b),
             &egress,
             "tcp",
             50000,
             true
         ));
         assert!(!allows(
-            &effective_firewall(&api, &c),
+            &effective_firewall(&api, None, &c),
             &egress,
             "tcp",
             50000,
@@ -650,14 +659,14 @@ mod tests {
             .unwrap();
         e = api.store.get(&Key::new(&t, "f", "e")).unwrap();
         assert!(allows(
-            &effective_firewall(&api, &d),
+            &effective_firewall(&api, None, &d),
             &egress,
             "tcp",
             50000,
             true
         ));
         assert!(!allows(
-            &effective_firewall(&api, &e),
+            &effective_firewall(&api, None, &e),
             &egress,
             "tcp",
             50000,

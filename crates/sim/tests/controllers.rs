@@ -113,6 +113,7 @@ async fn fleet_lifecycle_bootstrap_cilium_mesh_and_teardown() {
         "aws-b.yaml",
         "gcp-blocked.yaml",
     ] {
+        seed_gcp(&sim, &fixtures().join(f));
         apply_file(&client, &fixtures().join(f)).await.unwrap();
     }
     // Infra ready, control plane initialized, workers available: Cluster Available.
@@ -376,6 +377,7 @@ async fn without_egress_ip_the_50000_check_is_off() {
     let mut sim = Sim::start(|_| {}).await;
     let client = sim.client().await;
     for f in ["namespace.yaml", "gcp-blocked.yaml"] {
+        seed_gcp(&sim, &fixtures().join(f));
         apply_file(&client, &fixtures().join(f)).await.unwrap();
     }
     eventually("gcp-blocked initialized", 30, || async {
@@ -394,6 +396,7 @@ async fn restart_with_state_keeps_clusters_and_workload_apis() {
     let mut sim = Sim::start(|c| c.state_dir = Some(dir.clone())).await;
     let client = sim.client().await;
     for f in ["namespace.yaml", "gcp-a.yaml"] {
+        seed_gcp(&sim, &fixtures().join(f));
         apply_file(&client, &fixtures().join(f)).await.unwrap();
     }
     let wa = workload_client(&client, "gcp-a").await;

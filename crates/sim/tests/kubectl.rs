@@ -62,6 +62,7 @@ async fn kubectl_verbs() {
     let kc = sim.kubeconfig.clone();
     let fx = fixtures();
     let f = |n: &str| fx.join(n).to_string_lossy().into_owned();
+    seed_gcp(&sim, &fx.join("gcp-a.yaml"));
     let out = ok(&kc, &["api-resources"]);
     for r in [
         "clusters",

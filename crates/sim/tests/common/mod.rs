@@ -131,3 +131,30 @@ pub fn condition<'a>(obj: &'a Value, ty: &str) -> Option<&'a Value> {
         .iter()
         .find(|c| c["type"] == ty)
 }
+
+/// Create, in the simulated GCP project, the network and subnets of every GCPCluster in `file`
+/// (what `meshfleet gcp setup` makes), so that the simulated CAPG can use them.
+pub fn seed_gcp(sim: &Sim, file: &Path) {
+    let text = std::fs::read_to_string(file).unwrap();
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+    let world = sim.sim.as_ref().unwrap().world();
+    for d in docs.iter().filter(|d| d["kind"] == "GCPCluster") {
+        let net = d["spec"]["network"]["name"].as_str().unwrap_or("default");
+        let subnets: Vec<Value> = d["spec"]["network"]["subnets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                serde_json::json!({"name": s["name"], "region": s["region"], "network": net,
+                    "ipCidrRange": s["cidrBlock"]})
+            })
+            .collect();
+        world
+            .gcp
+            .seed(
+                &serde_json::json!({"project": d["spec"]["project"], "networks": [{"name": net}],
+                "subnetworks": subnets}),
+            )
+            .unwrap();
+    }
+}
