@@ -45,6 +45,9 @@ pub struct ServeArgs {
     /// Probability (0–1) of an injected fault per request: 500, 429 with Retry-After, or a slow answer.
     #[arg(long, default_value_t = 0.0)]
     pub faults: f64,
+    /// Address of the plain-HTTP Google Cloud API fake (its URL goes to `<kubeconfig>.endpoints.json`).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub gcp_listen: SocketAddr,
 }
 
 /// Run a sim subcommand.
@@ -81,6 +84,7 @@ fn serve(ctx: &Ctx, a: ServeArgs) -> anyhow::Result<Exit> {
     cfg.state_dir = a.state;
     cfg.crds_dir = a.crds;
     cfg.faults = a.faults;
+    cfg.gcp_listen = a.gcp_listen;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -94,9 +98,10 @@ fn serve(ctx: &Ctx, a: ServeArgs) -> anyhow::Result<Exit> {
             Err(e) => return Err(e.into()),
         };
         ctx.info(&format!(
-            "simulator listening on https://{} (kubeconfig `{}`)",
+            "simulator listening on https://{} (kubeconfig `{}`), Google Cloud APIs on {}",
             sim.addr(),
-            a.kubeconfig.display()
+            a.kubeconfig.display(),
+            sim.gcp_url()
         ));
         // The address line is printed even with --quiet: scripts that pass port 0 need it.
         if ctx.quiet {
