@@ -1072,3 +1072,177 @@ async fn capg_needs_the_network_and_subnet_and_reads_project_firewalls() {
     .await;
     sim.stop().await;
 }
+
+/// Changes after creation: a router's NAT (PATCH), Private Google Access on a subnet, a
+/// firewall's source ranges; and the blocking `operations/{op}/wait`.
+#[tokio::test]
+async fn routers_subnets_and_firewalls_are_patched_through_operations() {
+    use google_cloud_compute_v1::client::Routers;
+    use google_cloud_compute_v1::model::router_nat::{
+        NatIpAllocateOption, SourceSubnetworkIpRangesToNat,
+    };
+    let (mut sim, url) = start(|_| {}).await;
+    admin(
+        &url,
+        "seed",
+        json!({"project": P, "networks": [{"name": "meshfleet"}],
+            "subnetworks": [{"name": "gcp-a", "region": "europe-west1", "network": "meshfleet", "ipCidrRange": "10.0.0.0/20"}]}),
+    )
+    .await;
+    let routers = Routers::builder()
+        .with_endpoint(&url)
+        .with_credentials(creds())
+        .build()
+        .await
+        .unwrap();
+    let nat = |name: &str| {
+        model::RouterNat::new()
+            .set_name(name)
+            .set_nat_ip_allocate_option(NatIpAllocateOption::AutoOnly)
+            .set_source_subnetwork_ip_ranges_to_nat(
+                SourceSubnetworkIpRangesToNat::AllSubnetworksAllIpRanges,
+            )
+    };
+    routers
+        .insert()
+        .set_project(P)
+        .set_region("europe-west1")
+        .set_body(
+            model::Router::new()
+                .set_name("meshfleet-router")
+                .set_network(format!(
+                    "https://www.googleapis.com/compute/v1/projects/{P}/global/networks/meshfleet"
+                ))
+                .set_bgp(model::RouterBgp::new().set_asn(64514_u32))
+                .set_nats([nat("meshfleet-nat")]),
+        )
+        .poller()
+        .until_done()
+        .await
+        .unwrap();
+    let op = routers
+        .patch()
+        .set_project(P)
+        .set_region("europe-west1")
+        .set_router("meshfleet-router")
+        .set_body(model::Router::new().set_nats([nat("meshfleet-nat-2")]))
+        .poller()
+        .until_done()
+        .await
+        .unwrap();
+    assert!(op.error.is_none());
+    let r = routers
+        .get()
+        .set_project(P)
+        .set_region("europe-west1")
+        .set_router("meshfleet-router")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.nats.len(), 1);
+    assert_eq!(r.nats[0].name.as_deref(), Some("meshfleet-nat-2"));
+    assert_eq!(
+        r.bgp.and_then(|b| b.asn),
+        Some(64514),
+        "PATCH keeps what it does not name"
+    );
+
+    let subs = Subnetworks::builder()
+        .with_endpoint(&url)
+        .with_credentials(creds())
+        .build()
+        .await
+        .unwrap();
+    subs.set_private_ip_google_access()
+        .set_project(P)
+        .set_region("europe-west1")
+        .set_subnetwork("gcp-a")
+        .set_body(
+            model::SubnetworksSetPrivateIpGoogleAccessRequest::new()
+                .set_private_ip_google_access(true),
+        )
+        .poller()
+        .until_done()
+        .await
+        .unwrap();
+    let s = subs
+        .get()
+        .set_project(P)
+        .set_region("europe-west1")
+        .set_subnetwork("gcp-a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(s.private_ip_google_access, Some(true));
+
+    // Firewall PATCH through plain HTTP, waiting with `operations/{op}/wait`.
+    let c = http();
+    let op: Value = c
+        .post(format!("{url}/compute/v1/projects/{P}/global/firewalls"))
+        .json(&json!({"name": "fw", "network": "global/networks/meshfleet",
+            "sourceRanges": ["10.0.0.0/8"], "allowed": [{"IPProtocol": "tcp", "ports": ["50000"]}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(op["status"], "RUNNING");
+    let name = op["name"].as_str().unwrap();
+    let done: Value = c
+        .post(format!(
+            "{url}/compute/v1/projects/{P}/global/operations/{name}/wait"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done["status"], "DONE");
+    assert_eq!(done["progress"], 100);
+    let op: Value = c
+        .patch(format!("{url}/compute/v1/projects/{P}/global/firewalls/fw"))
+        .json(&json!({"sourceRanges": ["203.0.113.10/32"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(op["operationType"], "patch");
+    let name = op["name"].as_str().unwrap();
+    c.post(format!(
+        "{url}/compute/v1/projects/{P}/global/operations/{name}/wait"
+    ))
+    .send()
+    .await
+    .unwrap();
+    let fw: Value = c
+        .get(format!("{url}/compute/v1/projects/{P}/global/firewalls/fw"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fw["sourceRanges"], json!(["203.0.113.10/32"]));
+    assert_eq!(fw["allowed"][0]["ports"], json!(["50000"]));
+    // A patch of something that does not exist is a 404 in Compute's words.
+    let r = c
+        .patch(format!(
+            "{url}/compute/v1/projects/{P}/global/firewalls/nope"
+        ))
+        .json(&json!({"sourceRanges": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["error"]["message"],
+        "The resource 'projects/acme-prod/global/firewalls/nope' was not found"
+    );
+    assert_eq!(v["error"]["errors"][0]["reason"], "notFound");
+    sim.stop().await;
+}
