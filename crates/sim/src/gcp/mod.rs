@@ -700,3 +700,81 @@ pub fn require_service(st: &mut State, project: &str, service: &str) -> ApiResul
         Err(service_disabled(project, service))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gcp() -> Gcp {
+        Gcp::open(None, "http://127.0.0.1:1".into(), 1000.0, 0.0).unwrap()
+    }
+
+    #[test]
+    fn network_check_names_what_is_missing_and_returns_the_network_rules() {
+        let g = gcp();
+        let subnets = [("a".to_string(), "europe-west1".to_string())];
+        let e = g.network_check("p", "n", &subnets).unwrap_err();
+        assert!(
+            e.starts_with("network `n` not found in project `p`: CAPG does not create router/NAT"),
+            "{e}"
+        );
+        g.seed(&json!({"project": "p", "networks": [{"name": "n"}, {"name": "other"}],
+            "subnetworks": [{"name": "a", "region": "us-east1", "network": "n", "ipCidrRange": "10.0.0.0/20"}],
+            "firewalls": [
+                {"name": "in", "network": "n", "sourceRanges": ["203.0.113.10/32"], "allowed": [{"IPProtocol": "tcp", "ports": ["50000"]}]},
+                {"name": "out", "network": "n", "direction": "EGRESS", "allowed": [{"IPProtocol": "all"}]},
+                {"name": "off", "network": "n", "disabled": true, "allowed": [{"IPProtocol": "all"}]},
+                {"name": "elsewhere", "network": "other", "allowed": [{"IPProtocol": "all"}]}]}))
+            .unwrap();
+        let e = g.network_check("p", "n", &subnets).unwrap_err();
+        assert!(
+            e.contains("subnetwork `a` in region `europe-west1` of network `n`"),
+            "{e}"
+        );
+        let rules = g
+            .network_check("p", "n", &[("a".into(), "us-east1".into())])
+            .unwrap();
+        let names: Vec<&str> = rules.iter().map(|r| r["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["in", "out"]);
+        assert_eq!(rules[0]["direction"], "Ingress");
+        assert_eq!(rules[1]["direction"], "Egress");
+        let st = g.snapshot();
+        assert_eq!(
+            st["projects"]["p"]["services"],
+            json!(["compute.googleapis.com"])
+        );
+    }
+
+    #[test]
+    fn seed_needs_a_project_and_regions() {
+        let g = gcp();
+        assert_eq!(g.seed(&json!({})).unwrap_err().code, 400);
+        let e = g
+            .seed(&json!({"project": "p", "subnetworks": [{"name": "s", "network": "n"}]}))
+            .unwrap_err();
+        assert!(e.message.contains("needs a `region`"), "{}", e.message);
+    }
+
+    #[test]
+    fn operations_complete_when_due() {
+        let mut st = State::default();
+        let p = st.projects.entry("p".into()).or_default();
+        p.operations.insert(
+            "op".into(),
+            ComputeOp {
+                op: json!({"name": "op", "status": "RUNNING"}),
+                done_at: 10,
+                target: "global/networks/n".into(),
+                resource: Some(json!({"name": "n"})),
+                insert: true,
+                error: None,
+            },
+        );
+        assert!(!st.advance(5));
+        assert!(st.projects["p"].compute.is_empty());
+        assert!(st.advance(10));
+        assert_eq!(st.projects["p"].operations["op"].op["status"], "DONE");
+        assert!(st.projects["p"].compute.contains_key("global/networks/n"));
+        assert!(!st.advance(20));
+    }
+}
