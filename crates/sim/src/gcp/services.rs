@@ -120,9 +120,16 @@ fn enable(gcp: &Gcp, project: &str, ids: Vec<String>, single: bool) -> ApiResult
                 ),
             )
             .with("FAILED_PRECONDITION", "failedPrecondition");
-            e.details = vec![json!({"@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                "reason": "UREQ_PROJECT_BILLING_NOT_FOUND", "domain": "serviceusage.googleapis.com",
-                "metadata": {"project": project, "services": "compute.googleapis.com"}})];
+            let num = project_number(project);
+            e.details = vec![
+                json!({"@type": "type.googleapis.com/google.rpc.PreconditionFailure",
+                    "violations": [{"type": "googleapis.com/billing-enabled",
+                        "subject": format!("?error_code=390001&project={num}&services=compute.googleapis.com")}]}),
+                json!({"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "UREQ_PROJECT_BILLING_NOT_FOUND",
+                    "domain": "serviceusage.googleapis.com/billing-enabled",
+                    "metadata": {"project": num.to_string(), "services": "compute.googleapis.com"}}),
+            ];
             return Err(e);
         }
         let id = format!(
@@ -362,7 +369,7 @@ fn create_key(gcp: &Gcp, r: &Req, project: &str, email: &str) -> ApiResult<Reply
             .with("FAILED_PRECONDITION", "failedPrecondition");
             e.details = vec![json!({"@type": "type.googleapis.com/google.rpc.PreconditionFailure",
                 "violations": [{"type": "constraints/iam.disableServiceAccountKeyCreation",
-                    "subject": format!("projects/{project}?configvalue=projects%2F{project}%2FserviceAccounts%2F{email}"),
+                    "subject": format!("projects/{project}/serviceAccounts/{email}?configvalue={}", email.replace('@', "%40")),
                     "description": "Key creation is not allowed on this service account."}]})];
             return Err(e);
         }
