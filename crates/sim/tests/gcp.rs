@@ -595,6 +595,27 @@ async fn storage_buckets_uploads_and_images() {
         .await
         .unwrap();
     assert_eq!(got["name"], "meshfleet-talos-1a2b");
+    // PATCH changes what it names and keeps the rest.
+    let patched: Value = c
+        .patch(format!("{url}/storage/v1/b/meshfleet-talos-1a2b"))
+        .json(&json!({"iamConfiguration": {"publicAccessPrevention": "inherited"}, "labels": {"owner": "meshfleet"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        patched["iamConfiguration"]["publicAccessPrevention"],
+        "inherited"
+    );
+    assert_eq!(
+        patched["iamConfiguration"]["uniformBucketLevelAccess"]["enabled"],
+        true
+    );
+    assert_eq!(patched["labels"]["owner"], "meshfleet");
+    assert_eq!(patched["metageneration"], "2");
+    assert_eq!(patched["location"], "EUROPE-WEST1");
     let r = c
         .get(format!("{url}/storage/v1/b/free-name"))
         .send()

@@ -12,7 +12,7 @@
 //! | IAM | `/v1/projects/{p}/serviceAccounts` (POST), `/v1/projects/{p}/serviceAccounts/{email}` (GET), `…/keys` (POST, GET), `…/keys/{id}` (GET, DELETE) |
 //! | Resource Manager | `/v3/projects/{p}` (GET), POST `/v3/projects/{p}:getIamPolicy`, `:setIamPolicy` (etag checked: stale → 409 `ABORTED`) |
 //! | Service Usage | `/v1/projects/{p}/services/{svc}` (GET), POST `…/{svc}:enable`, GET `/v1/projects/{p}/services:batchGet?names=…`, POST `/v1/projects/{p}/services:batchEnable`, GET `/v1/operations/{id}` |
-//! | Storage | POST/GET `/storage/v1/b?project=p`, GET `/storage/v1/b/{b}`, GET `/storage/v1/b/{b}/o/{o}` (`alt=media` for the bytes), POST `/upload/storage/v1/b/{b}/o?uploadType=resumable|multipart|media&name=…` (PUT to the session URL with `Content-Range`, 308 + `Range` until complete); `ifGenerationMatch` → 412 |
+//! | Storage | POST/GET `/storage/v1/b?project=p`, GET/PATCH `/storage/v1/b/{b}`, GET `/storage/v1/b/{b}/o/{o}` (`alt=media` for the bytes), POST `/upload/storage/v1/b/{b}/o?uploadType=resumable|multipart|media&name=…` (PUT to the session URL with `Content-Range`, 308 + `Range` until complete); `ifGenerationMatch` → 412 |
 //!
 //! Behaviour that makes the order of setup steps matter, as in a real project: any project id
 //! exists (billing on) unless configured otherwise; every API starts disabled, and Compute, IAM
