@@ -506,8 +506,9 @@ fn item(gcp: &Gcp, r: &Req, project: &str, rel: &str) -> ApiResult<Reply> {
     }
 }
 
-/// JSON merge with Compute's PATCH semantics: objects merge, everything else replaces.
-fn merge(dst: &mut Value, patch: &Value) {
+/// JSON merge with Compute's (and Storage's) PATCH semantics: objects merge, `null` removes,
+/// everything else replaces.
+pub(crate) fn merge(dst: &mut Value, patch: &Value) {
     match (dst, patch) {
         (Value::Object(d), Value::Object(p)) => {
             for (k, v) in p {

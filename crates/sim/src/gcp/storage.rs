@@ -178,7 +178,7 @@ pub(crate) fn route(gcp: &Arc<Gcp>, r: &Req, rest: &[&str]) -> ApiResult<Reply> 
                 let bk = bucket(st, b, "storage.buckets.update")?;
                 let project = bk.project.clone();
                 let mut body = bk.meta.clone();
-                merge(&mut body, &patch);
+                super::compute::merge(&mut body, &patch);
                 let now = now_ms();
                 let mut meta = bucket_resource(&project, b, &body, now);
                 // Output-only fields survive a patch; metageneration counts changes.
@@ -650,21 +650,5 @@ mod tests {
     fn crc32c_matches_known_vector() {
         // RFC 3720 B.4: 32 bytes of zeros.
         assert_eq!(crc32c::crc32c_append(0, &[0u8; 32]), 0x8a9136aa);
-    }
-}
-
-/// JSON merge patch (RFC 7396), as the Storage JSON API's PATCH applies it.
-fn merge(dst: &mut Value, patch: &Value) {
-    match (dst, patch) {
-        (Value::Object(d), Value::Object(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    d.remove(k);
-                } else {
-                    merge(d.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        (d, p) => *d = p.clone(),
     }
 }
