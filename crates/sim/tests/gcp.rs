@@ -676,6 +676,23 @@ async fn storage_buckets_uploads_and_images() {
         .await
         .unwrap_err();
     assert_eq!(e.http_status_code(), Some(412), "{e}");
+    // What `gcp setup` sends: a file, unbuffered, always resumable.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gcp-arm64.raw.tar.gz");
+    std::fs::write(&file, &payload[..300 * 1024]).unwrap();
+    let f = tokio::fs::File::open(&file).await.unwrap();
+    let obj = storage
+        .write_object(
+            "projects/_/buckets/meshfleet-talos-1a2b",
+            "talos/gcp-arm64.raw.tar.gz",
+            f,
+        )
+        .set_if_generation_match(0)
+        .with_resumable_upload_threshold(0_usize)
+        .send_unbuffered()
+        .await
+        .unwrap();
+    assert_eq!(obj.size, 300 * 1024);
     // Small objects go in one multipart request.
     let small = Storage::builder()
         .with_endpoint(&url)
