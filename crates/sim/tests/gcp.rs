@@ -1284,3 +1284,49 @@ async fn routers_subnets_and_firewalls_are_patched_through_operations() {
     assert_eq!(v["error"]["errors"][0]["reason"], "notFound");
     sim.stop().await;
 }
+
+/// `--faults 1`: every Google API call fails with a retryable status in Google's error JSON;
+/// the admin endpoints keep working. Disabled APIs answer 403 on every service.
+#[tokio::test]
+async fn random_faults_and_disabled_apis() {
+    let (mut sim, url) = start(|c| c.faults = 1.0).await;
+    let c = http();
+    for _ in 0..5 {
+        let r = c
+            .get(format!("{url}/compute/v1/projects/{P}/global/networks/n"))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            [429, 500, 503].contains(&r.status().as_u16()),
+            "{}",
+            r.status()
+        );
+        let v: Value = r.json().await.unwrap();
+        assert!(v["error"]["status"].is_string(), "{v}");
+    }
+    assert!(state(&url).await["projects"].is_object());
+    sim.stop().await;
+
+    let (mut sim, url) = start(|_| {}).await;
+    for (path, service) in [
+        (
+            format!("/v1/projects/{P}/serviceAccounts/x@{P}.iam.gserviceaccount.com"),
+            "iam.googleapis.com",
+        ),
+        (
+            format!("/storage/v1/b?project={P}"),
+            "storage.googleapis.com",
+        ),
+    ] {
+        let r = c.get(format!("{url}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(
+            v["error"]["details"][0]["reason"], "SERVICE_DISABLED",
+            "{v}"
+        );
+        assert_eq!(v["error"]["details"][0]["metadata"]["service"], service);
+    }
+    sim.stop().await;
+}
