@@ -164,6 +164,18 @@ pub enum SetupError {
         /// What is wrong, with a hint.
         message: String,
     },
+    /// No usable Google credentials.
+    #[error(
+        "{kind} `{name}`: no usable Google credentials ({source})\n  hint: run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS to a key file; for the simulator pass --endpoint"
+    )]
+    Unauthenticated {
+        /// Step kind.
+        kind: &'static str,
+        /// Step name.
+        name: String,
+        /// The API's error.
+        source: ApiError,
+    },
     /// The caller lacks a permission.
     #[error(
         "{kind} `{name}`: permission denied ({source})\n  hint: grant {role} to the identity running setup (or run as a project Owner)"
@@ -290,6 +302,13 @@ impl SetupError {
 /// Turn an API error into the operator-facing error for a step, recognising the cases that
 /// have a precise fix.
 pub(crate) fn classify(kind: &'static str, name: &str, project: &str, e: ApiError) -> SetupError {
+    if e.status == "UNAUTHENTICATED" && e.http.is_none_or(|h| h == 401) {
+        return SetupError::Unauthenticated {
+            kind,
+            name: name.to_owned(),
+            source: e,
+        };
+    }
     if e.is_key_creation_blocked() {
         return SetupError::KeyCreationBlocked {
             email: name.to_owned(),

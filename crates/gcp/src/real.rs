@@ -11,10 +11,13 @@
 //! client (resumable, `ifGenerationMatch=0`).
 
 use std::path::Path;
+use std::time::Duration;
 
 use google_cloud_api_serviceusage_v1::client::ServiceUsage;
+use google_cloud_api_serviceusage_v1::model::State;
 use google_cloud_auth::credentials::{CacheableResource, Credentials};
 use google_cloud_compute_v1::client::{Firewalls, Images, Networks, Routers, Subnetworks};
+use google_cloud_gax::exponential_backoff::{ExponentialBackoff, ExponentialBackoffBuilder};
 use google_cloud_iam_admin_v1::client::Iam;
 use google_cloud_lro::Poller;
 use google_cloud_resourcemanager_v3::client::Projects;
@@ -59,9 +62,27 @@ fn client_err(what: &str, e: impl std::fmt::Display) -> SetupError {
     }
 }
 
+/// How often long-running operations are polled. Google's take seconds to minutes; a stand-in
+/// at `--endpoint` (the simulator) finishes them in milliseconds, and tests should not wait
+/// the SDK's default first second per operation.
+fn polling(endpoint: Option<&str>) -> Result<ExponentialBackoff, SetupError> {
+    let (initial, max) = match endpoint {
+        Some(_) => (Duration::from_millis(20), Duration::from_millis(500)),
+        None => (Duration::from_millis(500), Duration::from_secs(10)),
+    };
+    ExponentialBackoffBuilder::new()
+        .with_initial_delay(initial)
+        .with_maximum_delay(max)
+        .with_scaling(2.0)
+        .build()
+        .map_err(|e| client_err("operation polling", e))
+}
+
 macro_rules! build {
     ($ty:ty, $what:expr, $endpoint:expr, $creds:expr) => {{
-        let mut b = <$ty>::builder().with_credentials($creds.clone());
+        let mut b = <$ty>::builder()
+            .with_credentials($creds.clone())
+            .with_polling_backoff_policy(polling($endpoint)?);
         if let Some(e) = $endpoint {
             b = b.with_endpoint(e);
         }
@@ -85,7 +106,15 @@ impl SdkApi {
             services: build!(ServiceUsage, "Service Usage", ep, creds),
             iam: build!(Iam, "IAM", ep, creds),
             projects: build!(Projects, "Resource Manager", ep, creds),
-            storage: build!(Storage, "Cloud Storage", ep, creds),
+            storage: {
+                let mut b = Storage::builder().with_credentials(creds.clone());
+                if let Some(e) = ep {
+                    b = b.with_endpoint(e);
+                }
+                b.build()
+                    .await
+                    .map_err(|e| client_err("Cloud Storage", e))?
+            },
             networks: build!(Networks, "Compute networks", ep, creds),
             subnetworks: build!(Subnetworks, "Compute subnetworks", ep, creds),
             routers: build!(Routers, "Compute routers", ep, creds),
@@ -142,6 +171,15 @@ impl SdkApi {
 
 /// Turn an SDK error into an [`ApiError`], preferring Google's error JSON when there is one.
 fn api_err(e: google_cloud_gax::error::Error) -> ApiError {
+    if e.is_authentication() {
+        // Not retryable: without credentials every further attempt fails the same way.
+        return ApiError {
+            http: None,
+            status: "UNAUTHENTICATED".to_owned(),
+            reason: String::new(),
+            message: e.to_string(),
+        };
+    }
     if let (Some(code), Some(payload)) = (e.http_status_code(), e.http_payload())
         && let Some(a) = ApiError::from_google_json(code, payload)
     {
@@ -222,24 +260,21 @@ impl GcpApi for SdkApi {
             .send()
             .await
             .map_err(api_err)?;
-        let v = to_json(&resp);
-        let got: Vec<(String, String)> = v["services"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        // Typed access: the SDK serialises enums as numbers, not as Google's JSON names.
+        let got: Vec<(String, bool)> = resp
+            .services
+            .iter()
             .map(|s| {
-                let name = s["name"].as_str().unwrap_or_default();
-                let short = name.rsplit('/').next().unwrap_or_default().to_owned();
-                (short, s["state"].as_str().unwrap_or_default().to_owned())
+                let short = s.name.rsplit('/').next().unwrap_or_default().to_owned();
+                (short, s.state == State::Enabled)
             })
             .collect();
         Ok(services
             .iter()
-            .map(|s| {
-                got.iter()
-                    .find(|(n, _)| n == s)
-                    .map(|(_, st)| st.clone())
-                    .unwrap_or_default()
+            .map(|s| match got.iter().find(|(n, _)| n == s) {
+                Some((_, true)) => "ENABLED".to_owned(),
+                Some((_, false)) => "DISABLED".to_owned(),
+                None => String::new(),
             })
             .collect())
     }

@@ -1,5 +1,5 @@
 //! `up`, `status`, `down` and `kubeconfig`: the fleet's lifecycle on a management cluster.
-//! (`gcp setup` lands with the cloud-setup work; until then it says so and exits 1.)
+//! The arguments of `gcp setup` live here too; its body is in `cmd::gcp`.
 //!
 //! The command layer here turns arguments into options, validates/plans/renders in memory, and
 //! prints; the convergence itself is in [`engine`], the status in [`report`], talking to the
@@ -750,12 +750,6 @@ pub fn kubeconfig(ctx: &Ctx, a: KubeconfigArgs) -> anyhow::Result<Exit> {
     } else {
         Exit::Failed
     })
-}
-
-/// `meshfleet gcp setup`.
-pub fn gcp(ctx: &Ctx, _a: GcpArgs) -> anyhow::Result<Exit> {
-    ctx.error("`meshfleet gcp setup` is not available yet in this build: it needs the cloud-setup work, which has not landed");
-    Ok(Exit::Failed)
 }
 
 #[cfg(test)]

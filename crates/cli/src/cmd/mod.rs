@@ -1,6 +1,7 @@
 //! One module per command: each turns its arguments into options, calls a library, and prints.
 
 pub mod common;
+pub mod gcp;
 pub mod init;
 pub mod lifecycle;
 pub mod mesh;
@@ -25,6 +26,6 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Exit> {
         Command::Kubeconfig(a) => lifecycle::kubeconfig(ctx, a),
         Command::Sim(a) => sim::run(ctx, a),
         Command::Mesh(a) => mesh::run(ctx, a),
-        Command::Gcp(a) => lifecycle::gcp(ctx, a),
+        Command::Gcp(a) => gcp::run(ctx, a),
     }
 }

@@ -1,0 +1,160 @@
+//! `meshfleet gcp setup`: plan the fleet in memory, take its GCP prerequisites (the same data
+//! `render` writes to `prerequisites/gcp.yaml`) and converge the project with `meshfleet-gcp`.
+//!
+//! stdout carries only the report (table or JSON); progress goes to stderr. The service-account
+//! key is written to `<fleet dir>/.meshfleet/gcp/` (0600) and never printed.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use meshfleet_gcp::{Report, SetupOptions, StepEvent};
+use serde_json::json;
+
+use crate::cli::TableOrJson;
+use crate::cmd::common;
+use crate::cmd::lifecycle::{GcpArgs, GcpCommand, GcpSetupArgs};
+use crate::ctx::{Ctx, Exit, Invalid};
+use crate::output::{self, Table};
+
+/// `meshfleet gcp …`.
+pub fn run(ctx: &Ctx, a: GcpArgs) -> anyhow::Result<Exit> {
+    match a.command {
+        GcpCommand::Setup(s) => setup(ctx, s),
+    }
+}
+
+/// Where the CAPG key of a fleet is kept: `.meshfleet/gcp` beside the fleet file.
+fn key_dir(fleet_file: &Path) -> PathBuf {
+    let dir = fleet_file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    dir.join(".meshfleet").join("gcp")
+}
+
+fn setup(ctx: &Ctx, a: GcpSetupArgs) -> anyhow::Result<Exit> {
+    if let Some(e) = &a.endpoint
+        && !(e.starts_with("http://") || e.starts_with("https://"))
+    {
+        return Err(Invalid::new(format!(
+            "--endpoint `{e}` is not an http(s) URL\n  hint: e.g. --endpoint http://127.0.0.1:8089 (the simulator writes it to <kubeconfig>.endpoints.json)"
+        )));
+    }
+    let input = common::load_fleet(ctx, &a.fleet.file)?;
+    let lock = common::load_lock(&input)?;
+    let plan = common::plan_fleet(ctx, &input, lock.as_ref())?;
+    let prereq = meshfleet_render::gcp_prerequisites(&input.loaded.fleet, &plan)
+        .map_err(|e| Invalid::new(e.to_string()))?;
+    let Some(prereq) = prereq else {
+        ctx.info("no cluster of this fleet runs on GCP: nothing to do");
+        print(ctx, a.output, &Report::default())?;
+        return Ok(Exit::Ok);
+    };
+    let opts = SetupOptions {
+        endpoint: a.endpoint.clone(),
+        dry_run: a.dry_run,
+        image_source: a.image_source.clone(),
+        key_dir: key_dir(&input.path),
+        retry: Default::default(),
+    };
+    ctx.info(&format!(
+        "gcp setup: project {}{}{}",
+        prereq.project,
+        a.endpoint
+            .as_deref()
+            .map(|e| format!(" via {e}"))
+            .unwrap_or_default(),
+        if a.dry_run {
+            " (dry run: reads only)"
+        } else {
+            ""
+        }
+    ));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let started = Instant::now();
+    let mut step_start = Instant::now();
+    let progress = |e: &StepEvent<'_>| match e {
+        StepEvent::Started { .. } => step_start = Instant::now(),
+        StepEvent::Finished(row) => ctx.info(&format!(
+            "  {:<15} {:<50} {:<9} {}{}",
+            row.kind,
+            row.name,
+            row.action.as_str(),
+            row.status.as_str(),
+            if step_start.elapsed().as_millis() >= 1000 {
+                format!(" ({:.1}s)", step_start.elapsed().as_secs_f64())
+            } else {
+                String::new()
+            }
+        )),
+    };
+    match rt.block_on(meshfleet_gcp::setup(&prereq, &opts, progress)) {
+        Ok(report) => {
+            let changed = report
+                .steps
+                .iter()
+                .filter(|s| s.action != meshfleet_gcp::Action::Unchanged)
+                .count();
+            ctx.info(&format!(
+                "{} {changed} of {} steps in {:.1}s",
+                if a.dry_run { "would change" } else { "changed" },
+                report.steps.len(),
+                started.elapsed().as_secs_f64()
+            ));
+            print(ctx, a.output, &report)?;
+            Ok(Exit::Ok)
+        }
+        Err(failure) => {
+            print(ctx, a.output, &failure.report)?;
+            if failure.error.is_invalid_input() {
+                return Err(Invalid::new(failure.error.to_string()));
+            }
+            ctx.error(&failure.error.to_string());
+            Ok(Exit::Failed)
+        }
+    }
+}
+
+fn print(ctx: &Ctx, format: TableOrJson, report: &Report) -> anyhow::Result<()> {
+    match format {
+        TableOrJson::Json => output::json(&json!({ "steps": report.steps })),
+        TableOrJson::Table => {
+            if report.steps.is_empty() {
+                return Ok(());
+            }
+            let mut t = Table::new(["KIND", "NAME", "ACTION", "STATUS", "DETAIL"]);
+            for s in &report.steps {
+                t.row([
+                    s.kind.to_owned(),
+                    s.name.clone(),
+                    s.action.as_str().to_owned(),
+                    s.status.as_str().to_owned(),
+                    s.detail.clone(),
+                ]);
+            }
+            print!("{}", t.render(ctx.colour_out));
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_dir_is_beside_the_fleet_file() {
+        assert_eq!(
+            key_dir(Path::new("fleet.yaml")),
+            Path::new("./.meshfleet/gcp")
+        );
+        assert_eq!(
+            key_dir(Path::new("/x/y/fleet.yaml")),
+            Path::new("/x/y/.meshfleet/gcp")
+        );
+    }
+}
