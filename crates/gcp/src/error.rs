@@ -18,6 +18,9 @@ pub struct ApiError {
     pub reason: String,
     /// Google's message.
     pub message: String,
+    /// The error's structured details as text (violations, error infos), for recognising
+    /// cases such as an org-policy constraint that only the details name.
+    pub details: String,
 }
 
 impl ApiError {
@@ -28,6 +31,7 @@ impl ApiError {
             status: status.to_owned(),
             reason: String::new(),
             message: message.into(),
+            details: String::new(),
         }
     }
 
@@ -44,6 +48,7 @@ impl ApiError {
             status: "UNAVAILABLE".to_owned(),
             reason: String::new(),
             message: message.into(),
+            details: String::new(),
         }
     }
 
@@ -65,6 +70,11 @@ impl ApiError {
             status: e["status"].as_str().unwrap_or_default().to_owned(),
             reason: reason.to_owned(),
             message: e["message"].as_str().unwrap_or_default().to_owned(),
+            details: if e["details"].is_null() {
+                String::new()
+            } else {
+                e["details"].to_string()
+            },
         })
     }
 
@@ -119,7 +129,11 @@ impl ApiError {
     }
 
     fn text(&self) -> String {
-        format!("{} {} {}", self.status, self.reason, self.message).to_ascii_lowercase()
+        format!(
+            "{} {} {} {}",
+            self.status, self.reason, self.message, self.details
+        )
+        .to_ascii_lowercase()
     }
 
     fn mentions(&self, needle: &str) -> bool {

@@ -169,6 +169,42 @@ impl SdkApi {
     }
 }
 
+/// A finished Compute operation's outcome. `until_done` returns a DONE operation as `Ok` even
+/// when the operation failed (its `error` field set), so the error is read here.
+fn op_result(op: google_cloud_compute_v1::model::Operation) -> Result<(), ApiError> {
+    let v = to_json(&op);
+    let errors = v["error"]["errors"].as_array().cloned().unwrap_or_default();
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let code = errors[0]["code"].as_str().unwrap_or_default();
+    let http = v["httpErrorStatusCode"]
+        .as_u64()
+        .and_then(|h| u16::try_from(h).ok())
+        .unwrap_or(400);
+    let status = match (http, code) {
+        (409, _) | (_, "RESOURCE_ALREADY_EXISTS") => "ALREADY_EXISTS",
+        (404, _) => "NOT_FOUND",
+        (403, _) => "PERMISSION_DENIED",
+        _ => "FAILED_PRECONDITION",
+    };
+    let message = errors
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(ApiError {
+        http: Some(http),
+        status: status.to_owned(),
+        reason: code.to_owned(),
+        message: format!(
+            "operation {} failed: {message}",
+            op.name.unwrap_or_default()
+        ),
+        details: v["error"].to_string(),
+    })
+}
+
 /// Turn an SDK error into an [`ApiError`], preferring Google's error JSON when there is one.
 fn api_err(e: google_cloud_gax::error::Error) -> ApiError {
     if e.is_authentication() {
@@ -178,6 +214,7 @@ fn api_err(e: google_cloud_gax::error::Error) -> ApiError {
             status: "UNAUTHENTICATED".to_owned(),
             reason: String::new(),
             message: e.to_string(),
+            details: String::new(),
         };
     }
     if let (Some(code), Some(payload)) = (e.http_status_code(), e.http_payload())
@@ -204,6 +241,7 @@ fn api_err(e: google_cloud_gax::error::Error) -> ApiError {
             status: st.code.name().to_owned(),
             reason: String::new(),
             message: st.message.clone(),
+            details: format!("{:?}", st.details),
         };
     }
     match e.http_status_code() {
@@ -559,7 +597,7 @@ impl GcpApi for SdkApi {
                     .await
             }
         };
-        res.map(|_| ()).map_err(api_err)
+        op_result(res.map_err(api_err)?)
     }
 
     async fn compute_patch(
@@ -627,7 +665,7 @@ impl GcpApi for SdkApi {
                 ));
             }
         };
-        res.map(|_| ()).map_err(api_err)
+        op_result(res.map_err(api_err)?)
     }
 }
 
