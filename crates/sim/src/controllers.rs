@@ -156,7 +156,9 @@ pub(crate) fn reconcile_all(world: &World, timers: &mut Timers, collect: bool) {
     };
     infrastructure(world, timers);
     lap("infra");
-    control_planes(world, timers);
+    let fw = mesh::Firewalls::build(m, Some(&world.gcp));
+    lap("firewalls");
+    control_planes(world, timers, &fw);
     lap("cp");
     machine_deployments(world);
     lap("md");
@@ -166,7 +168,7 @@ pub(crate) fn reconcile_all(world: &World, timers: &mut Timers, collect: bool) {
     lap("clusters");
     crate::caaph::reconcile(world, timers);
     lap("caaph");
-    mesh::reconcile(world);
+    mesh::reconcile(world, &fw);
     lap("mesh");
 }
 
@@ -209,7 +211,7 @@ pub(crate) fn list(api: &Api, group: &str, kind: &str, ns: Option<&str>) -> Vec<
 
 /// Change an object's main part through `f` (no-op when `f` changes nothing or it is gone).
 pub(crate) fn update(api: &Api, key: &Key, f: impl FnOnce(&mut Value)) {
-    let _ = api.store.mutate(key, |cur| {
+    let _ = api.store.apply(key, |cur| {
         let Some(cur) = cur else {
             return Ok(Change::Keep);
         };
@@ -255,7 +257,7 @@ pub(crate) fn event(api: &Api, obj: &Value, warning: bool, reason: &str, message
         "reason": reason, "message": message, "type": if warning { "Warning" } else { "Normal" },
         "source": {"component": MANAGER}, "reportingComponent": MANAGER, "reportingInstance": MANAGER,
         "firstTimestamp": now, "lastTimestamp": now, "count": 1});
-    let _ = api.store.mutate(&key, |cur| {
+    let _ = api.store.apply(&key, |cur| {
         Ok(match cur {
             None => Change::Put(ev),
             Some(c) => {
@@ -274,7 +276,7 @@ pub(crate) fn event(api: &Api, obj: &Value, warning: bool, reason: &str, message
 pub(crate) fn set_status(api: &Api, key: &Key, mut status: Value) {
     let mut events: Vec<(bool, String, String)> = Vec::new();
     let mut subject = Value::Null;
-    let _ = api.store.mutate(key, |cur| {
+    let _ = api.store.apply(key, |cur| {
         let Some(cur) = cur else {
             return Ok(Change::Keep);
         };
@@ -348,7 +350,7 @@ pub(crate) fn set_status(api: &Api, key: &Key, mut status: Value) {
 
 /// Create an object (as a controller) unless it exists.
 pub(crate) fn create(api: &Api, key: &Key, mut obj: Value) {
-    let _ = api.store.mutate(key, |cur| {
+    let _ = api.store.apply(key, |cur| {
         if cur.is_some() {
             return Ok(Change::Keep);
         }
@@ -369,7 +371,7 @@ pub(crate) fn create(api: &Api, key: &Key, mut obj: Value) {
 
 /// Delete like the API does: graceful when finalizers are set.
 pub(crate) fn delete(api: &Api, key: &Key) {
-    let _ = api.store.mutate(key, |cur| {
+    let _ = api.store.apply(key, |cur| {
         let Some(cur) = cur else {
             return Ok(Change::Keep);
         };
@@ -534,26 +536,25 @@ fn namespaces(api: &Api) {
 }
 
 fn garbage_collect(api: &Api) {
+    // Runs on every slow tick over every object of every cluster: read in place, copy only the
+    // owner references.
     let mut uids = HashSet::new();
-    let mut owned = Vec::new();
-    for t in &api.registry.types {
-        for o in api.store.list(&t.key(), None).0 {
-            uids.insert(s(&o, "/metadata/uid").to_string());
-            if o.pointer("/metadata/ownerReferences")
-                .and_then(Value::as_array)
-                .is_some_and(|a| !a.is_empty())
-            {
-                owned.push((key_of(t, &o), o));
-            }
-        }
-    }
-    for (k, o) in owned {
-        let refs = o
+    let mut owned: Vec<(Key, Vec<String>)> = Vec::new();
+    api.store.visit(|k, o| {
+        uids.insert(s(o, "/metadata/uid").to_string());
+        if let Some(refs) = o
             .pointer("/metadata/ownerReferences")
             .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        if refs.iter().all(|r| !uids.contains(s(r, "/uid"))) {
+            .filter(|a| !a.is_empty())
+        {
+            owned.push((
+                k.clone(),
+                refs.iter().map(|r| s(r, "/uid").to_string()).collect(),
+            ));
+        }
+    });
+    for (k, refs) in owned {
+        if refs.iter().all(|r| !uids.contains(r)) {
             delete(api, &k);
         }
     }
@@ -774,7 +775,7 @@ fn machine_running(m: &Value) -> bool {
     s(m, "/status/phase") == "Running"
 }
 
-fn control_planes(world: &World, timers: &mut Timers) {
+fn control_planes(world: &World, timers: &mut Timers, fw: &mesh::Firewalls) {
     let api = &world.management;
     let Some(t) = ty(api, CP, "TalosControlPlane").cloned() else {
         return;
@@ -906,13 +907,7 @@ fn control_planes(world: &World, timers: &mut Timers) {
                 .unwrap_or_default();
             match world.cfg.egress_ip {
                 Some(egress)
-                    if !mesh::allows(
-                        &mesh::effective_firewall(api, Some(&world.gcp), &infra_obj),
-                        &ipnet::IpNet::from(egress),
-                        "tcp",
-                        50000,
-                        true,
-                    ) =>
+                    if !fw.allows(&infra_obj, &ipnet::IpNet::from(egress), "tcp", 50000, true) =>
                 {
                     bootstrap_error = Some(format!(
                         "failed to bootstrap etcd on machine `{}`: rpc error: code = Unavailable desc = connection error: desc = \"transport: Error while dialing: dial tcp {ip}:50000: i/o timeout\"; the {infra_kind} firewall does not allow the management egress `{egress}` to reach tcp/50000 (Talos apid)",

@@ -10,7 +10,7 @@
 //! agents export on their Prometheus endpoint ([`metrics`]): readiness per peer and a failure
 //! count. Why a link is down stays inside the simulator, as it does in a real agent's metrics.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -95,22 +95,27 @@ pub fn allows(infra: &Value, src: &IpNet, proto: &str, port: u16, control_plane:
             by_rule || node_port
         }
         _ => {
-            // CAPG tags instances `<cluster>`, `<cluster>-control-plane` or `<cluster>-node`;
-            // a rule with targetTags applies only to instances carrying one of them.
-            let cluster = infra
-                .pointer("/metadata/ownerReferences")
-                .and_then(Value::as_array)
-                .and_then(|a| a.iter().find(|r| s(r, "/kind") == "Cluster"))
-                .map(|r| s(r, "/name"))
-                .unwrap_or_else(|| s(infra, "/metadata/name"))
-                .to_string();
-            let mut tags = vec![cluster.clone(), format!("{cluster}-control-plane")];
-            if !control_plane {
-                tags.push(format!("{cluster}-node"));
-            }
+            let tags = gcp_tags(infra, control_plane);
             gcp_allows(infra, src, proto, port, &tags)
         }
     }
+}
+
+/// CAPG tags instances `<cluster>`, `<cluster>-control-plane` or `<cluster>-node`; a rule with
+/// targetTags applies only to instances carrying one of them.
+fn gcp_tags(infra: &Value, control_plane: bool) -> Vec<String> {
+    let cluster = infra
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().find(|r| s(r, "/kind") == "Cluster"))
+        .map(|r| s(r, "/name"))
+        .unwrap_or_else(|| s(infra, "/metadata/name"))
+        .to_string();
+    let mut tags = vec![cluster.clone(), format!("{cluster}-control-plane")];
+    if !control_plane {
+        tags.push(format!("{cluster}-node"));
+    }
+    tags
 }
 
 fn gcp_allows(infra: &Value, src: &IpNet, proto: &str, port: u16, tags: &[String]) -> bool {
@@ -145,6 +150,156 @@ fn gcp_allows(infra: &Value, src: &IpNet, proto: &str, port: u16, tags: &[String
                             && (ports.is_empty() || ports.iter().any(|x| port_in(x, port)))
                     })
         })
+}
+
+/// A GCP ingress rule parsed once per controller pass: checking hundreds of mesh links against
+/// a network's rules re-parsed from JSON each time made passes quadratic in allocations.
+#[derive(Debug, Default)]
+struct GcpRule {
+    targets: Vec<String>,
+    any_source: bool,
+    sources: Vec<IpNet>,
+    allowed: Vec<(String, Vec<(u16, u16)>)>,
+}
+
+impl GcpRule {
+    fn compile(r: &Value) -> Option<Self> {
+        if s(r, "/direction").eq_ignore_ascii_case("egress") {
+            return None;
+        }
+        let ranges = strs(r.get("sourceRanges"));
+        let allowed = r
+            .get("allowed")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|a| {
+                let ports = strs(a.get("ports"))
+                    .into_iter()
+                    .filter_map(|p| match p.split_once('-') {
+                        Some((a, b)) => Some((a.trim().parse().ok()?, b.trim().parse().ok()?)),
+                        None => p.trim().parse().ok().map(|x| (x, x)),
+                    })
+                    .collect::<Vec<_>>();
+                // A rule naming only unparsable ports admits nothing, not everything.
+                let unparsable = ports.is_empty() && !strs(a.get("ports")).is_empty();
+                (
+                    if unparsable {
+                        String::new()
+                    } else {
+                        s(a, "/IPProtocol").to_ascii_lowercase()
+                    },
+                    ports,
+                )
+            })
+            .collect();
+        Some(Self {
+            targets: strs(r.get("targetTags"))
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+            // GCP: no source ranges and no source tags means any source.
+            any_source: ranges.is_empty() && strs(r.get("sourceTags")).is_empty(),
+            sources: ranges
+                .iter()
+                .filter_map(|r| {
+                    r.parse::<IpNet>()
+                        .ok()
+                        .or_else(|| r.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+                })
+                .collect(),
+            allowed,
+        })
+    }
+
+    fn admits(&self, tags: &[String], src: &IpNet, proto: &str, port: u16) -> bool {
+        (self.targets.is_empty() || self.targets.iter().any(|t| tags.contains(t)))
+            && (self.any_source || self.sources.iter().any(|n| n.contains(src)))
+            && self.allowed.iter().any(|(p, ports)| {
+                (p.eq_ignore_ascii_case(proto) || p == "all")
+                    && (ports.is_empty() || ports.iter().any(|(a, b)| *a <= port && port <= *b))
+            })
+    }
+}
+
+fn compile_rules<'a>(rules: impl IntoIterator<Item = &'a Value>) -> Vec<GcpRule> {
+    rules.into_iter().filter_map(GcpRule::compile).collect()
+}
+
+fn own_rules(infra: &Value) -> impl Iterator<Item = &Value> {
+    infra
+        .pointer("/spec/network/firewall/firewallRules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+/// Every GCP network's firewall for one controller pass, built from one listing of the
+/// GCPClusters: rules belong to the VPC network, so each cluster on a project and network
+/// contributes to all of them. AWS security groups are per cluster and read directly.
+#[derive(Debug, Default)]
+pub struct Firewalls {
+    gcp: HashMap<(String, String), Arc<Vec<GcpRule>>>,
+}
+
+impl Firewalls {
+    /// Index the management cluster's GCPClusters, with the firewall rules of their networks in
+    /// the simulated project (`gcp`, made by `meshfleet gcp setup`).
+    pub fn build(api: &Api, gcp: Option<&crate::gcp::Gcp>) -> Self {
+        let mut by_net: HashMap<(String, String), Vec<GcpRule>> = HashMap::new();
+        for o in crate::controllers::list(api, crate::controllers::INFRA, "GCPCluster", None) {
+            let key = (
+                s(&o, "/spec/project").to_string(),
+                s(&o, "/spec/network/name").to_string(),
+            );
+            by_net
+                .entry(key)
+                .or_default()
+                .extend(compile_rules(own_rules(&o)));
+        }
+        if let Some(g) = gcp {
+            for ((project, network), rules) in &mut by_net {
+                let net = if network.is_empty() {
+                    "default"
+                } else {
+                    network
+                };
+                let project_rules = g.network_check(project, net, &[]).unwrap_or_default();
+                rules.extend(compile_rules(&project_rules));
+            }
+        }
+        Self {
+            gcp: by_net.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
+        }
+    }
+
+    /// Whether `infra`'s effective firewall lets `src` reach `proto`/`port` on the cluster's
+    /// nodes (`control_plane`: also the control-plane-only rules), as [`allows`] on
+    /// [`effective_firewall`] would answer.
+    pub fn allows(
+        &self,
+        infra: &Value,
+        src: &IpNet,
+        proto: &str,
+        port: u16,
+        control_plane: bool,
+    ) -> bool {
+        if s(infra, "/kind") != "GCPCluster" {
+            return allows(infra, src, proto, port, control_plane);
+        }
+        let tags = gcp_tags(infra, control_plane);
+        let key = (
+            s(infra, "/spec/project").to_string(),
+            s(infra, "/spec/network/name").to_string(),
+        );
+        match self.gcp.get(&key) {
+            Some(rules) => rules.iter().any(|r| r.admits(&tags, src, proto, port)),
+            // Not indexed yet (created during this pass): its own rules are all we know.
+            None => compile_rules(own_rules(infra))
+                .iter()
+                .any(|r| r.admits(&tags, src, proto, port)),
+        }
+    }
 }
 
 /// The firewall as the cloud applies it: GCP firewall rules belong to the VPC network, so every
@@ -253,7 +408,7 @@ fn member(world: &World, api: &Arc<Api>) -> Option<Member> {
     let infra = ty(m, CAPI, "Cluster")
         .and_then(|t| m.store.get(&Key::new(&t.key(), ns, name)))
         .and_then(|c| cluster_infra(m, &c))
-        .map(|(_, v)| effective_firewall(m, Some(&world.gcp), &v));
+        .map(|(_, v)| v);
     Some(Member {
         key: api.name.clone(),
         name: d("cluster-name"),
@@ -267,7 +422,7 @@ fn member(world: &World, api: &Arc<Api>) -> Option<Member> {
     })
 }
 
-fn link(a: &Member, p: &str, all: &[Member]) -> Result<(), String> {
+fn link(a: &Member, p: &str, all: &[Member], fw: &Firewalls) -> Result<(), String> {
     let same: Vec<&Member> = all.iter().filter(|m| m.name == p).collect();
     let Some(peer) = same.first() else {
         return Err(format!("no cluster with Cilium has cluster.name `{p}`"));
@@ -334,7 +489,7 @@ fn link(a: &Member, p: &str, all: &[Member]) -> Result<(), String> {
     let (Some(acidr), Some(pcidr)) = (node_cidr(ai), node_cidr(pi)) else {
         return Err("node CIDR of one side is unknown".into());
     };
-    if !allows(pi, &acidr, "tcp", port, false) {
+    if !fw.allows(pi, &acidr, "tcp", port, false) {
         return Err(format!(
             "`{}` firewall does not allow tcp/{port} (clustermesh-apiserver) from `{}` nodes {acidr}: connection timed out",
             peer.name, a.name
@@ -345,7 +500,7 @@ fn link(a: &Member, p: &str, all: &[Member]) -> Result<(), String> {
             (&peer.name, pi, &a.name, &acidr),
             (&a.name, ai, &peer.name, &pcidr),
         ] {
-            if !allows(dinfra, scidr, proto, *tport, false) {
+            if !fw.allows(dinfra, scidr, proto, *tport, false) {
                 return Err(format!(
                     "`{dst}` firewall does not allow {proto}/{tport} (tunnel) from `{src}` nodes {scidr}"
                 ));
@@ -378,7 +533,7 @@ pub struct Links {
 }
 
 /// Recompute every workload cluster's mesh links.
-pub fn reconcile(world: &World) {
+pub fn reconcile(world: &World, fw: &Firewalls) {
     let apis = world.workloads();
     let members: Vec<Member> = apis.iter().filter_map(|a| member(world, a)).collect();
     let mut state = world.mesh.lock().unwrap_or_else(|e| e.into_inner());
@@ -391,7 +546,7 @@ pub fn reconcile(world: &World) {
             .map(|p| {
                 let was = before.links.iter().find(|l| &l.peer == p);
                 let failures = was.map_or(0, |l| l.failures);
-                match link(me, p, &members) {
+                match link(me, p, &members, fw) {
                     Ok(()) => Link {
                         peer: p.clone(),
                         ready: true,
@@ -543,43 +698,51 @@ mod tests {
     fn cilium_rules_decide_links() {
         let a = member("f/a", "a", 1);
         let b = member("f/b", "b", 2);
-        assert_eq!(link(&a, "b", &[a.clone(), b.clone()]), Ok(()));
+        assert_eq!(
+            link(&a, "b", &[a.clone(), b.clone()], &Firewalls::default()),
+            Ok(())
+        );
         let mut dup = b.clone();
         dup.id = 1;
         assert!(
-            link(&a, "b", &[a.clone(), dup])
+            link(&a, "b", &[a.clone(), dup], &Firewalls::default())
                 .unwrap_err()
                 .contains("share cluster.id")
         );
         let mut big = b.clone();
         big.max = 511;
         assert!(
-            link(&a, "b", &[a.clone(), big])
+            link(&a, "b", &[a.clone(), big], &Firewalls::default())
                 .unwrap_err()
                 .contains("maxConnectedClusters")
         );
         let mut other_ca = b.clone();
         other_ca.ca = Some("other".into());
         assert!(
-            link(&a, "b", &[a.clone(), other_ca])
+            link(&a, "b", &[a.clone(), other_ca], &Firewalls::default())
                 .unwrap_err()
                 .contains("different ClusterMesh CAs")
         );
         let twin = member("f/c", "b", 3);
         assert!(
-            link(&a, "b", &[a.clone(), b.clone(), twin])
-                .unwrap_err()
-                .contains("not unique")
+            link(
+                &a,
+                "b",
+                &[a.clone(), b.clone(), twin],
+                &Firewalls::default()
+            )
+            .unwrap_err()
+            .contains("not unique")
         );
         assert!(
-            link(&a, "zz", &[a.clone(), b.clone()])
+            link(&a, "zz", &[a.clone(), b.clone()], &Firewalls::default())
                 .unwrap_err()
                 .contains("`zz`")
         );
         let mut zero = b.clone();
         zero.id = 0;
         assert!(
-            link(&a, "b", &[a.clone(), zero])
+            link(&a, "b", &[a.clone(), zero], &Firewalls::default())
                 .unwrap_err()
                 .contains("outside")
         );
@@ -588,7 +751,7 @@ mod tests {
             json!({"kind": "GCPCluster", "spec": {"network": {"subnets": [{"cidrBlock": "10.0.32.0/20"}]}}}),
         );
         assert!(
-            link(&a, "b", &[a.clone(), closed])
+            link(&a, "b", &[a.clone(), closed], &Firewalls::default())
                 .unwrap_err()
                 .contains("tcp/32379")
         );
@@ -641,6 +804,11 @@ mod tests {
             50000,
             true
         ));
+        // The per-pass index answers the same from one listing.
+        let fw = Firewalls::build(&api, None);
+        assert!(fw.allows(&b, &egress, "tcp", 50000, true));
+        assert!(!fw.allows(&c, &egress, "tcp", 50000, true));
+        assert!(!fw.allows(&b, &egress, "tcp", 50001, true));
         // targetTags scope a rule to the instances of one cluster (CAPG's instance tags).
         let mut scoped = gcp("d", "tagged", "203.0.113.10/32");
         scoped["spec"]["network"]["firewall"]["firewallRules"][0]["targetTags"] =
@@ -672,6 +840,9 @@ mod tests {
             50000,
             true
         ));
+        let fw = Firewalls::build(&api, None);
+        assert!(fw.allows(&d, &egress, "tcp", 50000, true));
+        assert!(!fw.allows(&e, &egress, "tcp", 50000, true));
     }
 
     #[test]

@@ -188,6 +188,15 @@ impl Store {
             .map(|(_, v)| v.clone())
     }
 
+    /// Visit every object in place, under the store's lock: for passes that read a little of
+    /// everything (garbage collection), where [`Store::list`]'s copies would dominate.
+    pub fn visit(&self, mut f: impl FnMut(&Key, &Value)) {
+        let g = self.lock();
+        for (k, v) in g.objects.values() {
+            f(k, v);
+        }
+    }
+
     /// Every object of a resource (optionally in one namespace), with the store's resourceVersion.
     pub fn list(&self, resource: &str, namespace: Option<&str>) -> (Vec<Value>, u64) {
         let g = self.lock();
@@ -235,20 +244,36 @@ impl Store {
     where
         F: FnOnce(Option<&Value>) -> Result<Change, StoreError>,
     {
+        self.write(key, f, true)
+    }
+
+    /// [`Store::mutate`] for callers that do not need the result: controllers call this for
+    /// every object on every pass, and most calls change nothing, so nothing is copied then.
+    pub fn apply<F>(&self, key: &Key, f: F) -> Result<(), StoreError>
+    where
+        F: FnOnce(Option<&Value>) -> Result<Change, StoreError>,
+    {
+        self.write(key, f, false).map(drop)
+    }
+
+    fn write<F>(&self, key: &Key, f: F, answer: bool) -> Result<Option<Value>, StoreError>
+    where
+        F: FnOnce(Option<&Value>) -> Result<Change, StoreError>,
+    {
         let mut g = self.lock();
         let mk = map_key(key);
-        let current = g.objects.get(&mk).map(|(_, v)| v.clone());
-        let change = f(current.as_ref())?;
-        let (kind, object) = match change {
-            Change::Keep => return Ok(current),
-            Change::Remove => match &current {
+        let existing = g.objects.get(&mk).map(|(_, v)| v);
+        let unchanged = |cur: Option<&Value>| Ok(if answer { cur.cloned() } else { None });
+        let (kind, object) = match f(existing)? {
+            Change::Keep => return unchanged(existing),
+            Change::Remove => match existing {
                 None => return Err(StoreError::NotFound),
                 Some(cur) => (EventType::Deleted, cur.clone()),
             },
             Change::Put(mut obj) => {
-                prepare(&mut obj, current.as_ref(), key);
-                if current.as_ref() == Some(&obj) {
-                    return Ok(current);
+                prepare(&mut obj, existing, key);
+                if existing == Some(&obj) {
+                    return unchanged(existing);
                 }
                 let empty = |p: &str| {
                     obj.pointer(p)
@@ -261,13 +286,14 @@ impl Store {
                     && (key.resource != "/namespaces" || empty("/spec/finalizers"));
                 if finished {
                     (EventType::Deleted, obj)
-                } else if current.is_some() {
+                } else if existing.is_some() {
                     (EventType::Modified, obj)
                 } else {
                     (EventType::Added, obj)
                 }
             }
         };
+        let current = existing.cloned();
         g.rv += 1;
         let rv = g.rv;
         let mut object = object;
