@@ -266,11 +266,37 @@ pub fn up(ctx: &Ctx, a: UpArgs) -> anyhow::Result<Exit> {
         } else {
             None
         };
+        let prereq = match &sim {
+            Some(_) => meshfleet_render::gcp_prerequisites(&p.input.loaded.fleet, &p.plan)
+                .map_err(|e| Invalid::new(e.to_string()))?,
+            None => None,
+        };
+        // The simulated project is prepared alongside the apply, as CAPG on a real project
+        // waits for a network that is still being made: the infrastructure waits overlap.
+        let cloud = async {
+            let (Some((sim, _, dir)), Some(prereq)) = (&sim, &prereq) else {
+                return std::future::pending::<anyhow::Error>().await;
+            };
+            let started = Instant::now();
+            match simproc::gcp_setup(sim, dir, prereq).await {
+                Ok(changed) => {
+                    ctx.info(&format!(
+                        "simulator: GCP project `{}` prepared as `meshfleet gcp setup` would ({changed} changes, {:.1}s; Google APIs at {})",
+                        prereq.project,
+                        started.elapsed().as_secs_f64(),
+                        sim.gcp_url()
+                    ));
+                    std::future::pending::<anyhow::Error>().await
+                }
+                Err(e) => e,
+            }
+        };
         let kubeconfig = sim.as_ref().map(|(_, k, _)| k.clone()).or(a.kubeconfig.clone());
         // Ctrl-C stops at once: every step is a convergent apply, so a re-run picks up here.
         // The simulator (when embedded) is still shut down cleanly so its state is saved.
         let result = tokio::select! {
             r = up_async(ctx, &a, &p, kubeconfig.as_deref()) => r,
+            e = cloud => Err(e),
             _ = tokio::signal::ctrl_c() => {
                 ctx.error("interrupted\n  hint: run `meshfleet up` again: it converges from where this run stopped");
                 Ok(Exit::Failed)

@@ -77,6 +77,41 @@ pub async fn start(
     Ok((sim, kubeconfig))
 }
 
+/// What `up --sim` uploads as the Talos GCP disk: the simulated project only checks that the
+/// image's source object exists, so a few bytes that say what they are stand in for the
+/// Image Factory download (which needs the internet and is hundreds of megabytes).
+const SIM_IMAGE: &[u8] = b"meshfleet simulator: stands in for the Talos GCP raw disk image\n";
+
+/// The simulated counterpart of `meshfleet gcp setup`: converge the embedded simulator's GCP
+/// project (APIs, CAPG's account, bucket, image, network, subnets, NAT, firewalls) so its CAPG
+/// finds what a real project would need. Returns how many steps changed something.
+pub async fn gcp_setup(
+    sim: &meshfleet_sim::Simulator,
+    dir: &Path,
+    prereq: &meshfleet_gcp::GcpPrerequisites,
+) -> anyhow::Result<usize> {
+    let image = dir.join("talos-gcp-sim.raw.tar.gz");
+    if !image.exists() {
+        std::fs::write(&image, SIM_IMAGE)
+            .with_context(|| format!("cannot write `{}`", image.display()))?;
+    }
+    let opts = meshfleet_gcp::SetupOptions {
+        endpoint: Some(sim.gcp_url().to_string()),
+        dry_run: false,
+        image_source: Some(image.display().to_string()),
+        key_dir: dir.join("gcp"),
+        retry: Default::default(),
+    };
+    let report = meshfleet_gcp::setup(prereq, &opts, |_| {})
+        .await
+        .map_err(|f| anyhow::anyhow!("simulated GCP setup failed: {}", f.error))?;
+    Ok(report
+        .steps
+        .iter()
+        .filter(|s| s.action != meshfleet_gcp::Action::Unchanged)
+        .count())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
