@@ -23,6 +23,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    init_logging();
     let ctx = Ctx::new(&cli.global);
     match cmd::run(&ctx, cli.command) {
         Ok(Exit::Ok) => ExitCode::SUCCESS,
@@ -34,4 +35,28 @@ fn main() -> ExitCode {
             ExitCode::from(if invalid { 2 } else { 1 })
         }
     }
+}
+
+/// Diagnostic logs (the libraries' `tracing` events) go to stderr only when asked for with
+/// `MESHFLEET_LOG` (an env-filter such as `debug` or `meshfleet_sim=trace`), so the progress
+/// lines users read stay uncluttered by default.
+fn init_logging() {
+    let Ok(filter) = std::env::var("MESHFLEET_LOG") else {
+        return;
+    };
+    let filter = match tracing_subscriber::EnvFilter::try_new(&filter) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("warning: ignoring MESHFLEET_LOG=`{filter}`: {e}");
+            return;
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
+        .try_init();
 }
