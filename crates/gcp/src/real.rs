@@ -18,6 +18,7 @@ use google_cloud_api_serviceusage_v1::model::State;
 use google_cloud_auth::credentials::{CacheableResource, Credentials};
 use google_cloud_compute_v1::client::{Firewalls, Images, Networks, Routers, Subnetworks};
 use google_cloud_gax::exponential_backoff::{ExponentialBackoff, ExponentialBackoffBuilder};
+use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt};
 use google_cloud_iam_admin_v1::client::Iam;
 use google_cloud_lro::Poller;
 use google_cloud_resourcemanager_v3::client::Projects;
@@ -52,6 +53,7 @@ pub struct SdkApi {
     routers: Routers,
     firewalls: Firewalls,
     images: Images,
+    resumable_threshold: usize,
 }
 
 fn client_err(what: &str, e: impl std::fmt::Display) -> SetupError {
@@ -82,7 +84,14 @@ macro_rules! build {
     ($ty:ty, $what:expr, $endpoint:expr, $creds:expr) => {{
         let mut b = <$ty>::builder()
             .with_credentials($creds.clone())
-            .with_polling_backoff_policy(polling($endpoint)?);
+            .with_polling_backoff_policy(polling($endpoint)?)
+            // The executor retries transient failures itself; the SDK's own loop only smooths
+            // blips, bounded so an unreachable endpoint fails in seconds, not minutes.
+            .with_retry_policy(
+                Aip194Strict
+                    .with_attempt_limit(3)
+                    .with_time_limit(Duration::from_secs(30)),
+            );
         if let Some(e) = $endpoint {
             b = b.with_endpoint(e);
         }
@@ -125,7 +134,16 @@ impl SdkApi {
                 .build()
                 .map_err(|e| client_err("HTTP", e))?,
             creds,
+            resumable_threshold: 0,
         })
+    }
+
+    /// Uploads at least this large are resumable (default 0: every upload, as Talos images are
+    /// hundreds of MB). Emulators that derive the session URL from the `Host` header, which the
+    /// SDK sends without the port, need single-shot uploads.
+    pub fn with_resumable_threshold(mut self, bytes: usize) -> Self {
+        self.resumable_threshold = bytes;
+        self
     }
 
     /// One Storage JSON call; `Ok(None)` on 404.
@@ -464,8 +482,8 @@ impl GcpApi for SdkApi {
             .storage
             .write_object(format!("projects/_/buckets/{bucket}"), object, f)
             .set_if_generation_match(0)
-            // Always resumable: the image is hundreds of MB and a broken connection resumes.
-            .with_resumable_upload_threshold(0_usize)
+            // Resumable: the image is hundreds of MB and a broken connection resumes.
+            .with_resumable_upload_threshold(self.resumable_threshold)
             .send_unbuffered()
             .await;
         match r {
