@@ -11,90 +11,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_meshfleet");
+mod common;
+
+use common::{BIN, Sim};
+
 /// Simulated-time factor of the tests.
 const SPEED: &str = "200";
-
-/// `--crds DIR` with the upstream CRDs when they are there: the simulator then validates every
-/// object `up` applies strictly against the real schemas.
-fn crds_args() -> Vec<String> {
-    let dir = std::env::var_os("MESHFLEET_SCHEMA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/schemas"))
-        .join("crds");
-    if dir.is_dir() {
-        vec!["--crds".into(), dir.display().to_string()]
-    } else {
-        eprintln!(
-            "!!! upstream CRDs not found at `{}`: the simulator validates with its built-in kinds only (set MESHFLEET_SCHEMA_DIR)",
-            dir.display()
-        );
-        Vec::new()
-    }
-}
-
-struct Sim {
-    child: Child,
-    kubeconfig: PathBuf,
-    #[allow(dead_code)]
-    dir: PathBuf,
-}
-
-impl Sim {
-    fn start(dir: &Path, extra: &[&str]) -> Self {
-        Self::start_at(dir, SPEED, extra)
-    }
-
-    fn start_at(dir: &Path, speed: &str, extra: &[&str]) -> Self {
-        let kubeconfig = dir.join("mgmt.kubeconfig");
-        let _ = std::fs::remove_file(&kubeconfig);
-        let log = std::fs::File::create(dir.join("sim.log")).unwrap();
-        let child = Command::new(BIN)
-            .args(["sim", "serve", "--listen", "127.0.0.1:0", "--kubeconfig"])
-            .arg(&kubeconfig)
-            .args(["--speed", speed])
-            .args(crds_args())
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start the simulator");
-        let mut sim = Sim {
-            child,
-            kubeconfig,
-            dir: dir.to_path_buf(),
-        };
-        let start = Instant::now();
-        while !sim.kubeconfig.exists() {
-            if let Ok(Some(s)) = sim.child.try_wait() {
-                panic!(
-                    "simulator exited ({s}): {}",
-                    std::fs::read_to_string(dir.join("sim.log")).unwrap_or_default()
-                );
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "simulator never got ready"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // The file appears before it is complete only if written non-atomically; give it a beat.
-        std::thread::sleep(Duration::from_millis(50));
-        sim
-    }
-
-    fn kc(&self) -> &str {
-        self.kubeconfig.to_str().unwrap()
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn meshfleet(dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -190,7 +112,7 @@ fn up_status_kubeconfig_down() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     example(d, |t| t);
-    let sim = Sim::start(d, &["--egress-ip", "203.0.113.10"]);
+    let sim = Sim::start_at(d, SPEED, &["--egress-ip", "203.0.113.10"]);
 
     let out = meshfleet(
         d,
@@ -567,7 +489,7 @@ fn down_refuses_objects_of_another_owner() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     example(d, |t| t);
-    let sim = Sim::start(d, &["--egress-ip", "203.0.113.10"]);
+    let sim = Sim::start_at(d, SPEED, &["--egress-ip", "203.0.113.10"]);
     let (rt, kc) = client(&sim.kubeconfig);
     // Someone else's Cluster under the name of ours, without our label.
     rt.block_on(async {
@@ -616,7 +538,7 @@ fn closed_port_50000_fails_that_cluster_and_status_says_why() {
     let d = dir.path();
     // The fleet opens 50000 to 203.0.113.10/32, but the management cluster dials from elsewhere.
     example(d, |t| t);
-    let sim = Sim::start(d, &["--egress-ip", "198.51.100.7"]);
+    let sim = Sim::start_at(d, SPEED, &["--egress-ip", "198.51.100.7"]);
     let out = meshfleet(
         d,
         &[
@@ -659,7 +581,7 @@ fn no_egress_cidr_leaves_port_50000_closed() {
     example(d, |t| {
         t.replace("egressCIDRs: [203.0.113.10/32]", "egressCIDRs: []")
     });
-    let sim = Sim::start(d, &["--egress-ip", "203.0.113.10"]);
+    let sim = Sim::start_at(d, SPEED, &["--egress-ip", "203.0.113.10"]);
     let out = meshfleet(
         d,
         &[
@@ -681,7 +603,7 @@ fn a_failing_cluster_does_not_stop_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     example(d, |t| t);
-    let sim = Sim::start(d, &["--egress-ip", "203.0.113.10"]);
+    let sim = Sim::start_at(d, SPEED, &["--egress-ip", "203.0.113.10"]);
     let (rt, kc) = client(&sim.kubeconfig);
     // Another tool already owns gcp-use1's Cilium proxy version: that cluster's apply conflicts.
     rt.block_on(async {
@@ -862,7 +784,11 @@ fn converges_through_injected_faults() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     example(d, |t| t);
-    let sim = Sim::start(d, &["--egress-ip", "203.0.113.10", "--faults", "0.15"]);
+    let sim = Sim::start_at(
+        d,
+        SPEED,
+        &["--egress-ip", "203.0.113.10", "--faults", "0.15"],
+    );
     let out = meshfleet(
         d,
         &[
@@ -925,6 +851,8 @@ fn timed_up(n: usize, speed: &str) -> Duration {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(50));
+    // The cloud prerequisites are made before, as `gcp setup` is run before `up`.
+    sim.gcp_setup();
     let start = Instant::now();
     let out = meshfleet(
         d,

@@ -2,81 +2,17 @@
 //! two-cluster fleet, then what an operator breaks, read back through the same kube-rs clients
 //! a real fleet would get.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_meshfleet");
+mod common;
 
-fn crds_args() -> Vec<String> {
-    let dir = std::env::var_os("MESHFLEET_SCHEMA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/schemas"))
-        .join("crds");
-    if dir.is_dir() {
-        vec!["--crds".into(), dir.display().to_string()]
-    } else {
-        eprintln!(
-            "!!! upstream CRDs not found at `{}`: the simulator validates with its built-in kinds only (set MESHFLEET_SCHEMA_DIR)",
-            dir.display()
-        );
-        Vec::new()
-    }
-}
-
-struct Sim {
-    child: Child,
-    kubeconfig: PathBuf,
-}
-
-impl Sim {
-    fn start(dir: &Path) -> Self {
-        let kubeconfig = dir.join("mgmt.kubeconfig");
-        let log = std::fs::File::create(dir.join("sim.log")).unwrap();
-        let child = Command::new(BIN)
-            .args(["sim", "serve", "--listen", "127.0.0.1:0", "--kubeconfig"])
-            .arg(&kubeconfig)
-            .args(["--speed", "200", "--egress-ip", "203.0.113.10"])
-            .args(crds_args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start the simulator");
-        let mut sim = Sim { child, kubeconfig };
-        let start = Instant::now();
-        while !sim.kubeconfig.exists() {
-            if let Ok(Some(s)) = sim.child.try_wait() {
-                panic!(
-                    "simulator exited ({s}): {}",
-                    std::fs::read_to_string(dir.join("sim.log")).unwrap_or_default()
-                );
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "simulator never got ready"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        sim
-    }
-
-    fn kc(&self) -> &str {
-        self.kubeconfig.to_str().unwrap()
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{BIN, Sim};
 
 fn meshfleet(dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -138,7 +74,7 @@ fn healthy_mesh_then_a_foreign_ca_is_a_mismatch() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("fleet.yaml"), FLEET).unwrap();
-    let sim = Sim::start(d);
+    let sim = Sim::start_at(d, "200", &["--egress-ip", "203.0.113.10"]);
     let out = meshfleet(
         d,
         &[
@@ -352,7 +288,7 @@ fn a_closed_32379_is_reported_unreachable() {
     let d = dir.path();
     let out = meshfleet(d, &["init", "-f", "fleet.yaml"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    let sim = Sim::start(d);
+    let sim = Sim::start_at(d, "200", &["--egress-ip", "203.0.113.10"]);
     let out = meshfleet(
         d,
         &[

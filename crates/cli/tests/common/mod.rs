@@ -1,0 +1,146 @@
+//! The `meshfleet sim serve` harness the end-to-end tests share: a simulator process on
+//! 127.0.0.1:0, killed when dropped, whose simulated GCP project is prepared with the real
+//! `meshfleet gcp setup` when the test directory holds a fleet, as a user would before `up`.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_meshfleet");
+
+/// `--crds DIR` with the upstream CRDs when they are there: the simulator then validates every
+/// object `up` applies strictly against the real schemas.
+pub fn crds_args() -> Vec<String> {
+    let dir = std::env::var_os("MESHFLEET_SCHEMA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/schemas"))
+        .join("crds");
+    if dir.is_dir() {
+        vec!["--crds".into(), dir.display().to_string()]
+    } else {
+        eprintln!(
+            "!!! upstream CRDs not found at `{}`: the simulator validates with its built-in kinds only (set MESHFLEET_SCHEMA_DIR)",
+            dir.display()
+        );
+        Vec::new()
+    }
+}
+
+/// A running `meshfleet sim serve`.
+pub struct Sim {
+    /// The process.
+    pub child: Child,
+    /// Its management kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// The test directory.
+    pub dir: PathBuf,
+}
+
+impl Sim {
+    /// Start a simulator in `dir` (log in `dir/sim.log`) and, when `dir/fleet.yaml` exists,
+    /// prepare its GCP project with `meshfleet gcp setup`.
+    pub fn start_at(dir: &Path, speed: &str, extra: &[&str]) -> Self {
+        let sim = Self::spawn(dir, speed, extra);
+        if dir.join("fleet.yaml").exists() {
+            sim.gcp_setup();
+        }
+        sim
+    }
+
+    /// Start a simulator without touching its GCP project.
+    pub fn spawn(dir: &Path, speed: &str, extra: &[&str]) -> Self {
+        let kubeconfig = dir.join("mgmt.kubeconfig");
+        let _ = std::fs::remove_file(&kubeconfig);
+        let log = std::fs::File::create(dir.join("sim.log")).unwrap();
+        let child = Command::new(BIN)
+            .args(["sim", "serve", "--listen", "127.0.0.1:0", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .args(["--speed", speed])
+            .args(crds_args())
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the simulator");
+        let mut sim = Sim {
+            child,
+            kubeconfig,
+            dir: dir.to_path_buf(),
+        };
+        let start = Instant::now();
+        while !sim.kubeconfig.exists() {
+            if let Ok(Some(s)) = sim.child.try_wait() {
+                panic!(
+                    "simulator exited ({s}): {}",
+                    std::fs::read_to_string(dir.join("sim.log")).unwrap_or_default()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "simulator never got ready"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The file appears before it is complete only if written non-atomically; give it a beat.
+        std::thread::sleep(Duration::from_millis(50));
+        sim
+    }
+
+    /// The kubeconfig path as a string argument.
+    pub fn kc(&self) -> &str {
+        self.kubeconfig.to_str().unwrap()
+    }
+
+    /// The simulated Google APIs' base URL, from `<kubeconfig>.endpoints.json`.
+    pub fn gcp_url(&self) -> String {
+        let mut p = self.kubeconfig.clone().into_os_string();
+        p.push(".endpoints.json");
+        let text = std::fs::read_to_string(PathBuf::from(p)).expect("endpoints file");
+        let v: Value = serde_json::from_str(&text).expect("endpoints JSON");
+        v["gcp"].as_str().expect("gcp endpoint").to_string()
+    }
+
+    /// `meshfleet gcp setup` of `dir/fleet.yaml` against this simulator; panics unless it
+    /// succeeds.
+    pub fn gcp_setup(&self) {
+        let image = self.dir.join("talos-gcp.raw.tar.gz");
+        std::fs::write(&image, b"test stand-in for the Talos GCP disk\n").unwrap();
+        let out = Command::new(BIN)
+            .args([
+                "gcp",
+                "setup",
+                "-f",
+                "fleet.yaml",
+                "-o",
+                "json",
+                "--endpoint",
+            ])
+            .arg(self.gcp_url())
+            .arg("--image-source")
+            .arg(&image)
+            .current_dir(&self.dir)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run gcp setup");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "gcp setup failed:\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
