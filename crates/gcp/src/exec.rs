@@ -86,6 +86,7 @@ pub async fn run<A: GcpApi>(
         opts,
         progress,
         report: Report::default(),
+        pending: Action::Unchanged,
     };
     if let Err(error) = check_inputs(prereq, opts) {
         return Err(Failure {
@@ -99,7 +100,7 @@ pub async fn run<A: GcpApi>(
             let row = StepRow {
                 kind,
                 name,
-                action: Action::Unchanged,
+                action: ex.pending,
                 status: Status::Failed,
                 detail: first_line(&error.to_string()),
             };
@@ -125,6 +126,8 @@ struct Exec<'a, A, F> {
     opts: &'a SetupOptions,
     progress: F,
     report: Report,
+    /// What the current step was about to do, for the report when it fails.
+    pending: Action,
 }
 
 impl<A: GcpApi, F: FnMut(&StepEvent<'_>)> Exec<'_, A, F> {
@@ -133,6 +136,7 @@ impl<A: GcpApi, F: FnMut(&StepEvent<'_>)> Exec<'_, A, F> {
     }
 
     fn started(&mut self, kind: &'static str, name: &str) {
+        self.pending = Action::Unchanged;
         (self.progress)(&StepEvent::Started { kind, name });
     }
 
@@ -234,6 +238,7 @@ impl<A: GcpApi, F: FnMut(&StepEvent<'_>)> Exec<'_, A, F> {
             .map(|(n, _)| n.clone())
             .collect();
         if !missing.is_empty() && !self.opts.dry_run {
+            self.pending = Action::Create;
             retry(policy, async || {
                 api.enable_services(&project, &missing).await
             })
@@ -270,6 +275,7 @@ impl<A: GcpApi, F: FnMut(&StepEvent<'_>)> Exec<'_, A, F> {
             self.record("service-account", &email, Action::Create, String::new());
             return Ok(false);
         }
+        self.pending = Action::Create;
         let id = self.p.service_account.name;
         let display = "CAPG controller (meshfleet)";
         let created = retry(policy, async || {
@@ -303,6 +309,7 @@ impl<A: GcpApi, F: FnMut(&StepEvent<'_>)> Exec<'_, A, F> {
             if self.opts.dry_run {
                 break added;
             }
+            self.pending = Action::Create;
             match retry(policy, async || api.set_iam_policy(&project, &new).await).await {
                 Ok(_) => break added,
                 Err(e) if e.is_aborted() && etag_attempts + 1 < ETAG_ATTEMPTS => {
@@ -368,6 +375,7 @@ impl<A: GcpApi, F: FnMut(&StepEvent<'_>)> Exec<'_, A, F> {
             self.record("key", &email, Action::Create, why);
             return Ok(());
         }
+        self.pending = Action::Create;
         // Not retried on 5xx: key creation is not idempotent, and an unseen key would count
         // towards the account's limit of 10. A re-run creates one if this failed.
         let key = api
@@ -414,6 +422,7 @@ impl<A: GcpApi, F: FnMut(&StepEvent<'_>)> Exec<'_, A, F> {
         match desired::diff_bucket(bucket, &location, have.as_ref()) {
             Diff::Unchanged => self.record("bucket", bucket, Action::Unchanged, String::new()),
             Diff::Create(body) => {
+                self.pending = Action::Create;
                 let mut detail = format!("location {location}");
                 if !self.opts.dry_run {
                     match retry(policy, async || api.insert_bucket(&project, &body).await).await {
@@ -432,6 +441,7 @@ impl<A: GcpApi, F: FnMut(&StepEvent<'_>)> Exec<'_, A, F> {
                 self.record("bucket", bucket, Action::Create, detail);
             }
             Diff::Update { body, detail } => {
+                self.pending = Action::Update;
                 if !self.opts.dry_run {
                     retry(policy, async || api.patch_bucket(bucket, &body).await)
                         .await
@@ -472,6 +482,7 @@ impl<A: GcpApi, F: FnMut(&StepEvent<'_>)> Exec<'_, A, F> {
             );
             return Ok(());
         }
+        self.pending = Action::Create;
         // A URL is downloaded to a temporary file first, so the upload can resume and retry
         // from a seekable source.
         let (path, _tmp) = if is_url(&source) {
@@ -516,6 +527,7 @@ impl<A: GcpApi, F: FnMut(&StepEvent<'_>)> Exec<'_, A, F> {
         match diff {
             Diff::Unchanged => self.record(kind, &name, Action::Unchanged, String::new()),
             Diff::Create(body) => {
+                self.pending = Action::Create;
                 let mut detail = String::new();
                 if !self.opts.dry_run {
                     match retry(policy, async || {
@@ -558,6 +570,7 @@ impl<A: GcpApi, F: FnMut(&StepEvent<'_>)> Exec<'_, A, F> {
                 self.record(kind, &name, Action::Create, detail);
             }
             Diff::Update { body, detail } => {
+                self.pending = Action::Update;
                 if !self.opts.dry_run {
                     retry(policy, async || {
                         api.compute_patch(&project, &r, &body, &request_id).await

@@ -10,7 +10,7 @@ use common::{example_prereq, fast_options};
 
 fn block<T>(f: impl Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()
         .expect("runtime")
         .block_on(f)
@@ -412,7 +412,20 @@ fn an_operation_error_is_surfaced() {
             "Quota 'NETWORKS' exceeded. Limit: 5.0 globally.",
         ),
     );
-    let e = failure(&fake);
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = block(run(
+        &fake,
+        &example_prereq(),
+        &fast_options(dir.path()),
+        |_| {},
+    ))
+    .expect_err("op error");
+    let last = f.report.steps.last().expect("failed row");
+    assert_eq!(
+        (last.kind, last.action, last.status),
+        ("network", Action::Create, Status::Failed)
+    );
+    let e = f.error;
     assert!(e.to_string().contains("Quota 'NETWORKS' exceeded"), "{e}");
     assert!(e.to_string().starts_with("network `meshfleet`"), "{e}");
 }
@@ -462,4 +475,40 @@ fn unusable_input_is_rejected_before_any_call() {
         "{e}"
     );
     assert!(fake.state().calls.is_empty());
+}
+
+#[test]
+fn an_image_source_url_is_downloaded_then_uploaded() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let image: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+    let served = image.clone();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf);
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            served.len()
+        );
+        s.write_all(head.as_bytes()).expect("head");
+        s.write_all(&served).expect("body");
+    });
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = example_prereq();
+    let mut opts = fast_options(dir.path());
+    opts.image_source = Some(format!("http://127.0.0.1:{port}/gcp-amd64.raw.tar.gz"));
+    let fake = FakeGcp::new();
+    block(run(&fake, &p, &opts, |_| {})).expect("run");
+    server.join().expect("server");
+    let s = fake.state();
+    let key = (
+        p.image.bucket.clone().unwrap_or_default(),
+        p.image.object.clone(),
+    );
+    assert!(
+        s.objects.get(&key) == Some(&image),
+        "uploaded bytes are the served bytes"
+    );
 }
