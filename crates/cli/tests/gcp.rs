@@ -500,3 +500,61 @@ fn unusable_input_exits_2() {
     assert!(stderr(&out).contains("imageBucket"), "{}", stderr(&out));
     drop(dir);
 }
+
+#[test]
+fn drift_in_owned_fields_is_patched_through_the_api() {
+    let (dir, fleet, image) = fleet_dir();
+    let sim = Sim::start(dir.path(), "20");
+    assert_eq!(setup(&sim, &fleet, &image, &[]).status.code(), Some(0));
+    let base = "/compute/v1/projects/my-project";
+    let (c, t) = sim.http(
+        "PATCH",
+        &format!("{base}/global/firewalls/mf-gcp-euw1-tunnel-udp"),
+        r#"{"sourceRanges":["0.0.0.0/0"]}"#,
+    );
+    assert!(c < 300, "{c} {t}");
+    let (c, t) = sim.http(
+        "POST",
+        &format!(
+            "{base}/regions/europe-west1/subnetworks/meshfleet-gcp-euw1/setPrivateIpGoogleAccess"
+        ),
+        r#"{"privateIpGoogleAccess":false}"#,
+    );
+    assert!(c < 300, "{c} {t}");
+    let (c, t) = sim.http(
+        "PATCH",
+        &format!("{base}/regions/us-east1/routers/meshfleet-us-east1"),
+        r#"{"nats":[]}"#,
+    );
+    assert!(c < 300, "{c} {t}");
+    // Let the simulated operations finish.
+    std::thread::sleep(Duration::from_millis(200));
+
+    let out = setup(&sim, &fleet, &image, &["-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut updated: Vec<(String, String)> = json_steps(&out)
+        .iter()
+        .filter(|s| s["action"] == "update")
+        .map(|s| {
+            (
+                s["kind"].as_str().unwrap_or_default().to_owned(),
+                s["name"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    updated.sort();
+    assert_eq!(
+        updated,
+        [
+            ("firewall".to_owned(), "mf-gcp-euw1-tunnel-udp".to_owned()),
+            ("router".to_owned(), "meshfleet-us-east1".to_owned()),
+            ("subnetwork".to_owned(), "meshfleet-gcp-euw1".to_owned()),
+        ]
+    );
+    let again = setup(&sim, &fleet, &image, &["-o", "json"]);
+    assert!(
+        actions(&json_steps(&again))
+            .iter()
+            .all(|a| a == "unchanged")
+    );
+}
