@@ -300,9 +300,12 @@ impl<A: GcpApi, F: FnMut(&StepEvent<'_>)> Exec<'_, A, F> {
         let deadline = Instant::now() + policy.propagation;
         let mut etag_attempts = 0;
         let added = loop {
-            let current = retry(policy, async || api.get_iam_policy(&project).await)
-                .await
-                .map_err(|e| self.err("iam-role", label, e))?;
+            let current = match retry(policy, async || api.get_iam_policy(&project).await).await {
+                // Dry run before Resource Manager is enabled: the run would enable it first,
+                // and every role counts as to be granted.
+                Err(e) if self.opts.dry_run && e.is_service_disabled() => Value::Null,
+                other => other.map_err(|e| self.err("iam-role", label, e))?,
+            };
             let Some((added, new)) = desired::merge_policy(&current, &member, &roles) else {
                 break Vec::new();
             };
@@ -350,7 +353,9 @@ impl<A: GcpApi, F: FnMut(&StepEvent<'_>)> Exec<'_, A, F> {
         let keys = if sa_exists {
             match retry(policy, async || api.list_keys(&project, &email).await).await {
                 Ok(k) => k,
-                Err(e) if e.is_not_found() && self.opts.dry_run => Vec::new(),
+                // A dry run's account may not exist yet, and a new account may not be visible to
+                // the keys API for a few seconds: either way it holds no key.
+                Err(e) if e.is_not_found() => Vec::new(),
                 Err(e) => return Err(self.err("key", &email, e)),
             }
         } else {
@@ -378,10 +383,17 @@ impl<A: GcpApi, F: FnMut(&StepEvent<'_>)> Exec<'_, A, F> {
         self.pending = Action::Create;
         // Not retried on 5xx: key creation is not idempotent, and an unseen key would count
         // towards the account's limit of 10. A re-run creates one if this failed.
-        let key = api
-            .create_key(&project, &email)
-            .await
-            .map_err(|e| self.err("key", &email, e))?;
+        let deadline = Instant::now() + policy.propagation;
+        let key = loop {
+            match api.create_key(&project, &email).await {
+                Ok(k) => break k,
+                // A just-created account is eventually consistent: wait for it, bounded.
+                Err(e) if e.is_not_found() && Instant::now() < deadline => {
+                    tokio::time::sleep(backoff(policy, 1)).await;
+                }
+                Err(e) => return Err(self.err("key", &email, e)),
+            }
+        };
         store_key(&path, &key).map_err(|e| ("key", email.clone(), e))?;
         self.record("key", &email, Action::Create, why);
         Ok(())
