@@ -178,6 +178,12 @@ pub enum SetupError {
         /// What is wrong, with a hint.
         message: String,
     },
+    /// An API client could not be set up (credentials, TLS).
+    #[error("{message}")]
+    Client {
+        /// What failed, with a hint.
+        message: String,
+    },
     /// No usable Google credentials.
     #[error(
         "{kind} `{name}`: no usable Google credentials ({source})\n  hint: run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS to a key file; for the simulator pass --endpoint"

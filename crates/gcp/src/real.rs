@@ -57,7 +57,7 @@ pub struct SdkApi {
 }
 
 fn client_err(what: &str, e: impl std::fmt::Display) -> SetupError {
-    SetupError::Invalid {
+    SetupError::Client {
         message: format!(
             "cannot set up the {what} client: {e}\n  hint: without --endpoint, setup uses Application Default Credentials: run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"
         ),
