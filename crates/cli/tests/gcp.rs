@@ -558,3 +558,43 @@ fn drift_in_owned_fields_is_patched_through_the_api() {
             .all(|a| a == "unchanged")
     );
 }
+
+#[test]
+fn a_fleet_without_gcp_clusters_has_nothing_to_do() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let fleet = dir.path().join("fleet.yaml");
+    std::fs::write(
+        &fleet,
+        "apiVersion: meshfleet.io/v1alpha1
+kind: Fleet
+metadata: { name: awsonly }
+spec:
+  versions: { kubernetes: v1.35.4, talos: v1.13.9, cilium: 1.19.5 }
+  network:
+    pods:     { pool: 10.64.0.0/10,  prefixLength: 16 }
+    services: { pool: 10.128.0.0/12, prefixLength: 20 }
+    nodes:    { pool: 10.0.0.0/14,   prefixLength: 20 }
+  management: { egressCIDRs: [203.0.113.10/32] }
+  providers:
+    aws: { sshKeyName: ops }
+  clusters:
+    - name: aws-euw1
+      provider: aws
+      region: eu-west-1
+      zones: [eu-west-1a, eu-west-1b, eu-west-1c]
+      controlPlane: { replicas: 3, machineType: m6i.large }
+      workerPools:
+        - { name: general, replicas: 3, machineType: m6i.xlarge }
+",
+    )
+    .expect("fleet");
+    // No endpoint and no credentials needed: nothing is called.
+    let out = Command::new(BIN)
+        .args(["gcp", "setup", "-o", "json", "-f"])
+        .arg(&fleet)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing to do"), "{}", stderr(&out));
+    assert!(json_steps(&out).is_empty());
+}
