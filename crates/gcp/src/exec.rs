@@ -470,6 +470,16 @@ impl<A: GcpApi, F: FnMut(&StepEvent<'_>)> Exec<'_, A, F> {
         let name = format!("gs://{bucket}/{object}");
         self.started("image-object", &name);
         let (api, policy) = (self.api, &self.opts.retry);
+        // The raw disk only feeds the image: once the image exists, a missing object (say, a
+        // bucket lifecycle rule deleted it) is no reason to download hundreds of MB again.
+        let project = self.project().to_owned();
+        let image = ComputeRef::Image(self.p.image.name.clone());
+        let image_exists = retry(policy, async || api.compute_get(&project, &image).await).await;
+        if let Ok(Some(_)) = image_exists {
+            let detail = format!("image {} exists", self.p.image.name);
+            self.record("image-object", &name, Action::Unchanged, detail);
+            return Ok(());
+        }
         let have = retry(policy, async || api.get_object(bucket, &object).await).await;
         let have = match have {
             Err(e) if e.is_not_found() && self.opts.dry_run => Ok(None),

@@ -512,3 +512,17 @@ fn an_image_source_url_is_downloaded_then_uploaded() {
         "uploaded bytes are the served bytes"
     );
 }
+
+#[test]
+fn an_existing_image_needs_no_raw_disk() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = example_prereq();
+    let opts = fast_options(dir.path());
+    let fake = FakeGcp::new();
+    block(run(&fake, &p, &opts, |_| {})).expect("run");
+    // A lifecycle rule deleted the uploaded disk; the image made from it is still there.
+    fake.state().objects.clear();
+    let r = block(run(&fake, &p, &opts, |_| {})).expect("run");
+    assert!(r.all_unchanged(), "{r:#?}");
+    assert!(fake.state().objects.is_empty(), "nothing uploaded again");
+}
