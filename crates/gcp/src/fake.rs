@@ -144,8 +144,8 @@ impl FakeGcp {
             }
             s.writes += 1;
         }
-        if let Some(i) = s.faults.iter().position(|f| f.method == method) {
-            let f = s.faults.remove(i).unwrap_or_else(|| unreachable!());
+        let due = s.faults.iter().position(|f| f.method == method);
+        if let Some(f) = due.and_then(|i| s.faults.remove(i)) {
             if f.after_effect {
                 return Ok(Some(f.error));
             }
