@@ -660,8 +660,7 @@ fn gcp_network_missing(world: &World, o: &Value) -> Option<String> {
     };
     world
         .gcp
-        .network_check(s(o, "/spec/project"), network, &subnets)
-        .err()
+        .network_missing(s(o, "/spec/project"), network, &subnets)
 }
 
 fn endpoint_host(o: &Value, k: &Key) -> String {

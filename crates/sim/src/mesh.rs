@@ -264,7 +264,7 @@ impl Firewalls {
                 } else {
                     network
                 };
-                let project_rules = g.network_check(project, net, &[]).unwrap_or_default();
+                let project_rules = g.network_firewalls(project, net);
                 rules.extend(compile_rules(&project_rules));
             }
         }
@@ -335,7 +335,7 @@ pub fn effective_firewall(api: &Api, gcp: Option<&crate::gcp::Gcp>, infra: &Valu
         } else {
             network
         };
-        rules.extend(g.network_check(project, net, &[]).unwrap_or_default());
+        rules.extend(g.network_firewalls(project, net));
     }
     let mut out = infra.clone();
     out["spec"]["network"]["firewall"]["firewallRules"] = Value::Array(rules);

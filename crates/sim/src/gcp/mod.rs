@@ -521,41 +521,78 @@ impl Gcp {
         network: &str,
         subnets: &[(String, String)],
     ) -> Result<Vec<Value>, String> {
+        match self.network_missing(project, network, subnets) {
+            Some(why) => Err(why),
+            None => Ok(self.network_firewalls(project, network)),
+        }
+    }
+
+    /// Why the network or one of its subnets is missing, if it is. Called for every
+    /// GCPCluster on every controller pass, so it looks up by name and copies nothing.
+    pub fn network_missing(
+        &self,
+        project: &str,
+        network: &str,
+        subnets: &[(String, String)],
+    ) -> Option<String> {
         self.read(|st| {
             let hint = "CAPG does not create router/NAT for networks it does not own; run `meshfleet gcp setup`";
-            let p = st.projects.get(project);
-            if p.is_none_or(|p| !p.compute.contains_key(&format!("global/networks/{network}"))) {
-                return Err(format!(
+            let Some(p) = st
+                .projects
+                .get(project)
+                .filter(|p| p.compute.contains_key(&format!("global/networks/{network}")))
+            else {
+                return Some(format!(
                     "network `{network}` not found in project `{project}`: {hint}"
                 ));
-            }
-            let p = p.ok_or_else(String::new)?;
+            };
             let net_link = format!("{COMPUTE_LINK}projects/{project}/global/networks/{network}");
+            let on_net = |v: &Value| v.get("network").and_then(Value::as_str) == Some(net_link.as_str());
             for (name, region) in subnets {
-                let found = p.compute.iter().any(|(rel, v)| {
-                    let mut parts = rel.split('/');
-                    matches!(
-                        (parts.next(), parts.next(), parts.next(), parts.next()),
-                        (Some("regions"), Some(r), Some("subnetworks"), Some(n))
-                            if n == name && (region.is_empty() || r == region)
-                    ) && v.get("network").and_then(Value::as_str) == Some(net_link.as_str())
-                });
+                let found = if region.is_empty() {
+                    p.compute.iter().any(|(rel, v)| {
+                        let mut parts = rel.split('/');
+                        matches!(
+                            (parts.next(), parts.next(), parts.next(), parts.next()),
+                            (Some("regions"), Some(_), Some("subnetworks"), Some(n)) if n == name
+                        ) && on_net(v)
+                    })
+                } else {
+                    p.compute
+                        .get(&format!("regions/{region}/subnetworks/{name}"))
+                        .is_some_and(on_net)
+                };
                 if !found {
                     let where_ = if region.is_empty() {
                         String::new()
                     } else {
                         format!(" in region `{region}`")
                     };
-                    return Err(format!(
+                    return Some(format!(
                         "subnetwork `{name}`{where_} of network `{network}` not found in project `{project}`: {hint}"
                     ));
                 }
             }
-            Ok(p.compute
-                .iter()
-                .filter(|(rel, v)| {
-                    rel.starts_with("global/firewalls/")
-                        && v.get("network").and_then(Value::as_str) == Some(net_link.as_str())
+            None
+        })
+    }
+
+    /// The enabled firewall rules of a network, in the GCPCluster's `firewallRules` shape
+    /// (empty when the project or network does not exist).
+    pub fn network_firewalls(&self, project: &str, network: &str) -> Vec<Value> {
+        self.read(|st| {
+            let Some(p) = st.projects.get(project) else {
+                return Vec::new();
+            };
+            let net_link = format!("{COMPUTE_LINK}projects/{project}/global/networks/{network}");
+            p.compute
+                .range::<str, _>((
+                    std::ops::Bound::Included("global/firewalls/"),
+                    std::ops::Bound::Unbounded,
+                ))
+                .take_while(|(rel, _)| rel.starts_with("global/firewalls/"))
+                .filter(|(_, v)| {
+                    v.get("network").and_then(Value::as_str) == Some(net_link.as_str())
                         && v.get("disabled").and_then(Value::as_bool) != Some(true)
                 })
                 .map(|(_, v)| {
@@ -569,7 +606,7 @@ impl Gcp {
                     r["direction"] = json!(dir);
                     r
                 })
-                .collect())
+                .collect()
         })
     }
 }
