@@ -4,65 +4,32 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_meshfleet");
+mod common;
+
+use common::BIN;
+
 const PROJECT: &str = "my-project";
 const BUCKET: &str = "talos-images-01-7f3a";
 
-/// A simulator process with its GCP base URL, killed on drop.
+/// A simulator process (killed on drop) with its GCP base URL.
 struct Sim {
-    child: Child,
+    _process: common::Sim,
     gcp: String,
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Sim {
     fn start(dir: &Path, speed: &str) -> Self {
-        let kubeconfig = dir.join("mgmt.kubeconfig");
-        let endpoints = dir.join("mgmt.kubeconfig.endpoints.json");
-        let log = std::fs::File::create(dir.join("sim.log")).expect("log");
-        let child = Command::new(BIN)
-            .args(["sim", "serve", "--listen", "127.0.0.1:0", "--speed", speed])
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start the simulator");
-        let mut sim = Sim {
-            child,
-            gcp: String::new(),
-        };
-        let start = Instant::now();
-        // The endpoints file is written before the kubeconfig.
-        while !kubeconfig.exists() {
-            if let Ok(Some(s)) = sim.child.try_wait() {
-                panic!(
-                    "simulator exited ({s}): {}",
-                    std::fs::read_to_string(dir.join("sim.log")).unwrap_or_default()
-                );
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "simulator never got ready"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        let process = common::Sim::spawn(dir, speed, &[]);
+        let gcp = process.gcp_url();
+        Sim {
+            _process: process,
+            gcp,
         }
-        let text = std::fs::read_to_string(&endpoints).expect("endpoints.json");
-        let v: Value = serde_json::from_str(&text).expect("endpoints JSON");
-        sim.gcp = v["gcp"].as_str().expect("gcp URL").to_owned();
-        sim
     }
 
     /// One plain HTTP request to the simulator's GCP listener.
