@@ -574,6 +574,57 @@ fn closed_port_50000_fails_that_cluster_and_status_says_why() {
 }
 
 #[test]
+fn gcp_clusters_wait_for_the_network_gcp_setup_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    example(d, |t| t);
+    // No `gcp setup`: the simulated project has no network, so CAPG never readies the GCP
+    // clusters' infrastructure, while the AWS cluster converges.
+    let sim = common::Sim::spawn(d, SPEED, &["--egress-ip", "203.0.113.10"]);
+    let out = meshfleet(
+        d,
+        &[
+            "up",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--timeout",
+            "6s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = text(&out.stderr);
+    for c in ["gcp-euw1", "gcp-use1"] {
+        let line = err
+            .lines()
+            .find(|l| l.starts_with(&format!("error: cluster `{c}`")))
+            .unwrap_or_else(|| panic!("{c} is reported: {err}"));
+        assert!(
+            line.contains("network `meshfleet` not found in project `my-project`")
+                && line.contains("run `meshfleet gcp setup`"),
+            "the cause and the fix: {line}"
+        );
+    }
+    assert!(!err.contains("error: cluster `aws-euw1`"), "{err}");
+    // Once the project is prepared, a re-run converges.
+    sim.gcp_setup();
+    let out = meshfleet(
+        d,
+        &[
+            "up",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--timeout",
+            "60s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+}
+
+#[test]
 fn no_egress_cidr_leaves_port_50000_closed() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -242,6 +242,14 @@ pub const LIST_INTERVAL: Duration = Duration::from_millis(200);
 pub fn why_waiting(snap: &Snapshot, fleet: &str, cluster: &str) -> Option<String> {
     let c = snap.clusters.get(cluster)?;
     let mut conds = kstatus::conditions(c);
+    // Infrastructure comes first: while it is not ready the control plane only says it waits
+    // for it, and the cause (e.g. the provider's network missing) is on the Cluster.
+    if let Some(infra) = kstatus::condition(&conds, "InfrastructureReady")
+        && !infra.is_true()
+        && infra.message.is_some()
+    {
+        return Some(describe(infra));
+    }
     // The control plane holds the detail (e.g. Talos bootstrap unable to reach apid on 50000).
     if let Some(cp) = control_plane_ref(c, fleet)
         && let Some(cpo) = snap.control_planes.get(&cp.name)
@@ -256,16 +264,18 @@ pub fn why_waiting(snap: &Snapshot, fleet: &str, cluster: &str) -> Option<String
         cpc.append(&mut conds);
         conds = cpc;
     }
-    kstatus::blocking(&conds).map(|b| {
-        let mut s = format!("{} is {}", b.type_, b.status);
-        if let Some(r) = &b.reason {
-            s.push_str(&format!(" ({r})"));
-        }
-        if let Some(m) = &b.message {
-            s.push_str(&format!(": {m}"));
-        }
-        s
-    })
+    kstatus::blocking(&conds).map(describe)
+}
+
+fn describe(b: &kstatus::Condition) -> String {
+    let mut s = format!("{} is {}", b.type_, b.status);
+    if let Some(r) = &b.reason {
+        s.push_str(&format!(" ({r})"));
+    }
+    if let Some(m) = &b.message {
+        s.push_str(&format!(": {m}"));
+    }
+    s
 }
 
 /// The control plane object a Cluster points at (v1beta2 `controlPlaneRef`: apiGroup, kind,
