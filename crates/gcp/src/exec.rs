@@ -193,28 +193,33 @@ impl<A: GcpApi, F: FnMut(&StepEvent<'_>)> Exec<'_, A, F> {
             |have| desired::diff_network(p, have),
         )
         .await?;
-        for s in &p.subnetworks {
-            let r = ComputeRef::Subnetwork {
+        self.compute_all(
+            "subnetwork",
+            &p.subnetworks,
+            |s| ComputeRef::Subnetwork {
                 region: s.region.clone(),
                 name: s.name.clone(),
-            };
-            self.compute("subnetwork", r, |have| desired::diff_subnetwork(p, s, have))
-                .await?;
-        }
-        for rt in &p.routers {
-            let r = ComputeRef::Router {
+            },
+            |s, have| desired::diff_subnetwork(p, s, have),
+        )
+        .await?;
+        self.compute_all(
+            "router",
+            &p.routers,
+            |rt| ComputeRef::Router {
                 region: rt.region.clone(),
                 name: rt.name.clone(),
-            };
-            self.compute("router", r, |have| desired::diff_router(p, rt, have))
-                .await?;
-        }
-        for f in &p.firewall_rules {
-            self.compute("firewall", ComputeRef::Firewall(f.name.clone()), |have| {
-                desired::diff_firewall(p, f, have)
-            })
-            .await?;
-        }
+            },
+            |rt, have| desired::diff_router(p, rt, have),
+        )
+        .await?;
+        self.compute_all(
+            "firewall",
+            &p.firewall_rules,
+            |f| ComputeRef::Firewall(f.name.clone()),
+            |f, have| desired::diff_firewall(p, f, have),
+        )
+        .await?;
         Ok(())
     }
 
@@ -537,73 +542,138 @@ impl<A: GcpApi, F: FnMut(&StepEvent<'_>)> Exec<'_, A, F> {
     ) -> Result<(), StepErr> {
         let name = r.name().to_owned();
         self.started(kind, &name);
-        let (api, project, policy) = (self.api, self.project().to_owned(), &self.opts.retry);
-        let have = retry(policy, async || api.compute_get(&project, &r).await).await;
-        let have = self
-            .absent_in_dry_run(have)
-            .map_err(|e| self.err(kind, &name, e))?;
-        let diff = decide(have.as_ref()).map_err(|e| (kind, name.clone(), e))?;
-        // One request id per write, reused by every retry of it: Compute then runs the write
-        // at most once.
-        let request_id = uuid::Uuid::new_v4().to_string();
-        match diff {
-            Diff::Unchanged => self.record(kind, &name, Action::Unchanged, String::new()),
-            Diff::Create(body) => {
-                self.pending = Action::Create;
-                let mut detail = String::new();
-                if !self.opts.dry_run {
-                    match retry(policy, async || {
-                        api.compute_insert(&project, &r, &body, &request_id).await
-                    })
-                    .await
-                    {
-                        Ok(()) => {}
-                        Err(e) if e.is_already_exists() => {
-                            // Created meanwhile (an earlier attempt or another run): check it
-                            // is what we want.
-                            let have = retry(policy, async || api.compute_get(&project, &r).await)
-                                .await
-                                .map_err(|e| self.err(kind, &name, e))?;
-                            let conflict = match decide(have.as_ref())
-                                .map_err(|e| (kind, name.clone(), e))?
-                            {
-                                Diff::Unchanged => None,
-                                Diff::Update { detail: d, .. } => Some(format!(
-                                    "created concurrently with different settings ({d}); re-run setup"
-                                )),
-                                Diff::Create(_) => Some(
-                                    "insert answered 409 but the resource cannot be read; re-run setup"
-                                        .to_owned(),
-                                ),
-                            };
-                            if let Some(m) = conflict {
-                                let e = ApiError::new(409, "ALREADY_EXISTS", m);
-                                return Err((
-                                    kind,
-                                    name.clone(),
-                                    classify(kind, &name, &project, e),
-                                ));
-                            }
-                            detail = "already existed".to_owned();
-                        }
-                        Err(e) => return Err(self.err(kind, &name, e)),
-                    }
-                }
-                self.record(kind, &name, Action::Create, detail);
+        match compute_step(self.api, &self.p.project, self.opts, kind, r, decide).await {
+            Ok((action, detail)) => {
+                self.record(kind, &name, action, detail);
+                Ok(())
             }
-            Diff::Update { body, detail } => {
-                self.pending = Action::Update;
-                if !self.opts.dry_run {
-                    retry(policy, async || {
-                        api.compute_patch(&project, &r, &body, &request_id).await
-                    })
-                    .await
-                    .map_err(|e| self.err(kind, &name, e))?;
+            Err((pending, e)) => {
+                self.pending = pending;
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Exec::compute`] for resources of one kind that do not depend on each other, up to
+    /// [`PARALLEL`] at a time; reported in order, stopping at the first failure.
+    async fn compute_all<T>(
+        &mut self,
+        kind: &'static str,
+        items: &[T],
+        to_ref: impl Fn(&T) -> ComputeRef,
+        decide: impl Fn(&T, Option<&Value>) -> Result<Diff, SetupError>,
+    ) -> Result<(), StepErr> {
+        use futures_util::StreamExt;
+        let (api, opts, project) = (self.api, self.opts, self.p.project.as_str());
+        let decide = &decide;
+        let mut results = futures_util::stream::iter(items.iter().map(|it| {
+            let r = to_ref(it);
+            async move {
+                let name = r.name().to_owned();
+                let res = compute_step(api, project, opts, kind, r, |have| decide(it, have)).await;
+                (name, res)
+            }
+        }))
+        .buffered(PARALLEL);
+        while let Some((name, res)) = results.next().await {
+            self.started(kind, &name);
+            match res {
+                Ok((action, detail)) => self.record(kind, &name, action, detail),
+                Err((pending, e)) => {
+                    self.pending = pending;
+                    return Err(e);
                 }
-                self.record(kind, &name, Action::Update, detail);
             }
         }
         Ok(())
+    }
+}
+
+/// How many independent Compute resources of one kind are read and written at once. Each
+/// write is an operation that takes seconds on Google: a fleet's hundreds of firewall rules
+/// one after another would take hours.
+const PARALLEL: usize = 8;
+
+/// One Compute resource: read, decide, write the difference. `Ok` is what was done and its
+/// detail; `Err` carries what was about to be done.
+async fn compute_step<A: GcpApi>(
+    api: &A,
+    project: &str,
+    opts: &SetupOptions,
+    kind: &'static str,
+    r: ComputeRef,
+    decide: impl Fn(Option<&Value>) -> Result<Diff, SetupError>,
+) -> Result<(Action, String), (Action, StepErr)> {
+    let name = r.name().to_owned();
+    let policy = &opts.retry;
+    let fail = |pending: Action, e: ApiError| {
+        (
+            pending,
+            (kind, name.clone(), classify(kind, &name, project, e)),
+        )
+    };
+    let have = match retry(policy, async || api.compute_get(project, &r).await).await {
+        // In a dry run the API may not be enabled yet: the run would enable it first.
+        Err(e) if opts.dry_run && e.is_service_disabled() => Ok(None),
+        other => other,
+    };
+    let have = have.map_err(|e| fail(Action::Unchanged, e))?;
+    let diff = decide(have.as_ref()).map_err(|e| (Action::Unchanged, (kind, name.clone(), e)))?;
+    // One request id per write, reused by every retry of it: Compute then runs the write at
+    // most once.
+    let request_id = uuid::Uuid::new_v4().to_string();
+    match diff {
+        Diff::Unchanged => Ok((Action::Unchanged, String::new())),
+        Diff::Create(body) => {
+            let mut detail = String::new();
+            if !opts.dry_run {
+                match retry(policy, async || {
+                    api.compute_insert(project, &r, &body, &request_id).await
+                })
+                .await
+                {
+                    Ok(()) => {}
+                    Err(e) if e.is_already_exists() => {
+                        // Created meanwhile (an earlier attempt or another run): check it is
+                        // what we want.
+                        let have = retry(policy, async || api.compute_get(project, &r).await)
+                            .await
+                            .map_err(|e| fail(Action::Create, e))?;
+                        let conflict = match decide(have.as_ref())
+                            .map_err(|e| (Action::Create, (kind, name.clone(), e)))?
+                        {
+                            Diff::Unchanged => None,
+                            Diff::Update { detail: d, .. } => Some(format!(
+                                "created concurrently with different settings ({d}); re-run setup"
+                            )),
+                            Diff::Create(_) => Some(
+                                "insert answered 409 but the resource cannot be read; re-run setup"
+                                    .to_owned(),
+                            ),
+                        };
+                        if let Some(m) = conflict {
+                            return Err(fail(
+                                Action::Create,
+                                ApiError::new(409, "ALREADY_EXISTS", m),
+                            ));
+                        }
+                        detail = "already existed".to_owned();
+                    }
+                    Err(e) => return Err(fail(Action::Create, e)),
+                }
+            }
+            Ok((Action::Create, detail))
+        }
+        Diff::Update { body, detail } => {
+            if !opts.dry_run {
+                retry(policy, async || {
+                    api.compute_patch(project, &r, &body, &request_id).await
+                })
+                .await
+                .map_err(|e| fail(Action::Update, e))?;
+            }
+            Ok((Action::Update, detail))
+        }
     }
 }
 
