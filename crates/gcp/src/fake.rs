@@ -60,6 +60,11 @@ pub struct State {
     pub concurrent_policy_writes: u32,
     /// A Compute operation that finishes with this error for this resource path.
     pub op_errors: BTreeMap<String, ApiError>,
+    /// How long a Compute insert's operation runs (zero: done at once).
+    pub insert_latency: std::time::Duration,
+    /// The most Compute inserts seen running at the same time.
+    pub max_inserts_in_flight: usize,
+    inserts_in_flight: usize,
 }
 
 /// The fake. Cheap to build; inspect or script it through [`FakeGcp::state`].
@@ -466,6 +471,14 @@ impl GcpApi for FakeGcp {
         // The operation goes PENDING → RUNNING → DONE; the executor's call returns at DONE.
         s.ops_polled += 1;
         s.compute.insert(path, v);
+        let latency = s.insert_latency;
+        if !latency.is_zero() {
+            s.inserts_in_flight += 1;
+            s.max_inserts_in_flight = s.max_inserts_in_flight.max(s.inserts_in_flight);
+            drop(s);
+            tokio::time::sleep(latency).await;
+            self.state().inserts_in_flight -= 1;
+        }
         Self::finish(after, ())
     }
 

@@ -526,3 +526,26 @@ fn an_existing_image_needs_no_raw_disk() {
     assert!(r.all_unchanged(), "{r:#?}");
     assert!(fake.state().objects.is_empty(), "nothing uploaded again");
 }
+
+#[test]
+fn independent_compute_resources_are_written_concurrently_and_reported_in_order() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = example_prereq();
+    let opts = fast_options(dir.path());
+    let fake = FakeGcp::new();
+    fake.state().insert_latency = std::time::Duration::from_millis(40);
+    let report = block(run(&fake, &p, &opts, |_| {})).expect("run");
+    let max = fake.state().max_inserts_in_flight;
+    assert!(
+        (2..=8).contains(&max),
+        "firewall rules are inserted several (at most 8) at a time: {max}"
+    );
+    let reported: Vec<&str> = report
+        .steps
+        .iter()
+        .filter(|s| s.kind == "firewall")
+        .map(|s| s.name.as_str())
+        .collect();
+    let planned: Vec<&str> = p.firewall_rules.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(reported, planned, "reported in the plan's order");
+}
