@@ -436,10 +436,51 @@ impl GcpApi for FakeGcp {
         request_id: &str,
     ) -> Result<(), ApiError> {
         let after = self.enter("compute_insert")?;
+        if let Some(latency) = self.insert_now(project, r, body, request_id)? {
+            tokio::time::sleep(latency).await;
+            self.state().inserts_in_flight -= 1;
+        }
+        Self::finish(after, ())
+    }
+
+    async fn compute_patch(
+        &self,
+        _project: &str,
+        r: &ComputeRef,
+        body: &Value,
+        request_id: &str,
+    ) -> Result<(), ApiError> {
+        let after = self.enter("compute_patch")?;
+        let mut s = self.state();
+        let path = r.path();
+        let Some(cur) = s.compute.get_mut(&path) else {
+            return Err(Self::not_found(&path));
+        };
+        if let (Some(c), Some(b)) = (cur.as_object_mut(), body.as_object()) {
+            for (k, v) in b {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+        s.request_ids.insert(request_id.to_owned());
+        s.ops_polled += 1;
+        Self::finish(after, ())
+    }
+}
+
+impl FakeGcp {
+    /// The synchronous part of a Compute insert; `Some(latency)` when its operation still
+    /// runs (counted in flight until the caller has waited it out).
+    fn insert_now(
+        &self,
+        project: &str,
+        r: &ComputeRef,
+        body: &Value,
+        request_id: &str,
+    ) -> Result<Option<std::time::Duration>, ApiError> {
         let mut s = self.state();
         if s.request_ids.contains(request_id) {
             // Compute answers a repeated request id with the first request's operation.
-            return Self::finish(after, ());
+            return Ok(None);
         }
         let path = r.path();
         if s.compute.contains_key(&path) {
@@ -471,37 +512,11 @@ impl GcpApi for FakeGcp {
         // The operation goes PENDING → RUNNING → DONE; the executor's call returns at DONE.
         s.ops_polled += 1;
         s.compute.insert(path, v);
-        let latency = s.insert_latency;
-        if !latency.is_zero() {
-            s.inserts_in_flight += 1;
-            s.max_inserts_in_flight = s.max_inserts_in_flight.max(s.inserts_in_flight);
-            drop(s);
-            tokio::time::sleep(latency).await;
-            self.state().inserts_in_flight -= 1;
+        if s.insert_latency.is_zero() {
+            return Ok(None);
         }
-        Self::finish(after, ())
-    }
-
-    async fn compute_patch(
-        &self,
-        _project: &str,
-        r: &ComputeRef,
-        body: &Value,
-        request_id: &str,
-    ) -> Result<(), ApiError> {
-        let after = self.enter("compute_patch")?;
-        let mut s = self.state();
-        let path = r.path();
-        let Some(cur) = s.compute.get_mut(&path) else {
-            return Err(Self::not_found(&path));
-        };
-        if let (Some(c), Some(b)) = (cur.as_object_mut(), body.as_object()) {
-            for (k, v) in b {
-                c.insert(k.clone(), v.clone());
-            }
-        }
-        s.request_ids.insert(request_id.to_owned());
-        s.ops_polled += 1;
-        Self::finish(after, ())
+        s.inserts_in_flight += 1;
+        s.max_inserts_in_flight = s.max_inserts_in_flight.max(s.inserts_in_flight);
+        Ok(Some(s.insert_latency))
     }
 }
