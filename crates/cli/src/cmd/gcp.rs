@@ -106,6 +106,18 @@ fn setup(ctx: &Ctx, a: GcpSetupArgs) -> anyhow::Result<Exit> {
                 started.elapsed().as_secs_f64()
             ));
             print(ctx, a.output, &report)?;
+            let key = opts
+                .key_dir
+                .join(format!("{}-capg-controller.json", prereq.project));
+            if !a.dry_run && key.exists() {
+                // The key file is the hand-over point: CAPG reads its credentials from the
+                // Secret clusterctl makes of this variable.
+                ctx.info(&format!(
+                    "CAPG's key is in `{}` (0600); hand it to CAPG with: GCP_B64ENCODED_CREDENTIALS=\"$(base64 -w0 {})\" clusterctl init --infrastructure gcp",
+                    key.display(),
+                    key.display()
+                ));
+            }
             Ok(Exit::Ok)
         }
         Err(failure) => {
