@@ -149,10 +149,14 @@ fn missing_file_and_colour_controls() {
 }
 
 #[test]
-fn commands_that_have_not_landed_say_so() {
+fn gcp_setup_without_a_fleet_file_is_invalid_input() {
     let dir = tempfile::tempdir().unwrap();
     let out = meshfleet(dir.path(), &["gcp", "setup"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("not available yet"));
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("fleet file `fleet.yaml` not found") && err.contains("hint:"),
+        "{err}"
+    );
     assert!(out.stdout.is_empty());
 }
