@@ -27,6 +27,22 @@ fn meshfleet(dir: &Path, args: &[&str]) -> Output {
         .expect("run meshfleet")
 }
 
+/// `meshfleet up` of `dir/fleet.yaml` against `sim` with `--timeout`.
+fn run_up(dir: &Path, sim: &Sim, timeout: &str) -> Output {
+    meshfleet(
+        dir,
+        &[
+            "up",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--timeout",
+            timeout,
+        ],
+    )
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -114,18 +130,7 @@ fn up_status_kubeconfig_down() {
     example(d, |t| t);
     let sim = Sim::start_at(d, SPEED, &["--egress-ip", "203.0.113.10"]);
 
-    let out = meshfleet(
-        d,
-        &[
-            "up",
-            "-f",
-            "fleet.yaml",
-            "--kubeconfig",
-            sim.kc(),
-            "--timeout",
-            "60s",
-        ],
-    );
+    let out = run_up(d, &sim, "60s");
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(d.join("meshfleet.lock").exists(), "up records the lock");
     let table = text(&out.stdout);
@@ -171,18 +176,7 @@ fn up_status_kubeconfig_down() {
         "hackathon",
     );
     let values_before = proxy_values(&rt, &kc);
-    let out = meshfleet(
-        d,
-        &[
-            "up",
-            "-f",
-            "fleet.yaml",
-            "--kubeconfig",
-            sim.kc(),
-            "--timeout",
-            "60s",
-        ],
-    );
+    let out = run_up(d, &sim, "60s");
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(
         names(
@@ -287,18 +281,7 @@ fn up_status_kubeconfig_down() {
         .await
         .unwrap();
     });
-    let out = meshfleet(
-        d,
-        &[
-            "up",
-            "-f",
-            "fleet.yaml",
-            "--kubeconfig",
-            sim.kc(),
-            "--timeout",
-            "60s",
-        ],
-    );
+    let out = run_up(d, &sim, "60s");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = text(&out.stderr);
     assert!(
@@ -327,18 +310,7 @@ fn up_status_kubeconfig_down() {
         .await
         .unwrap();
     });
-    let out = meshfleet(
-        d,
-        &[
-            "up",
-            "-f",
-            "fleet.yaml",
-            "--kubeconfig",
-            sim.kc(),
-            "--timeout",
-            "60s",
-        ],
-    );
+    let out = run_up(d, &sim, "60s");
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 
     // A cluster without the providers (a workload cluster serves only core kinds): `up` says
@@ -539,18 +511,7 @@ fn closed_port_50000_fails_that_cluster_and_status_says_why() {
     // The fleet opens 50000 to 203.0.113.10/32, but the management cluster dials from elsewhere.
     example(d, |t| t);
     let sim = Sim::start_at(d, SPEED, &["--egress-ip", "198.51.100.7"]);
-    let out = meshfleet(
-        d,
-        &[
-            "up",
-            "-f",
-            "fleet.yaml",
-            "--kubeconfig",
-            sim.kc(),
-            "--timeout",
-            "8s",
-        ],
-    );
+    let out = run_up(d, &sim, "8s");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = text(&out.stderr);
     for c in CLUSTERS {
@@ -581,18 +542,7 @@ fn gcp_clusters_wait_for_the_network_gcp_setup_makes() {
     // No `gcp setup`: the simulated project has no network, so CAPG never readies the GCP
     // clusters' infrastructure, while the AWS cluster converges.
     let sim = common::Sim::spawn(d, SPEED, &["--egress-ip", "203.0.113.10"]);
-    let out = meshfleet(
-        d,
-        &[
-            "up",
-            "-f",
-            "fleet.yaml",
-            "--kubeconfig",
-            sim.kc(),
-            "--timeout",
-            "6s",
-        ],
-    );
+    let out = run_up(d, &sim, "6s");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = text(&out.stderr);
     for c in ["gcp-euw1", "gcp-use1"] {
@@ -609,18 +559,7 @@ fn gcp_clusters_wait_for_the_network_gcp_setup_makes() {
     assert!(!err.contains("error: cluster `aws-euw1`"), "{err}");
     // Once the project is prepared, a re-run converges.
     sim.gcp_setup();
-    let out = meshfleet(
-        d,
-        &[
-            "up",
-            "-f",
-            "fleet.yaml",
-            "--kubeconfig",
-            sim.kc(),
-            "--timeout",
-            "60s",
-        ],
-    );
+    let out = run_up(d, &sim, "60s");
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 }
 
@@ -633,18 +572,7 @@ fn no_egress_cidr_leaves_port_50000_closed() {
         t.replace("egressCIDRs: [203.0.113.10/32]", "egressCIDRs: []")
     });
     let sim = Sim::start_at(d, SPEED, &["--egress-ip", "203.0.113.10"]);
-    let out = meshfleet(
-        d,
-        &[
-            "up",
-            "-f",
-            "fleet.yaml",
-            "--kubeconfig",
-            sim.kc(),
-            "--timeout",
-            "8s",
-        ],
-    );
+    let out = run_up(d, &sim, "8s");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(text(&out.stderr).contains("50000"), "{}", show(&out));
 }
@@ -683,18 +611,7 @@ fn a_failing_cluster_does_not_stop_the_others() {
         .await
         .unwrap();
     });
-    let out = meshfleet(
-        d,
-        &[
-            "up",
-            "-f",
-            "fleet.yaml",
-            "--kubeconfig",
-            sim.kc(),
-            "--timeout",
-            "60s",
-        ],
-    );
+    let out = run_up(d, &sim, "60s");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = text(&out.stderr);
     assert!(
@@ -784,18 +701,7 @@ fn kill_9_mid_up_then_resume_leaves_no_duplicates() {
         "the kill landed mid-run (Cilium not yet installed everywhere): {proxies:?}"
     );
 
-    let out = meshfleet(
-        d,
-        &[
-            "up",
-            "-f",
-            "fleet.yaml",
-            "--kubeconfig",
-            sim.kc(),
-            "--timeout",
-            "60s",
-        ],
-    );
+    let out = run_up(d, &sim, "60s");
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(
         names(&rt, &kc, "cluster.x-k8s.io/v1beta2", "Cluster", "hackathon"),
@@ -840,18 +746,7 @@ fn converges_through_injected_faults() {
         SPEED,
         &["--egress-ip", "203.0.113.10", "--faults", "0.15"],
     );
-    let out = meshfleet(
-        d,
-        &[
-            "up",
-            "-f",
-            "fleet.yaml",
-            "--kubeconfig",
-            sim.kc(),
-            "--timeout",
-            "60s",
-        ],
-    );
+    let out = run_up(d, &sim, "60s");
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 }
 
@@ -1079,17 +974,6 @@ fn ctrl_c_stops_up_cleanly_and_a_rerun_converges() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(text(&out.stderr).contains("interrupted"), "{}", show(&out));
 
-    let out = meshfleet(
-        d,
-        &[
-            "up",
-            "-f",
-            "fleet.yaml",
-            "--kubeconfig",
-            sim.kc(),
-            "--timeout",
-            "60s",
-        ],
-    );
+    let out = run_up(d, &sim, "60s");
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 }
