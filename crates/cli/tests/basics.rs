@@ -160,3 +160,31 @@ fn gcp_setup_without_a_fleet_file_is_invalid_input() {
     );
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn the_same_warning_on_many_clusters_is_summarised() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fleet = String::from(
+        "apiVersion: meshfleet.io/v1alpha1\nkind: Fleet\nmetadata: { name: many }\nspec:\n  versions: { kubernetes: v1.35.4, talos: v1.13.9, cilium: 1.19.5 }\n  network:\n    pods: { pool: 10.64.0.0/10, prefixLength: 16 }\n    services: { pool: 10.128.0.0/12, prefixLength: 20 }\n    nodes: { pool: 10.0.0.0/14, prefixLength: 20 }\n  management: { egressCIDRs: [203.0.113.10/32] }\n  providers:\n    gcp: { project: my-project, network: meshfleet, imageBucket: talos-images-01-7f3a }\n  clusters:\n",
+    );
+    for i in 0..6 {
+        fleet.push_str(&format!(
+            "    - name: c{i}\n      provider: gcp\n      region: europe-west1\n      zones: [europe-west1-b]\n      controlPlane: {{ replicas: 1, machineType: n2-standard-2 }}\n      workerPools:\n        - {{ name: general, replicas: 1, machineType: n2-standard-4 }}\n"
+        ));
+    }
+    std::fs::write(dir.path().join("fleet.yaml"), fleet).unwrap();
+    let out = meshfleet(dir.path(), &["validate"]);
+    assert_eq!(out.status.code(), Some(0));
+    let err = text(&out.stderr);
+    assert_eq!(
+        err.matches("warning: one control-plane node").count(),
+        3,
+        "three in full: {err}"
+    );
+    assert!(
+        err.contains("warning: 3 more like \"one control-plane node: losing it loses the cluster's etcd\": spec.clusters[3].controlPlane.replicas, spec.clusters[4].controlPlane.replicas, spec.clusters[5].controlPlane.replicas\n"),
+        "{err}"
+    );
+    let all = format!("{}{err}", text(&out.stdout));
+    assert!(all.contains("6 warnings"), "the count stays exact: {all}");
+}

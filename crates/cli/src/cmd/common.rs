@@ -32,14 +32,50 @@ pub fn lock_path_for(fleet: &Path) -> PathBuf {
     fleet.with_file_name("meshfleet.lock")
 }
 
-/// Print every diagnostic of a report to stderr, errors first.
+/// How many warnings with the same message and hint are printed in full.
+const SAME_WARNING_SHOWN: usize = 3;
+
+/// Print a report's diagnostics to stderr: every error; warnings, with repeats of the same
+/// warning beyond [`SAME_WARNING_SHOWN`] summarised by their field paths.
 pub fn print_report(ctx: &Ctx, file: &Path, text: &str, report: &Report) {
     let name = file.display().to_string();
     let mut err = String::new();
     if !ctx.quiet {
+        // The same warning on many clusters (a 500-cluster fleet of single control planes)
+        // would bury everything else: show a few in full, then where the rest are.
+        // (message, hint) → how many were printed in full, and the paths of the rest.
+        type Seen<'a> = ((&'a str, Option<&'a str>), usize, Vec<&'a str>);
+        let mut seen: Vec<Seen<'_>> = Vec::new();
         for d in &report.warnings {
+            let key = (d.message.as_str(), d.hint.as_deref());
+            let i = match seen.iter().position(|(k, _, _)| *k == key) {
+                Some(i) => i,
+                None => {
+                    seen.push((key, 0, Vec::new()));
+                    seen.len() - 1
+                }
+            };
+            let (_, shown, rest) = &mut seen[i];
+            if *shown == SAME_WARNING_SHOWN {
+                rest.push(d.path.as_str());
+                continue;
+            }
+            *shown += 1;
             err.push_str(&d.render(&name, text, ctx.colour_err));
             err.push('\n');
+        }
+        for ((message, _), _, rest) in seen.iter().filter(|(_, _, r)| !r.is_empty()) {
+            let listed: Vec<&str> = rest.iter().copied().take(4).collect();
+            err.push_str(&format!(
+                "warning: {} more like \"{message}\": {}{}\n\n",
+                rest.len(),
+                listed.join(", "),
+                if rest.len() > listed.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            ));
         }
     }
     for d in &report.errors {
