@@ -34,16 +34,6 @@ pub fn node_cidr(infra: &Value) -> Option<IpNet> {
     text.parse().ok()
 }
 
-fn port_in(spec: &str, port: u16) -> bool {
-    match spec.split_once('-') {
-        Some((a, b)) => match (a.trim().parse::<u16>(), b.trim().parse::<u16>()) {
-            (Ok(a), Ok(b)) => a <= port && port <= b,
-            _ => false,
-        },
-        None => spec.trim().parse::<u16>() == Ok(port),
-    }
-}
-
 fn cidr_covers(ranges: &[&str], src: &IpNet) -> bool {
     ranges.iter().any(|r| {
         r.parse::<IpNet>()
@@ -96,7 +86,9 @@ pub fn allows(infra: &Value, src: &IpNet, proto: &str, port: u16, control_plane:
         }
         _ => {
             let tags = gcp_tags(infra, control_plane);
-            gcp_allows(infra, src, proto, port, &tags)
+            compile_rules(own_rules(infra))
+                .iter()
+                .any(|r| r.admits(&tags, src, proto, port))
         }
     }
 }
@@ -116,40 +108,6 @@ fn gcp_tags(infra: &Value, control_plane: bool) -> Vec<String> {
         tags.push(format!("{cluster}-node"));
     }
     tags
-}
-
-fn gcp_allows(infra: &Value, src: &IpNet, proto: &str, port: u16, tags: &[String]) -> bool {
-    infra
-        .pointer("/spec/network/firewall/firewallRules")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|r| s(r, "/direction") != "Egress")
-        .filter(|r| {
-            let targets = strs(r.get("targetTags"));
-            targets.is_empty() || targets.iter().any(|t| tags.iter().any(|x| x == t))
-        })
-        .any(|r| {
-            let ranges = strs(r.get("sourceRanges"));
-            let tags = strs(r.get("sourceTags"));
-            // GCP: no source ranges and no source tags means any source.
-            let src_ok = if ranges.is_empty() {
-                tags.is_empty()
-            } else {
-                cidr_covers(&ranges, src)
-            };
-            src_ok
-                && r.get("allowed")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .any(|a| {
-                        let p = s(a, "/IPProtocol");
-                        let ports = strs(a.get("ports"));
-                        (p.eq_ignore_ascii_case(proto) || p.eq_ignore_ascii_case("all"))
-                            && (ports.is_empty() || ports.iter().any(|x| port_in(x, port)))
-                    })
-        })
 }
 
 /// A GCP ingress rule parsed once per controller pass: checking hundreds of mesh links against
@@ -273,9 +231,9 @@ impl Firewalls {
         }
     }
 
-    /// Whether `infra`'s effective firewall lets `src` reach `proto`/`port` on the cluster's
-    /// nodes (`control_plane`: also the control-plane-only rules), as [`allows`] on
-    /// [`effective_firewall`] would answer.
+    /// Whether `infra`'s firewall as the cloud applies it lets `src` reach `proto`/`port` on
+    /// the cluster's nodes (`control_plane`: also the control-plane-only rules): for GCP, every
+    /// rule of its project's network; otherwise [`allows`] on the object itself.
     pub fn allows(
         &self,
         infra: &Value,
@@ -284,62 +242,20 @@ impl Firewalls {
         port: u16,
         control_plane: bool,
     ) -> bool {
-        if s(infra, "/kind") != "GCPCluster" {
-            return allows(infra, src, proto, port, control_plane);
-        }
-        let tags = gcp_tags(infra, control_plane);
         let key = (
             s(infra, "/spec/project").to_string(),
             s(infra, "/spec/network/name").to_string(),
         );
         match self.gcp.get(&key) {
-            Some(rules) => rules.iter().any(|r| r.admits(&tags, src, proto, port)),
-            // Not indexed yet (created during this pass): its own rules are all we know.
-            None => compile_rules(own_rules(infra))
-                .iter()
-                .any(|r| r.admits(&tags, src, proto, port)),
+            Some(rules) if s(infra, "/kind") == "GCPCluster" => {
+                let tags = gcp_tags(infra, control_plane);
+                rules.iter().any(|r| r.admits(&tags, src, proto, port))
+            }
+            // AWS, or a GCPCluster not indexed yet (created during this pass): its own rules
+            // are all we know.
+            _ => allows(infra, src, proto, port, control_plane),
         }
     }
-}
-
-/// The firewall as the cloud applies it: GCP firewall rules belong to the VPC network, so every
-/// GCPCluster on the same project and network contributes its rules, and so do the rules of that
-/// network in the simulated project (`gcp`, made by `meshfleet gcp setup`); AWS security groups
-/// are per cluster.
-pub fn effective_firewall(api: &Api, gcp: Option<&crate::gcp::Gcp>, infra: &Value) -> Value {
-    if s(infra, "/kind") != "GCPCluster" {
-        return infra.clone();
-    }
-    let (project, network) = (s(infra, "/spec/project"), s(infra, "/spec/network/name"));
-    let mut rules: Vec<Value> = Vec::new();
-    let mut others = crate::controllers::list(api, crate::controllers::INFRA, "GCPCluster", None);
-    if !others
-        .iter()
-        .any(|o| s(o, "/metadata/uid") == s(infra, "/metadata/uid"))
-    {
-        others.push(infra.clone());
-    }
-    for o in others {
-        if s(&o, "/spec/project") == project && s(&o, "/spec/network/name") == network {
-            rules.extend(
-                o.pointer("/spec/network/firewall/firewallRules")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default(),
-            );
-        }
-    }
-    if let Some(g) = gcp {
-        let net = if network.is_empty() {
-            "default"
-        } else {
-            network
-        };
-        rules.extend(g.network_firewalls(project, net));
-    }
-    let mut out = infra.clone();
-    out["spec"]["network"]["firewall"]["firewallRules"] = Value::Array(rules);
-    out
 }
 
 /// What a workload cluster's Cilium is configured with.
@@ -790,20 +706,6 @@ mod tests {
         let b = api.store.get(&Key::new(&t, "f", "b")).unwrap();
         let c = api.store.get(&Key::new(&t, "f", "c")).unwrap();
         assert!(!allows(&b, &egress, "tcp", 50000, true));
-        assert!(allows(
-            &effective_firewall(&api, None, &b),
-            &egress,
-            "tcp",
-            50000,
-            true
-        ));
-        assert!(!allows(
-            &effective_firewall(&api, None, &c),
-            &egress,
-            "tcp",
-            50000,
-            true
-        ));
         // The per-pass index answers the same from one listing.
         let fw = Firewalls::build(&api, None);
         assert!(fw.allows(&b, &egress, "tcp", 50000, true));
@@ -826,20 +728,6 @@ mod tests {
             })
             .unwrap();
         e = api.store.get(&Key::new(&t, "f", "e")).unwrap();
-        assert!(allows(
-            &effective_firewall(&api, None, &d),
-            &egress,
-            "tcp",
-            50000,
-            true
-        ));
-        assert!(!allows(
-            &effective_firewall(&api, None, &e),
-            &egress,
-            "tcp",
-            50000,
-            true
-        ));
         let fw = Firewalls::build(&api, None);
         assert!(fw.allows(&d, &egress, "tcp", 50000, true));
         assert!(!fw.allows(&e, &egress, "tcp", 50000, true));
