@@ -27,22 +27,6 @@ fn meshfleet(dir: &Path, args: &[&str]) -> Output {
         .expect("run meshfleet")
 }
 
-/// `meshfleet up` of `dir/fleet.yaml` against `sim` with `--timeout`.
-fn run_up(dir: &Path, sim: &Sim, timeout: &str) -> Output {
-    meshfleet(
-        dir,
-        &[
-            "up",
-            "-f",
-            "fleet.yaml",
-            "--kubeconfig",
-            sim.kc(),
-            "--timeout",
-            timeout,
-        ],
-    )
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -130,7 +114,7 @@ fn up_status_kubeconfig_down() {
     example(d, |t| t);
     let sim = Sim::start_at(d, SPEED, &["--egress-ip", "203.0.113.10"]);
 
-    let out = run_up(d, &sim, "60s");
+    let out = sim.up("60s");
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(d.join("meshfleet.lock").exists(), "up records the lock");
     let table = text(&out.stdout);
@@ -176,7 +160,7 @@ fn up_status_kubeconfig_down() {
         "hackathon",
     );
     let values_before = proxy_values(&rt, &kc);
-    let out = run_up(d, &sim, "60s");
+    let out = sim.up("60s");
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(
         names(
@@ -281,7 +265,7 @@ fn up_status_kubeconfig_down() {
         .await
         .unwrap();
     });
-    let out = run_up(d, &sim, "60s");
+    let out = sim.up("60s");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = text(&out.stderr);
     assert!(
@@ -310,7 +294,7 @@ fn up_status_kubeconfig_down() {
         .await
         .unwrap();
     });
-    let out = run_up(d, &sim, "60s");
+    let out = sim.up("60s");
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 
     // A cluster without the providers (a workload cluster serves only core kinds): `up` says
@@ -511,7 +495,7 @@ fn closed_port_50000_fails_that_cluster_and_status_says_why() {
     // The fleet opens 50000 to 203.0.113.10/32, but the management cluster dials from elsewhere.
     example(d, |t| t);
     let sim = Sim::start_at(d, SPEED, &["--egress-ip", "198.51.100.7"]);
-    let out = run_up(d, &sim, "8s");
+    let out = sim.up("8s");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = text(&out.stderr);
     for c in CLUSTERS {
@@ -542,7 +526,7 @@ fn gcp_clusters_wait_for_the_network_gcp_setup_makes() {
     // No `gcp setup`: the simulated project has no network, so CAPG never readies the GCP
     // clusters' infrastructure, while the AWS cluster converges.
     let sim = common::Sim::spawn(d, SPEED, &["--egress-ip", "203.0.113.10"]);
-    let out = run_up(d, &sim, "6s");
+    let out = sim.up("6s");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = text(&out.stderr);
     for c in ["gcp-euw1", "gcp-use1"] {
@@ -559,7 +543,7 @@ fn gcp_clusters_wait_for_the_network_gcp_setup_makes() {
     assert!(!err.contains("error: cluster `aws-euw1`"), "{err}");
     // Once the project is prepared, a re-run converges.
     sim.gcp_setup();
-    let out = run_up(d, &sim, "60s");
+    let out = sim.up("60s");
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 }
 
@@ -572,7 +556,7 @@ fn no_egress_cidr_leaves_port_50000_closed() {
         t.replace("egressCIDRs: [203.0.113.10/32]", "egressCIDRs: []")
     });
     let sim = Sim::start_at(d, SPEED, &["--egress-ip", "203.0.113.10"]);
-    let out = run_up(d, &sim, "8s");
+    let out = sim.up("8s");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(text(&out.stderr).contains("50000"), "{}", show(&out));
 }
@@ -611,7 +595,7 @@ fn a_failing_cluster_does_not_stop_the_others() {
         .await
         .unwrap();
     });
-    let out = run_up(d, &sim, "60s");
+    let out = sim.up("60s");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = text(&out.stderr);
     assert!(
@@ -701,7 +685,7 @@ fn kill_9_mid_up_then_resume_leaves_no_duplicates() {
         "the kill landed mid-run (Cilium not yet installed everywhere): {proxies:?}"
     );
 
-    let out = run_up(d, &sim, "60s");
+    let out = sim.up("60s");
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(
         names(&rt, &kc, "cluster.x-k8s.io/v1beta2", "Cluster", "hackathon"),
@@ -746,7 +730,7 @@ fn converges_through_injected_faults() {
         SPEED,
         &["--egress-ip", "203.0.113.10", "--faults", "0.15"],
     );
-    let out = run_up(d, &sim, "60s");
+    let out = sim.up("60s");
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 }
 
@@ -974,6 +958,6 @@ fn ctrl_c_stops_up_cleanly_and_a_rerun_converges() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(text(&out.stderr).contains("interrupted"), "{}", show(&out));
 
-    let out = run_up(d, &sim, "60s");
+    let out = sim.up("60s");
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 }

@@ -75,18 +75,7 @@ fn healthy_mesh_then_a_foreign_ca_is_a_mismatch() {
     let d = dir.path();
     std::fs::write(d.join("fleet.yaml"), FLEET).unwrap();
     let sim = Sim::start_at(d, "200", &["--egress-ip", "203.0.113.10"]);
-    let out = meshfleet(
-        d,
-        &[
-            "up",
-            "-f",
-            "fleet.yaml",
-            "--kubeconfig",
-            sim.kc(),
-            "--timeout",
-            "60s",
-        ],
-    );
+    let out = sim.up("60s");
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 
     let (code, st, out) = mesh_status(d, sim.kc());
@@ -289,18 +278,7 @@ fn a_closed_32379_is_reported_unreachable() {
     let out = meshfleet(d, &["init", "-f", "fleet.yaml"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let sim = Sim::start_at(d, "200", &["--egress-ip", "203.0.113.10"]);
-    let out = meshfleet(
-        d,
-        &[
-            "up",
-            "-f",
-            "fleet.yaml",
-            "--kubeconfig",
-            sim.kc(),
-            "--timeout",
-            "60s",
-        ],
-    );
+    let out = sim.up("60s");
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let (code, st, out) = mesh_status(d, sim.kc());
     assert_eq!(code, Some(0), "{}", show(&out));

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -104,6 +104,17 @@ impl Sim {
         let text = std::fs::read_to_string(PathBuf::from(p)).expect("endpoints file");
         let v: Value = serde_json::from_str(&text).expect("endpoints JSON");
         v["gcp"].as_str().expect("gcp endpoint").to_string()
+    }
+
+    /// `meshfleet up` of `dir/fleet.yaml` against this simulator with `--timeout`.
+    pub fn up(&self, timeout: &str) -> Output {
+        Command::new(BIN)
+            .args(["up", "-f", "fleet.yaml", "--kubeconfig", self.kc()])
+            .args(["--timeout", timeout])
+            .current_dir(&self.dir)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run meshfleet up")
     }
 
     /// `meshfleet gcp setup` of `dir/fleet.yaml` against this simulator; panics unless it
