@@ -79,17 +79,17 @@ pub enum Command {
     /// Write every manifest of the fleet: Cluster API, Talos, GCP/AWS, Cilium, Pod Security.
     Render(cmd::render::RenderArgs),
     /// Create or converge the fleet on a management cluster (or the embedded simulator).
-    Up(cmd::lifecycle::UpArgs),
+    Up(cmd::up::UpArgs),
     /// Show the fleet at a glance: clusters, conditions, nodes, mesh.
-    Status(cmd::lifecycle::StatusArgs),
+    Status(cmd::status::StatusArgs),
     /// Delete the fleet's clusters in the right order and wait until they are gone.
-    Down(cmd::lifecycle::DownArgs),
+    Down(cmd::down::DownArgs),
     /// Write one kubeconfig with a context per workload cluster.
-    Kubeconfig(cmd::lifecycle::KubeconfigArgs),
+    Kubeconfig(cmd::kubeconfig::KubeconfigArgs),
     /// Run the embedded simulator: a local management cluster with simulated controllers.
     Sim(cmd::sim::SimArgs),
     /// ClusterMesh tools: the mesh CA, certificates, probes and status.
     Mesh(cmd::mesh::MeshArgs),
     /// Google Cloud prerequisites.
-    Gcp(cmd::lifecycle::GcpArgs),
+    Gcp(cmd::gcp::GcpArgs),
 }

@@ -5,6 +5,8 @@ mod cmd;
 mod ctx;
 mod fsutil;
 mod output;
+mod progress;
+mod simproc;
 
 use std::process::ExitCode;
 

@@ -4,7 +4,7 @@
 //! already has must keep every context, cluster and user that is not ours untouched, and replace
 //! ours in place, so running it twice gives the same file.
 
-use kube::config::Kubeconfig;
+pub use kube::config::Kubeconfig;
 
 /// Why a kubeconfig could not be built.
 #[derive(Debug, thiserror::Error)]

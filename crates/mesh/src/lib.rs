@@ -70,4 +70,4 @@ pub use pki::{CaMaterial, CertInfo, CertKind, CertRequest, IssuedCert, PkiError}
 pub use probe::{ProbeError, ProbeOptions, ProbeReport, probe, probe_blocking};
 /// The time crate, re-exported so callers pass `now` with the same type.
 pub use time;
-pub use validate::{MeshMember, MeshProblem, Severity, check_mesh};
+pub use validate::{EXPIRY_WARNING, MeshMember, MeshProblem, Severity, check_mesh};

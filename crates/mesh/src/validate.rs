@@ -36,8 +36,13 @@ pub struct MeshMember {
     pub cert_not_after: Vec<OffsetDateTime>,
 }
 
-/// How bad a problem is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// Certificates (and CAs) that expire within this window are warned about, by `up` and by
+/// `mesh status` alike.
+pub const EXPIRY_WARNING: Duration = Duration::days(30);
+
+/// How bad a problem is (serialised in lower case: `error`, `warning`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// The mesh will not work (or will misroute) until it is fixed.
     Error,

@@ -137,19 +137,63 @@ pub fn invalid_summary(path: &Path, report: &Report) -> anyhow::Error {
     ))
 }
 
+/// `meshfleet.lock` as read once from disk: its text (to tell whether a plan changes it) and
+/// its parsed allocations.
+#[derive(Debug)]
+pub struct LockFile {
+    /// Where it lives (beside the fleet file).
+    pub path: PathBuf,
+    /// Its text, `None` when it does not exist yet.
+    pub text: Option<String>,
+    /// Its allocations.
+    pub lock: Option<Lock>,
+}
+
+impl LockFile {
+    /// The lock text a plan records.
+    pub fn new_text(&self, plan: &Plan) -> anyhow::Result<String> {
+        plan.lock
+            .to_yaml()
+            .map_err(|e| anyhow::anyhow!("cannot serialise `{}`: {e}", self.path.display()))
+    }
+
+    /// Write the plan's lock (atomically, 0644) when its bytes differ from what was read, so an
+    /// unchanged fleet leaves the file and its timestamp alone. Returns whether it wrote.
+    pub fn record(&self, ctx: &Ctx, plan: &Plan) -> anyhow::Result<bool> {
+        let new = self.new_text(plan)?;
+        if self.text.as_deref() == Some(new.as_str()) {
+            return Ok(false);
+        }
+        crate::fsutil::write_atomic(&self.path, new.as_bytes(), 0o644)?;
+        ctx.info(&format!("wrote {}", self.path.display()));
+        Ok(true)
+    }
+}
+
 /// Read `meshfleet.lock` beside the fleet file, if it exists.
-pub fn load_lock(input: &FleetInput) -> anyhow::Result<Option<Lock>> {
+pub fn load_lock(input: &FleetInput) -> anyhow::Result<LockFile> {
     let path = input.lock_path();
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(LockFile {
+                path,
+                text: None,
+                lock: None,
+            });
+        }
         Err(e) => return Err(e).with_context(|| format!("cannot read `{}`", path.display())),
     };
-    Lock::parse(&text).map(Some).map_err(|e| {
+    let lock = Lock::parse(&text).map_err(|e| {
         Invalid::new(format!(
             "`{}` is not a valid lock file: {e}\n  hint: restore it from version control; deleting it lets the planner re-allocate every block",
             path.display()
         ))
+    })?;
+    Ok(LockFile {
+        path,
+        text: Some(text),
+        lock: Some(lock),
     })
 }
 
@@ -179,5 +223,117 @@ pub fn plan_fleet(ctx: &Ctx, input: &FleetInput, lock: Option<&Lock>) -> anyhow:
 fn locate_all(input: &FleetInput, ds: &mut [Diagnostic]) {
     for d in ds {
         input.loaded.map.locate(d);
+    }
+}
+
+/// A fleet validated, planned and rendered in memory, for the commands that drive a
+/// management cluster.
+pub struct Prepared {
+    /// The fleet file.
+    pub input: FleetInput,
+    /// Its plan.
+    pub plan: Plan,
+    /// Every object.
+    pub rendered: meshfleet_render::Rendered,
+}
+
+/// Validate, plan and render; with `write`, record the lock as `plan` does.
+pub fn prepare(ctx: &Ctx, file: &Path, write: bool) -> anyhow::Result<Prepared> {
+    let input = load_fleet(ctx, file)?;
+    let lock = load_lock(&input)?;
+    let plan = plan_fleet(ctx, &input, lock.lock.as_ref())?;
+    if write {
+        lock.record(ctx, &plan)?;
+    }
+    let rendered = meshfleet_render::render(&input.loaded.fleet, &plan)
+        .map_err(|e| anyhow::anyhow!("cannot render the fleet: {e}"))?;
+    Ok(Prepared {
+        input,
+        plan,
+        rendered,
+    })
+}
+
+/// The async runtime of the commands that talk to clusters.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Load the management cluster's kubeconfig and fail fast, with its address and a hint, when
+/// nothing answers: every later call would retry for long. The hints are the caller's, as each
+/// command knows best what the user can do next.
+pub async fn connect_with(
+    kubeconfig: Option<&Path>,
+    config_hint: &str,
+    unreachable_hint: &str,
+) -> anyhow::Result<meshfleet_kube::Kube> {
+    use meshfleet_kube::{Kube, ObjectRef};
+    let k = Kube::from_path(kubeconfig)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n  hint: {config_hint}"))?;
+    let probe = k.clone().with_retry(meshfleet_kube::Retry {
+        attempts: 5,
+        base_delay: std::time::Duration::from_millis(100),
+        max_delay: std::time::Duration::from_millis(500),
+    });
+    match probe
+        .get(&ObjectRef::new("v1", "Namespace", None, "default"))
+        .await
+    {
+        Err(e) if e.is_transient() => Err(anyhow::anyhow!(
+            "the management cluster at `{}` does not answer: {e}\n  hint: {unreachable_hint}",
+            k.server()
+        )),
+        _ => Ok(k),
+    }
+}
+
+/// [`connect_with`] with the hints of `up`, `status`, `down` and `kubeconfig`.
+pub async fn connect(kubeconfig: Option<&Path>) -> anyhow::Result<meshfleet_kube::Kube> {
+    connect_with(
+        kubeconfig,
+        "pass `--kubeconfig FILE`, or use `meshfleet up --sim` for the embedded simulator",
+        "is it running? a simulator kept by `up --sim` is served again with `meshfleet sim serve --state DIR --kubeconfig FILE`",
+    )
+    .await
+}
+
+/// Parse `90s`, `20m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration: use e.g. 90s, 20m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("`{s}` has an unknown unit `{unit}`: use s, m or h")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+/// The library's errors, with invalid input kept apart (exit 2).
+pub fn engine_error(e: meshfleet_lifecycle::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("15").unwrap(), Duration::from_secs(15));
+        assert!(parse_duration("2x").is_err());
+        assert!(parse_duration("m").is_err());
     }
 }

@@ -8,14 +8,47 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context as _;
+use clap::{Args, Subcommand};
 use meshfleet_gcp::{Report, SetupOptions, StepEvent};
 use serde_json::json;
 
-use crate::cli::TableOrJson;
+use crate::cli::{FleetArg, TableOrJson};
 use crate::cmd::common;
-use crate::cmd::lifecycle::{GcpArgs, GcpCommand, GcpSetupArgs};
 use crate::ctx::{Ctx, Exit, Invalid};
 use crate::output::{self, Table};
+
+/// Arguments of `gcp`.
+#[derive(Debug, Args)]
+pub struct GcpArgs {
+    #[command(subcommand)]
+    pub command: GcpCommand,
+}
+
+/// `gcp` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum GcpCommand {
+    /// Create the GCP prerequisites (APIs, service account, bucket, image, network, NAT, firewall).
+    Setup(GcpSetupArgs),
+}
+
+/// Arguments of `gcp setup`.
+#[derive(Debug, Args)]
+pub struct GcpSetupArgs {
+    #[command(flatten)]
+    pub fleet: FleetArg,
+    /// Print what would change and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Google API endpoint override (plain HTTP, anonymous credentials), e.g. the simulator's.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Talos GCP image to upload (file path or URL).
+    #[arg(long)]
+    pub image_source: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: TableOrJson,
+}
 
 /// `meshfleet gcp …`.
 pub fn run(ctx: &Ctx, a: GcpArgs) -> anyhow::Result<Exit> {
@@ -43,7 +76,7 @@ fn setup(ctx: &Ctx, a: GcpSetupArgs) -> anyhow::Result<Exit> {
     }
     let input = common::load_fleet(ctx, &a.fleet.file)?;
     let lock = common::load_lock(&input)?;
-    let plan = common::plan_fleet(ctx, &input, lock.as_ref())?;
+    let plan = common::plan_fleet(ctx, &input, lock.lock.as_ref())?;
     let prereq = meshfleet_render::gcp_prerequisites(&input.loaded.fleet, &plan)
         .map_err(|e| Invalid::new(e.to_string()))?;
     let Some(prereq) = prereq else {

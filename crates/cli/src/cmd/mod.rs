@@ -1,13 +1,16 @@
 //! One module per command: each turns its arguments into options, calls a library, and prints.
 
 pub mod common;
+pub mod down;
 pub mod gcp;
 pub mod init;
-pub mod lifecycle;
+pub mod kubeconfig;
 pub mod mesh;
 pub mod plan;
 pub mod render;
 pub mod sim;
+pub mod status;
+pub mod up;
 pub mod validate;
 
 use crate::cli::Command;
@@ -20,10 +23,10 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Exit> {
         Command::Validate(a) => validate::run(ctx, a),
         Command::Plan(a) => plan::run(ctx, a),
         Command::Render(a) => render::run(ctx, a),
-        Command::Up(a) => lifecycle::up(ctx, a),
-        Command::Status(a) => lifecycle::status(ctx, a),
-        Command::Down(a) => lifecycle::down(ctx, a),
-        Command::Kubeconfig(a) => lifecycle::kubeconfig(ctx, a),
+        Command::Up(a) => up::run(ctx, a),
+        Command::Status(a) => status::run(ctx, a),
+        Command::Down(a) => down::run(ctx, a),
+        Command::Kubeconfig(a) => kubeconfig::run(ctx, a),
         Command::Sim(a) => sim::run(ctx, a),
         Command::Mesh(a) => mesh::run(ctx, a),
         Command::Gcp(a) => gcp::run(ctx, a),

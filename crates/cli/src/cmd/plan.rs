@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use anyhow::Context;
 use clap::Args;
 use meshfleet_plan::{ChangeKind, FirewallRule, Lock, Plan, Role};
 
@@ -33,24 +32,13 @@ pub struct PlanArgs {
 /// Validate, plan, print; record the lock when it changed.
 pub fn run(ctx: &Ctx, a: PlanArgs) -> anyhow::Result<Exit> {
     let input = common::load_fleet(ctx, &a.fleet.file)?;
-    let lock_path = input.lock_path();
-    let old_text = match std::fs::read_to_string(&lock_path) {
-        Ok(t) => Some(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot read `{}`", lock_path.display()));
-        }
-    };
-    let lock = common::load_lock(&input)?;
-    let plan = common::plan_fleet(ctx, &input, lock.as_ref())?;
-    let new_text = plan
-        .lock
-        .to_yaml()
-        .map_err(|e| anyhow::anyhow!("cannot serialise `{}`: {e}", lock_path.display()))?;
-    let changed = old_text.as_deref() != Some(new_text.as_str());
+    let lock_file = common::load_lock(&input)?;
+    let lock_path = &lock_file.path;
+    let plan = common::plan_fleet(ctx, &input, lock_file.lock.as_ref())?;
+    let changed = lock_file.text.as_deref() != Some(lock_file.new_text(&plan)?.as_str());
 
     if a.locked && changed {
-        let what = match &old_text {
+        let what = match &lock_file.text {
             None => format!(
                 "`{}` is missing and `--locked` forbids creating it\n  hint: run `meshfleet plan -f {}` without `--locked` and commit meshfleet.lock",
                 lock_path.display(),
@@ -80,16 +68,15 @@ pub fn run(ctx: &Ctx, a: PlanArgs) -> anyhow::Result<Exit> {
         return Err(Invalid::new(what));
     }
 
-    if changed && !a.locked {
-        crate::fsutil::write_atomic(&lock_path, new_text.as_bytes(), 0o644)?;
-        ctx.info(&format!("wrote {}", lock_path.display()));
+    if !a.locked {
+        lock_file.record(ctx, &plan)?;
     }
 
     match a.output {
         Format::Json => output::json(&plan)?,
         Format::Yaml => output::yaml(&plan)?,
         Format::Table => {
-            print!("{}", table(&plan, lock.as_ref(), ctx.colour_out));
+            print!("{}", table(&plan, lock_file.lock.as_ref(), ctx.colour_out));
         }
     }
     Ok(Exit::Ok)

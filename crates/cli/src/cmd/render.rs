@@ -39,7 +39,7 @@ const MARKER_HEADER: &str = "# Written by `meshfleet render`: this directory hol
 pub fn run(ctx: &Ctx, a: RenderArgs) -> anyhow::Result<Exit> {
     let input = common::load_fleet(ctx, &a.fleet.file)?;
     let lock = common::load_lock(&input)?;
-    let plan = common::plan_fleet(ctx, &input, lock.as_ref())?;
+    let plan = common::plan_fleet(ctx, &input, lock.lock.as_ref())?;
     let fleet = &input.loaded.fleet;
 
     // Everything is rendered before the first byte is written.
@@ -48,7 +48,7 @@ pub fn run(ctx: &Ctx, a: RenderArgs) -> anyhow::Result<Exit> {
         other => Invalid::new(other.to_string()),
     })?;
 
-    if lock.is_none() || !plan.changes.is_empty() {
+    if lock.lock.is_none() || !plan.changes.is_empty() {
         ctx.warn(&format!(
             "`{}` does not record these allocations yet\n  hint: run `meshfleet plan -f {}` to record them before `meshfleet up`",
             input.lock_path().display(),

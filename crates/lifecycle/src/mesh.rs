@@ -10,13 +10,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use meshfleet_kube::{Kube, KubeError, ObjectRef, status as kstatus};
+use meshfleet_kube::{KubeError, ObjectRef, status as kstatus};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::promtext;
-
-use super::objects::CLUSTERMESH_SERVICE;
+use crate::api::Api;
+use crate::objects::CLUSTERMESH_SERVICE;
+use crate::promtext;
 
 /// Where a cluster's clustermesh-apiserver answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,7 +39,7 @@ pub struct MeshView {
 /// Read the clustermesh-apiserver Service (kube-system) and derive the addresses peers dial:
 /// NodePort → every node's InternalIP and the node port; LoadBalancer → the ingress IPs and
 /// the Service port. `None` until the Service exists.
-pub async fn endpoints(w: &Kube) -> Result<Option<Endpoints>, KubeError> {
+pub async fn endpoints<A: Api>(w: &A) -> Result<Option<Endpoints>, KubeError> {
     let svc = w
         .get(&ObjectRef::new(
             "v1",
@@ -105,7 +105,7 @@ pub async fn endpoints(w: &Kube) -> Result<Option<Endpoints>, KubeError> {
 
 /// Is Cilium installed and running: the proxy's `Ready` condition true (CAAPH installed the
 /// release), and the agent DaemonSet in the workload cluster fully ready when it reports.
-pub async fn cilium_ready(proxy: Option<&Value>, w: &Kube) -> Result<bool, KubeError> {
+pub async fn cilium_ready<A: Api>(proxy: Option<&Value>, w: &A) -> Result<bool, KubeError> {
     let Some(p) = proxy else { return Ok(false) };
     let conds = kstatus::conditions(p);
     if !kstatus::condition(&conds, "Ready").is_some_and(kstatus::Condition::is_true) {
@@ -135,13 +135,13 @@ pub async fn cilium_ready(proxy: Option<&Value>, w: &Kube) -> Result<bool, KubeE
 }
 
 /// The facts the mesh checks need about one cluster.
-pub async fn member(
-    w: &Kube,
+pub async fn member<A: Api>(
+    w: &A,
     name: &str,
     cluster_id: u32,
     max_connected: u32,
     endpoints: Option<&Endpoints>,
-) -> anyhow::Result<meshfleet_mesh::MeshMember> {
+) -> Result<meshfleet_mesh::MeshMember, KubeError> {
     let ca = w
         .secret_value(
             meshfleet_mesh::pki::CILIUM_CA_SECRET_NAMESPACE,
@@ -191,7 +191,7 @@ const FAILURES: &str = "cilium_clustermesh_remote_cluster_failures";
 /// through the pod proxy (`pods/<agent>:9962/proxy/metrics`). A peer is connected when every
 /// agent reports it ready. Listing the agents failing is an error; an agent whose metrics
 /// cannot be read is a problem in the view.
-pub async fn view(w: &Kube) -> Result<MeshView, KubeError> {
+pub async fn view<A: Api>(w: &A) -> Result<MeshView, KubeError> {
     let pods = w
         .list("v1", "Pod", Some("kube-system"), AGENT_SELECTOR)
         .await?;

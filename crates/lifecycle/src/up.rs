@@ -10,18 +10,19 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow};
-use meshfleet_kube::{Kube, KubeError, ObjectRef, Retry, status as kstatus};
+use meshfleet_kube::{KubeError, ObjectRef, Retry, status as kstatus};
 use meshfleet_render::Rendered;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use super::mesh::{self, Endpoints};
-use super::objects;
-use super::progress::Progress;
-use super::snapshot::Snapshot;
+use crate::api::Api;
+use crate::event::Progress;
+use crate::mesh::{self, Endpoints};
+use crate::snapshot::{self, Snapshot};
+use crate::{Error, objects, providers, secrets, workload};
 
 /// What `up` needs to know, decided by the command layer.
+#[derive(Debug, Clone)]
 pub struct UpOptions {
     /// Fleet name (also the namespace in the management cluster).
     pub fleet: String,
@@ -31,17 +32,21 @@ pub struct UpOptions {
     pub concurrency: usize,
     /// Whether the fleet meshes its clusters.
     pub mesh: bool,
+    /// Whether the fleet encrypts with IPsec (its keys are delivered like the mesh CA).
+    pub ipsec: bool,
     /// The fleet's labels for objects meshfleet creates itself (Secrets).
     pub labels: BTreeMap<String, String>,
     /// Cilium cluster IDs by cluster.
     pub mesh_ids: BTreeMap<String, u32>,
     /// `maxConnectedClusters`.
     pub max_connected: u32,
+    /// Mesh peers by cluster (from the plan).
+    pub peers: BTreeMap<String, Vec<String>>,
 }
 
 /// How one cluster ended.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct Outcome<A> {
     /// Cluster name.
     pub cluster: String,
     /// `None` when it converged; the reason otherwise.
@@ -49,64 +54,96 @@ pub struct Outcome {
     /// Its clustermesh-apiserver endpoints (when it got that far).
     pub endpoints: Option<Endpoints>,
     /// Its API (when it got that far).
-    pub workload: Option<Kube>,
+    pub workload: Option<A>,
 }
 
-/// The fleet's kinds the management cluster must serve.
-pub fn kinds(rendered: &Rendered) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = rendered
-        .all_objects()
-        .filter_map(|o| {
-            Some((
-                o.get("apiVersion")?.as_str()?.to_string(),
-                o.get("kind")?.as_str()?.to_string(),
-            ))
-        })
+/// What `up` ended with.
+#[derive(Debug, Clone, Default)]
+pub struct UpReport {
+    /// Clusters that did not converge, by name, with the reason.
+    pub failures: BTreeMap<String, String>,
+    /// Mesh problems by cluster (`(fleet)` for fleet-wide ones).
+    pub mesh_problems: BTreeMap<String, Vec<String>>,
+}
+
+impl UpReport {
+    /// Did everything converge?
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty() && self.mesh_problems.is_empty()
+    }
+}
+
+/// Converge the fleet: check the providers, apply the fleet-wide objects, create the fleet's
+/// secrets, converge every cluster (at most `concurrency` at once), then connect the mesh.
+/// A cluster that fails does not stop the others; it is reported in [`UpReport::failures`].
+pub async fn run<A: Api>(
+    mgmt: &A,
+    rendered: &Rendered,
+    opts: UpOptions,
+    progress: Arc<Progress>,
+) -> Result<UpReport, Error> {
+    // Providers first: applying into a cluster that lacks a CRD fails half-way.
+    providers::check(mgmt, rendered).await?;
+
+    apply_fleet_objects(mgmt, rendered).await?;
+    let secrets = secrets::workload_secrets(mgmt, &opts, opts.ipsec).await?;
+    let known_ips = recorded_ips(mgmt, rendered).await;
+    let control_plane_kinds: Vec<(String, String)> = providers::kinds(rendered)
+        .into_iter()
+        .filter(|(_, k)| k.ends_with("ControlPlane"))
         .collect();
-    out.sort();
-    out.dedup();
-    out
-}
+    let (snapshot, lister) = snapshot::spawn(
+        mgmt.clone(),
+        opts.fleet.clone(),
+        control_plane_kinds,
+        LIST_INTERVAL,
+    );
+    let sem = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    let timeout = opts.timeout;
+    let shared = Arc::new(Shared {
+        mgmt: mgmt.clone(),
+        opts,
+        secrets,
+        progress: progress.clone(),
+        known_ips,
+        snapshot,
+    });
+    let mut set = tokio::task::JoinSet::new();
+    for c in &rendered.clusters {
+        set.spawn(converge_cluster(
+            shared.clone(),
+            c.name.clone(),
+            c.objects.clone(),
+            objects::cilium_proxy(rendered, &c.name).cloned(),
+            sem.clone(),
+        ));
+    }
+    let mut outcomes = Vec::new();
+    while let Some(r) = set.join_next().await {
+        let o = r.map_err(|e| Error::Other(format!("a cluster's task panicked: {e}")))?;
+        match &o.failure {
+            Some(f) => progress.finish(&o.cluster, false, f),
+            None if !shared.opts.mesh => progress.finish(&o.cluster, true, "ready"),
+            None => {}
+        }
+        outcomes.push(o);
+    }
 
-/// The `clusterctl init` line that installs the providers serving `missing`.
-pub fn install_hint(missing: &[(String, String)]) -> String {
-    let mut infra = Vec::new();
-    let (mut core, mut bootstrap, mut cp, mut addon) = (false, false, false, false);
-    for (av, kind) in missing {
-        let group = av.split('/').next().unwrap_or_default();
-        match group {
-            "cluster.x-k8s.io" => core = true,
-            "bootstrap.cluster.x-k8s.io" => bootstrap = true,
-            "controlplane.cluster.x-k8s.io" => cp = true,
-            "addons.cluster.x-k8s.io" => addon = true,
-            "infrastructure.cluster.x-k8s.io" if kind.starts_with("GCP") => infra.push("gcp"),
-            "infrastructure.cluster.x-k8s.io" if kind.starts_with("AWS") => infra.push("aws"),
-            _ => {}
+    let mut report = UpReport::default();
+    if shared.opts.mesh {
+        report.mesh_problems = connect_mesh(&shared, rendered, &outcomes, timeout).await?;
+    }
+    lister.abort();
+    for o in outcomes {
+        if let Some(f) = o.failure {
+            report.failures.insert(o.cluster, f);
         }
     }
-    infra.sort();
-    infra.dedup();
-    let mut cmd = String::from("clusterctl init");
-    if !infra.is_empty() {
-        cmd.push_str(&format!(" --infrastructure {}", infra.join(",")));
-    }
-    if bootstrap {
-        cmd.push_str(" --bootstrap talos");
-    }
-    if cp {
-        cmd.push_str(" --control-plane talos");
-    }
-    if addon {
-        cmd.push_str(" --addon helm");
-    }
-    if !core && infra.is_empty() && !bootstrap && !cp && !addon {
-        return "install the CustomResourceDefinitions of the kinds above".into();
-    }
-    cmd
+    Ok(report)
 }
 
 /// Apply the fleet-wide objects that are not per-cluster proxies (the Namespace first).
-pub async fn apply_fleet_objects(mgmt: &Kube, rendered: &Rendered) -> Result<(), KubeError> {
+pub async fn apply_fleet_objects<A: Api>(mgmt: &A, rendered: &Rendered) -> Result<(), KubeError> {
     for o in rendered
         .fleet_objects
         .iter()
@@ -117,116 +154,23 @@ pub async fn apply_fleet_objects(mgmt: &Kube, rendered: &Rendered) -> Result<(),
     Ok(())
 }
 
-/// Ensure a fleet-wide secret exists in the management cluster (created once, from
-/// `generate`; a racing run reads the winner's) and return its data. Never printed.
-pub async fn ensure_fleet_secret(
-    mgmt: &Kube,
-    opts: &UpOptions,
-    name: &str,
-    keys: &[&str],
-    generate: impl FnOnce() -> anyhow::Result<BTreeMap<String, String>>,
-) -> anyhow::Result<BTreeMap<String, String>> {
-    let r = ObjectRef::new("v1", "Secret", Some(&opts.fleet), name);
-    let read = |v: &Value| -> anyhow::Result<BTreeMap<String, String>> {
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let mut out = BTreeMap::new();
-        for key in keys {
-            let s = v
-                .pointer(&format!("/data/{}", key.replace('~', "~0").replace('/', "~1")))
-                .and_then(Value::as_str)
-                .ok_or_else(|| anyhow!("Secret `{}/{name}` has no `{key}`\n  hint: delete it to have it generated again (every cluster then receives the new one)", opts.fleet))?;
-            let bytes = base64::Engine::decode(&b64, s).with_context(|| {
-                format!("Secret `{}/{name}` key `{key}` is not base64", opts.fleet)
-            })?;
-            out.insert(
-                key.to_string(),
-                String::from_utf8(bytes).with_context(|| {
-                    format!("Secret `{}/{name}` key `{key}` is not text", opts.fleet)
-                })?,
-            );
-        }
-        Ok(out)
-    };
-    if let Some(v) = mgmt.get(&r).await? {
-        return read(&v);
-    }
-    let data = generate()?;
-    let (stored, _created) = mgmt
-        .create_if_absent(&objects::secret(&opts.fleet, name, &opts.labels, &data))
-        .await?;
-    read(&stored)
-}
-
-/// The Secrets every workload cluster needs in `kube-system` before Cilium starts: the mesh CA
-/// (`cilium-ca`, one per fleet: clusters with different CAs cannot mesh) and, with IPsec, the
-/// shared keys (`cilium-ipsec-keys`). Each is generated once and kept in the management cluster.
-pub async fn workload_secrets(
-    mgmt: &Kube,
-    opts: &UpOptions,
-    ipsec: bool,
-) -> anyhow::Result<Vec<(String, BTreeMap<String, String>)>> {
-    use meshfleet_mesh::pki;
-    let mut out = Vec::new();
-    let ca = ensure_fleet_secret(
-        mgmt,
-        opts,
-        &objects::mesh_ca_secret(&opts.fleet),
-        &[pki::CILIUM_CA_CERT_KEY, pki::CILIUM_CA_KEY_KEY],
-        || {
-            let ca = pki::generate_ca(
-                pki::DEFAULT_CA_NAME,
-                pki::DEFAULT_CA_DAYS,
-                time::OffsetDateTime::now_utc(),
-            )
-            .map_err(|e| anyhow!("cannot generate the mesh CA: {e}"))?;
-            Ok(pki::cilium_ca_secret_data(&ca))
-        },
-    )
-    .await?;
-    out.push((pki::CILIUM_CA_SECRET_NAME.to_string(), ca));
-    if ipsec {
-        let keys = ensure_fleet_secret(
-            mgmt,
-            opts,
-            &format!("{}-ipsec-keys", opts.fleet),
-            &["keys"],
-            || Ok(BTreeMap::from([("keys".to_string(), ipsec_keys()?)])),
-        )
-        .await?;
-        out.push((meshfleet_render::IPSEC_SECRET_NAME.to_string(), keys));
-    }
-    Ok(out)
-}
-
-/// Cilium's IPsec key line: key ID 3, per-tunnel keys (`+`), AES-GCM with a random 20-byte key
-/// (16 bytes of key, 4 of salt) and a 128-bit ICV.
-fn ipsec_keys() -> anyhow::Result<String> {
-    use ring::rand::SecureRandom;
-    let mut key = [0u8; 20];
-    ring::rand::SystemRandom::new()
-        .fill(&mut key)
-        .map_err(|_| anyhow!("the system random source failed"))?;
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("3+ rfc4106(gcm(aes)) {hex} 128"))
-}
-
 /// Everything one cluster's convergence shares with the others.
-pub struct Shared {
+struct Shared<A> {
     /// The management cluster.
-    pub mgmt: Kube,
+    mgmt: A,
     /// Options.
-    pub opts: UpOptions,
+    opts: UpOptions,
     /// Secrets (name, data) every workload cluster gets in `kube-system` before Cilium.
-    pub secrets: Vec<(String, BTreeMap<String, String>)>,
+    secrets: Vec<(String, BTreeMap<String, String>)>,
     /// Progress.
-    pub progress: Arc<Progress>,
+    progress: Arc<Progress>,
     /// Peer addresses already recorded in the proxies (carried over on re-runs).
-    pub known_ips: BTreeMap<String, Vec<String>>,
+    known_ips: BTreeMap<String, Vec<String>>,
     /// The fleet's management-cluster objects, listed for all clusters at once.
-    pub snapshot: tokio::sync::watch::Receiver<Arc<Snapshot>>,
+    snapshot: tokio::sync::watch::Receiver<Arc<Snapshot>>,
 }
 
-impl Shared {
+impl<A> Shared<A> {
     fn snap(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()
     }
@@ -317,13 +261,13 @@ impl Deadline {
 }
 
 /// Converge one cluster as far as it can go on its own (everything but the mesh links).
-pub async fn converge_cluster(
-    shared: Arc<Shared>,
+async fn converge_cluster<A: Api>(
+    shared: Arc<Shared<A>>,
     name: String,
     cluster_objects: Vec<Value>,
     proxy: Option<Value>,
     sem: Arc<Semaphore>,
-) -> Outcome {
+) -> Outcome<A> {
     let _permit = sem.acquire_owned().await;
     let deadline = Deadline {
         start: Instant::now(),
@@ -345,13 +289,13 @@ pub async fn converge_cluster(
     }
 }
 
-async fn converge_inner(
-    shared: &Shared,
+async fn converge_inner<A: Api>(
+    shared: &Shared<A>,
     name: &str,
     cluster_objects: &[Value],
     proxy: Option<&Value>,
     deadline: &Deadline,
-) -> anyhow::Result<(Option<Endpoints>, Kube)> {
+) -> Result<(Option<Endpoints>, A), Error> {
     let p = &shared.progress;
     let mgmt = &shared.mgmt;
 
@@ -432,7 +376,11 @@ async fn converge_inner(
 /// The workload cluster's API, once its admin kubeconfig Secret exists and the API answers.
 /// The Secret is read again after every failed probe: it may be rewritten (a rotated
 /// certificate, an endpoint that moved), and a stale copy must not keep a cluster waiting.
-async fn workload_api(shared: &Shared, name: &str, deadline: &Deadline) -> anyhow::Result<Kube> {
+async fn workload_api<A: Api>(
+    shared: &Shared<A>,
+    name: &str,
+    deadline: &Deadline,
+) -> Result<A, Error> {
     let fleet = &shared.opts.fleet;
     let secret = objects::kubeconfig_secret(name);
     loop {
@@ -440,20 +388,21 @@ async fn workload_api(shared: &Shared, name: &str, deadline: &Deadline) -> anyho
             wait_or_fail(shared, name, deadline, "the control plane").await?;
             continue;
         };
-        let text = String::from_utf8(kubeconfig)
-            .map_err(|_| anyhow!("Secret `{fleet}/{secret}` key `value` is not text"))?;
-        let w = Kube::from_yaml(&text, &format!("Secret `{fleet}/{secret}`"))
-            .await?
-            .with_retry(Retry {
-                attempts: 2,
-                base_delay: Duration::from_millis(100),
-                max_delay: Duration::from_millis(500),
-            });
+        let w = workload::open(&shared.mgmt, fleet, name, &kubeconfig, workload::PROBE).await?;
         match w
             .get(&ObjectRef::new("v1", "Namespace", None, "kube-system"))
             .await
         {
-            Ok(_) => return Ok(w.with_retry(Retry::default())),
+            Ok(_) => {
+                return Ok(workload::open(
+                    &shared.mgmt,
+                    fleet,
+                    name,
+                    &kubeconfig,
+                    Retry::default(),
+                )
+                .await?);
+            }
             Err(e) if e.is_transient() || matches!(e, KubeError::NotServed { .. }) => {
                 wait_or_fail(shared, name, deadline, "the workload API").await?;
             }
@@ -462,18 +411,18 @@ async fn workload_api(shared: &Shared, name: &str, deadline: &Deadline) -> anyho
     }
 }
 
-async fn wait_or_fail(
-    shared: &Shared,
+async fn wait_or_fail<A>(
+    shared: &Shared<A>,
     name: &str,
     deadline: &Deadline,
     what: &str,
-) -> anyhow::Result<()> {
+) -> Result<(), Error> {
     let why = why_waiting(&shared.snap(), &shared.opts.fleet, name);
     if deadline.passed() {
         let secs = deadline.timeout.as_secs();
         return Err(match why {
-            Some(w) => anyhow!("stuck waiting for {what} after {secs}s: {w}"),
-            None => anyhow!("stuck waiting for {what} after {secs}s"),
+            Some(w) => Error::Other(format!("stuck waiting for {what} after {secs}s: {w}")),
+            None => Error::Other(format!("stuck waiting for {what} after {secs}s")),
         });
     }
     let msg = match &why {
@@ -487,15 +436,15 @@ async fn wait_or_fail(
 
 /// Record every cluster's peers' addresses in its proxy and wait until each cluster's Cilium
 /// reports its peers connected. Returns the problems found, by cluster.
-pub async fn connect_mesh(
-    shared: &Shared,
+async fn connect_mesh<A: Api>(
+    shared: &Shared<A>,
     rendered: &Rendered,
-    peers: &BTreeMap<String, Vec<String>>,
-    done: &[Outcome],
+    done: &[Outcome<A>],
     timeout: Duration,
-) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+) -> Result<BTreeMap<String, Vec<String>>, Error> {
     let p = &shared.progress;
-    let up: BTreeMap<&str, &Outcome> = done
+    let peers = &shared.opts.peers;
+    let up: BTreeMap<&str, &Outcome<A>> = done
         .iter()
         .filter(|o| o.failure.is_none())
         .map(|o| (o.cluster.as_str(), o))
@@ -527,7 +476,7 @@ pub async fn connect_mesh(
     let checks = meshfleet_mesh::check_mesh(
         &members,
         time::OffsetDateTime::now_utc(),
-        time::Duration::days(30),
+        meshfleet_mesh::EXPIRY_WARNING,
     );
     let fatal: Vec<_> = checks
         .iter()
@@ -536,7 +485,7 @@ pub async fn connect_mesh(
         .collect();
     for c in &checks {
         if c.severity() != meshfleet_mesh::Severity::Error && up.len() > 1 {
-            p.line(&format!("warning: {}", c.message()));
+            p.warn(&c.message());
         }
     }
     if !fatal.is_empty() && up.len() > 1 {
@@ -617,7 +566,7 @@ pub async fn connect_mesh(
 }
 
 /// Read the peer addresses already recorded in the fleet's proxies (for carrying over).
-pub async fn recorded_ips(mgmt: &Kube, rendered: &Rendered) -> BTreeMap<String, Vec<String>> {
+async fn recorded_ips<A: Api>(mgmt: &A, rendered: &Rendered) -> BTreeMap<String, Vec<String>> {
     let mut out = BTreeMap::new();
     for proxy in rendered
         .fleet_objects

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use meshfleet_kube::{Kube, KubeError};
+use meshfleet_kube::KubeError;
 use serde_json::Value;
 use tokio::sync::watch;
+
+use crate::api::Api;
 
 /// The label Cluster API puts on a workload cluster's kubeconfig Secret.
 const CAPI_CLUSTER_NAME: &str = "cluster.x-k8s.io/cluster-name";
@@ -35,8 +37,8 @@ fn by_name(items: Vec<Value>) -> BTreeMap<String, Value> {
         .collect()
 }
 
-async fn list_or_empty(
-    mgmt: &Kube,
+async fn list_or_empty<A: Api>(
+    mgmt: &A,
     api_version: &str,
     kind: &str,
     ns: &str,
@@ -48,13 +50,13 @@ async fn list_or_empty(
     }
 }
 
-async fn list_once(
-    mgmt: &Kube,
+async fn list_once<A: Api>(
+    mgmt: &A,
     ns: &str,
     control_plane_kinds: &[(String, String)],
 ) -> Result<Snapshot, KubeError> {
     let clusters =
-        by_name(list_or_empty(mgmt, super::objects::CAPI_VERSION, "Cluster", ns, "").await?);
+        by_name(list_or_empty(mgmt, crate::objects::CAPI_VERSION, "Cluster", ns, "").await?);
     let mut control_planes = BTreeMap::new();
     for (av, kind) in control_plane_kinds {
         control_planes.extend(by_name(list_or_empty(mgmt, av, kind, ns, "").await?));
@@ -89,8 +91,8 @@ async fn list_once(
 
 /// Start listing every `interval`; the receiver always holds the latest snapshot. A failed
 /// listing keeps the previous snapshot (the waits it feeds are bounded by their deadlines).
-pub fn spawn(
-    mgmt: Kube,
+pub fn spawn<A: Api>(
+    mgmt: A,
     namespace: String,
     control_plane_kinds: Vec<(String, String)>,
     interval: Duration,

@@ -1,8 +1,10 @@
 //! `meshfleet mesh …`: the mesh CA and its certificates on disk, the probe of a
-//! clustermesh-apiserver, and the mesh status of a running fleet (`lifecycle::meshstatus`).
+//! clustermesh-apiserver, and the mesh status of a running fleet ([`status`]).
 //!
 //! Private keys are written atomically with mode 0600 and never printed: stdout carries only the
 //! probe's report, stderr only paths, subjects, dates and fingerprints.
+
+mod status;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -15,7 +17,7 @@ use meshfleet_mesh::time::OffsetDateTime;
 use meshfleet_mesh::{Endpoint, ProbeOptions, ProbeReport, TlsMaterial};
 
 use crate::cli::{FleetArg, TableOrJson};
-use crate::cmd::lifecycle::parse_duration;
+use crate::cmd::common::parse_duration;
 use crate::ctx::{Ctx, Exit, Invalid};
 use crate::fsutil::write_atomic;
 use crate::output::{self, Table};
@@ -136,7 +138,7 @@ pub fn run(ctx: &Ctx, a: MeshArgs) -> anyhow::Result<Exit> {
         MeshCommand::Ca(CaCommand::Init(a)) => ca_init(ctx, a),
         MeshCommand::Ca(CaCommand::Issue(a)) => ca_issue(ctx, a),
         MeshCommand::Probe(a) => probe(ctx, a),
-        MeshCommand::Status(a) => crate::cmd::lifecycle::meshstatus::run(ctx, a),
+        MeshCommand::Status(a) => status::run(ctx, a),
     }
 }
 

@@ -3,14 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use meshfleet_kube::{Kube, status as kstatus};
+use meshfleet_kube::status as kstatus;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::engine::{cluster_ready, control_plane_ref};
-use super::mesh;
-use super::objects;
-use crate::output::Table;
+use crate::api::Api;
+use crate::up::{cluster_ready, control_plane_ref};
+use crate::{mesh, objects, workload};
 
 /// What status needs to know about one cluster of the fleet file.
 #[derive(Debug, Clone)]
@@ -98,8 +97,8 @@ pub struct FleetStatus {
 }
 
 /// Collect the status of every expected cluster, concurrently.
-pub async fn collect(
-    mgmt: &Kube,
+pub async fn collect<A: Api>(
+    mgmt: &A,
     fleet: &str,
     expected: &[Expected],
     mesh_on: bool,
@@ -145,7 +144,7 @@ pub async fn collect(
     }
 }
 
-async fn one(mgmt: &Kube, fleet: &str, e: &Expected, mesh_on: bool) -> ClusterStatus {
+async fn one<A: Api>(mgmt: &A, fleet: &str, e: &Expected, mesh_on: bool) -> ClusterStatus {
     let mut st = one_inner(mgmt, fleet, e, mesh_on).await;
     if e.orphan {
         st.problem = Some(
@@ -155,7 +154,7 @@ async fn one(mgmt: &Kube, fleet: &str, e: &Expected, mesh_on: bool) -> ClusterSt
     st
 }
 
-async fn one_inner(mgmt: &Kube, fleet: &str, e: &Expected, mesh_on: bool) -> ClusterStatus {
+async fn one_inner<A: Api>(mgmt: &A, fleet: &str, e: &Expected, mesh_on: bool) -> ClusterStatus {
     let mut st = ClusterStatus {
         name: e.name.clone(),
         provider: e.provider.clone(),
@@ -229,22 +228,10 @@ async fn one_inner(mgmt: &Kube, fleet: &str, e: &Expected, mesh_on: bool) -> Clu
     }
     st.conditions = conds;
 
-    let kc = match mgmt
-        .secret_value(fleet, &objects::kubeconfig_secret(&e.name), "value")
-        .await
-    {
-        Ok(Some(v)) => String::from_utf8_lossy(&v).into_owned(),
-        _ => return st,
-    };
-    let Ok(w) = Kube::from_yaml(&kc, &format!("the kubeconfig of `{}`", e.name)).await else {
+    // A glance must not hang on a cluster that does not answer: retry briefly, then say so.
+    let Ok(Some(w)) = workload::from_secret(mgmt, fleet, &e.name, workload::GLANCE).await else {
         return st;
     };
-    // A glance must not hang on a cluster that does not answer: retry briefly, then say so.
-    let w = w.with_retry(meshfleet_kube::Retry {
-        attempts: 3,
-        base_delay: std::time::Duration::from_millis(100),
-        max_delay: std::time::Duration::from_millis(500),
-    });
     match w.list("v1", "Node", None, "").await {
         Ok(nodes) => {
             let ready = nodes.iter().filter(|n| node_ready(n)).count() as u64;
@@ -286,57 +273,6 @@ async fn one_inner(mgmt: &Kube, fleet: &str, e: &Expected, mesh_on: bool) -> Clu
 
 fn node_ready(n: &Value) -> bool {
     kstatus::condition(&kstatus::conditions(n), "Ready").is_some_and(kstatus::Condition::is_true)
-}
-
-/// The table for people: problems first, one line each, then the details of each problem.
-pub fn table(s: &FleetStatus, mesh_on: bool, colour: bool) -> String {
-    let mut t = Table::new([
-        "CLUSTER", "PROVIDER", "REGION", "READY", "PHASE", "NODES", "MESH",
-    ]);
-    for c in &s.clusters {
-        let mesh = if !mesh_on {
-            "off".to_string()
-        } else if c.mesh.problems.is_empty() && !c.mesh.connected.is_empty() {
-            format!("{} peers", c.mesh.connected.len())
-        } else if c.mesh.problems.is_empty() {
-            "-".to_string()
-        } else {
-            format!(
-                "{} peers, {} problems",
-                c.mesh.connected.len(),
-                c.mesh.problems.len()
-            )
-        };
-        // Plain cells: escape codes would throw the column widths off.
-        let ready = if c.ready { "yes" } else { "no" }.to_string();
-        t.row([
-            c.name.clone(),
-            c.provider.clone(),
-            c.region.clone(),
-            ready,
-            c.phase.clone(),
-            format!("{}/{}", c.nodes.ready, c.nodes.total),
-            mesh,
-        ]);
-    }
-    let mut out = t.render(colour);
-    let troubled: Vec<_> = s
-        .clusters
-        .iter()
-        .filter(|c| c.problem.is_some() || !c.mesh.problems.is_empty())
-        .collect();
-    if !troubled.is_empty() {
-        out.push('\n');
-        for c in troubled {
-            if let Some(p) = &c.problem {
-                out.push_str(&format!("{}: {p}\n", c.name));
-            }
-            for p in &c.mesh.problems {
-                out.push_str(&format!("{}: mesh: {p}\n", c.name));
-            }
-        }
-    }
-    out
 }
 
 /// Expected clusters from the fleet file and plan.

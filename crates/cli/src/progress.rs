@@ -1,4 +1,5 @@
-//! Progress on stderr: a live line per cluster on a terminal, plain lines otherwise.
+//! Progress on stderr: a live line per cluster on a terminal, plain lines otherwise. The
+//! lifecycle engine reports [`Event`]s; this turns them into what people see.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -6,6 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use meshfleet_lifecycle::Event;
 
 /// Where progress goes.
 pub enum Progress {
@@ -95,6 +97,20 @@ impl Progress {
             }
             Self::Lines { .. } => eprintln!("{msg}"),
             Self::Quiet => {}
+        }
+    }
+
+    /// Show one engine event.
+    pub fn show(&self, e: &Event) {
+        match e {
+            Event::Step { cluster, message } => self.step(cluster, message),
+            Event::Finished {
+                cluster,
+                ok,
+                message,
+            } => self.finish(cluster, *ok, message),
+            Event::Warning(m) => self.line(&format!("warning: {m}")),
+            Event::Info(m) => self.line(m),
         }
     }
 

@@ -1,4 +1,5 @@
 //! Names, kinds and small JSON helpers shared by `up`, `status`, `down` and `kubeconfig`.
+//! Object names and labels come from `meshfleet-render`, which owns the object contract.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +26,14 @@ pub fn kubeconfig_secret(cluster: &str) -> String {
     format!("{cluster}-kubeconfig")
 }
 
+/// The management-cluster Secret that holds the fleet's IPsec keys.
+pub fn ipsec_keys_secret(fleet: &str) -> String {
+    format!("{fleet}-ipsec-keys")
+}
+
+/// The CAAPH API version meshfleet renders its HelmChartProxies in.
+pub const CAAPH_VERSION: &str = "addons.cluster.x-k8s.io/v1alpha1";
+
 /// The management-cluster Secret that holds the fleet's mesh CA.
 pub fn mesh_ca_secret(fleet: &str) -> String {
     format!("{fleet}-mesh-ca")
@@ -45,6 +54,17 @@ pub fn labels(obj: &Value) -> BTreeMap<String, String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The Cilium HelmChartProxy rendered for `cluster`.
+pub fn cilium_proxy<'r>(
+    rendered: &'r meshfleet_render::Rendered,
+    cluster: &str,
+) -> Option<&'r Value> {
+    rendered
+        .fleet_objects
+        .iter()
+        .find(|o| is_proxy(o) && proxy_cluster(o).as_deref() == Some(cluster))
 }
 
 /// The cluster a HelmChartProxy belongs to, from its `meshfleet.io/cluster` label.
@@ -104,7 +124,10 @@ pub fn proxy_peer_ips(proxy: &Value) -> BTreeMap<String, Vec<String>> {
 
 /// Write peers' addresses into a rendered proxy's values (`clustermesh.config.clusters.<peer>.ips`,
 /// map form); peers without known addresses keep what the renderer wrote.
-pub fn with_peer_ips(proxy: &Value, ips: &BTreeMap<String, Vec<String>>) -> anyhow::Result<Value> {
+pub fn with_peer_ips(
+    proxy: &Value,
+    ips: &BTreeMap<String, Vec<String>>,
+) -> Result<Value, crate::Error> {
     let mut proxy = proxy.clone();
     let Some(text) = proxy
         .pointer("/spec/valuesTemplate")
@@ -113,7 +136,7 @@ pub fn with_peer_ips(proxy: &Value, ips: &BTreeMap<String, Vec<String>>) -> anyh
         return Ok(proxy);
     };
     let mut values: Value = serde_saphyr::from_str(text)
-        .map_err(|e| anyhow::anyhow!("cannot read the rendered Cilium values: {e}"))?;
+        .map_err(|e| crate::Error::Other(format!("cannot read the rendered Cilium values: {e}")))?;
     if let Some(peers) = values
         .pointer_mut("/clustermesh/config/clusters")
         .and_then(Value::as_object_mut)
@@ -127,7 +150,7 @@ pub fn with_peer_ips(proxy: &Value, ips: &BTreeMap<String, Vec<String>>) -> anyh
         }
     }
     let text = serde_saphyr::to_string(&values)
-        .map_err(|e| anyhow::anyhow!("cannot write the Cilium values: {e}"))?;
+        .map_err(|e| crate::Error::Other(format!("cannot write the Cilium values: {e}")))?;
     if let Some(t) = proxy.pointer_mut("/spec/valuesTemplate") {
         *t = Value::String(text);
     }

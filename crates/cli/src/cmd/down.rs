@@ -1,0 +1,76 @@
+//! `meshfleet down`: delete the fleet's clusters (or one) in order, through the lifecycle
+//! engine, and say what went.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use meshfleet_lifecycle::down::{self, DownOptions};
+use meshfleet_lifecycle::{Event, Progress};
+
+use crate::cli::FleetArg;
+use crate::cmd::common::{self, parse_duration};
+use crate::ctx::{Ctx, Exit, Invalid};
+
+/// Arguments of `down`.
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    #[command(flatten)]
+    pub fleet: FleetArg,
+    /// Management cluster kubeconfig.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Delete only this cluster.
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// How long one cluster may take to be gone before it fails the run (e.g. 20m, 90s).
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// `meshfleet down`.
+pub fn run(ctx: &Ctx, a: DownArgs) -> anyhow::Result<Exit> {
+    let p = common::prepare(ctx, &a.fleet.file, false)?;
+    let fleet = &p.input.loaded.fleet;
+    if let Some(c) = &a.cluster
+        && !p.rendered.clusters.iter().any(|x| &x.name == c)
+    {
+        return Err(Invalid::new(format!(
+            "`--cluster {c}` is not a cluster of fleet `{}`\n  hint: one of {}",
+            fleet.metadata.name,
+            p.rendered
+                .clusters
+                .iter()
+                .map(|x| format!("`{}`", x.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let opts = DownOptions {
+        fleet: fleet.metadata.name.clone(),
+        cluster: a.cluster.clone(),
+        timeout: a.timeout,
+    };
+    let rt = common::runtime()?;
+    let report = rt.block_on(async {
+        let mgmt = common::connect(a.kubeconfig.as_deref()).await?;
+        let c = ctx.clone();
+        let progress = Arc::new(Progress::new(move |e: &Event| match e {
+            Event::Warning(m) => c.warn(m),
+            Event::Info(m)
+            | Event::Step { message: m, .. }
+            | Event::Finished { message: m, .. } => c.info(m),
+        }));
+        down::run(&mgmt, &p.rendered, &opts, progress)
+            .await
+            .map_err(common::engine_error)
+    })?;
+    for (name, e) in &report.failures {
+        ctx.error(&format!("cluster `{name}`: {e}"));
+    }
+    for e in &report.errors {
+        ctx.error(e);
+    }
+    Ok(if report.ok() { Exit::Ok } else { Exit::Failed })
+}

@@ -1,0 +1,191 @@
+//! `meshfleet up`: validate, plan, render in memory, then let the lifecycle engine converge the
+//! fleet on a management cluster — or on the embedded simulator with `--sim`, whose GCP project
+//! is prepared alongside as `gcp setup` would.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use meshfleet_lifecycle::{Progress, up};
+
+use crate::cli::FleetArg;
+use crate::cmd::common::{self, Prepared, parse_duration};
+use crate::cmd::status;
+use crate::ctx::{Ctx, Exit, Invalid};
+use crate::simproc;
+
+/// Arguments of `up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub fleet: FleetArg,
+    /// Management cluster kubeconfig (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, conflicts_with = "sim")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Start the embedded simulator (in-process) as the management cluster for this run. Its
+    /// state is kept in `.meshfleet/sim/<fleet>/` beside the fleet file, so a re-run resumes;
+    /// `MESHFLEET_SIM_SPEED=10` makes its simulated time ten times faster.
+    #[arg(long)]
+    pub sim: bool,
+    /// How long one cluster may take before it fails the run (e.g. 20m, 90s).
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// How many clusters converge at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+}
+
+/// `meshfleet up`.
+pub fn run(ctx: &Ctx, a: UpArgs) -> anyhow::Result<Exit> {
+    if a.concurrency == 0 {
+        return Err(Invalid::new(
+            "`--concurrency` is `0`: nothing could converge\n  hint: use `--concurrency 1` or more",
+        ));
+    }
+    let speed = if a.sim { simproc::speed()? } else { 1.0 };
+    let p = common::prepare(ctx, &a.fleet.file, true)?;
+    let rt = common::runtime()?;
+    rt.block_on(async {
+        let sim = if a.sim {
+            let fleet = &p.input.loaded.fleet;
+            let dir = simproc::sim_dir(&p.input.path, &fleet.metadata.name);
+            let egress = simproc::egress_ip(&fleet.spec.management.egress_cidrs)?;
+            let (sim, kc) = simproc::start(&dir, egress, speed).await?;
+            ctx.info(&format!(
+                "simulator: management cluster at https://{} (egress {egress}), kubeconfig {}, state {} (kept: a re-run resumes from it)",
+                sim.addr(),
+                kc.display(),
+                dir.join("state").display()
+            ));
+            Some((sim, kc, dir))
+        } else {
+            None
+        };
+        let prereq = match &sim {
+            Some(_) => meshfleet_render::gcp_prerequisites(&p.input.loaded.fleet, &p.plan)
+                .map_err(|e| Invalid::new(e.to_string()))?,
+            None => None,
+        };
+        // The simulated project is prepared alongside the apply, as CAPG on a real project
+        // waits for a network that is still being made: the infrastructure waits overlap.
+        let cloud = async {
+            let (Some((sim, _, dir)), Some(prereq)) = (&sim, &prereq) else {
+                return std::future::pending::<anyhow::Error>().await;
+            };
+            let started = Instant::now();
+            match simproc::gcp_setup(sim, dir, prereq).await {
+                Ok(changed) => {
+                    ctx.info(&format!(
+                        "simulator: GCP project `{}` prepared as `meshfleet gcp setup` would ({changed} changes, {:.1}s; Google APIs at {})",
+                        prereq.project,
+                        started.elapsed().as_secs_f64(),
+                        sim.gcp_url()
+                    ));
+                    std::future::pending::<anyhow::Error>().await
+                }
+                Err(e) => e,
+            }
+        };
+        let kubeconfig = sim.as_ref().map(|(_, k, _)| k.clone()).or(a.kubeconfig.clone());
+        // Ctrl-C stops at once: every step is a convergent apply, so a re-run picks up here.
+        // The simulator (when embedded) is still shut down cleanly so its state is saved.
+        let result = tokio::select! {
+            r = converge(ctx, &a, &p, kubeconfig.as_deref()) => r,
+            e = cloud => Err(e),
+            _ = tokio::signal::ctrl_c() => {
+                ctx.error("interrupted\n  hint: run `meshfleet up` again: it converges from where this run stopped");
+                Ok(Exit::Failed)
+            }
+        };
+        if let Some((sim, _, dir)) = sim {
+            if let Err(e) = sim.shutdown().await {
+                ctx.warn(&format!("the simulator did not stop cleanly: {e}"));
+            }
+            ctx.info(&format!(
+                "simulator stopped (state kept); to reach it again: `meshfleet sim serve --state {} --kubeconfig {}`, then e.g. `meshfleet status --kubeconfig {}` in another terminal",
+                dir.join("state").display(),
+                dir.join("kubeconfig").display(),
+                dir.join("kubeconfig").display()
+            ));
+        }
+        result
+    })
+}
+
+/// The options the engine needs, from the fleet file and the plan.
+pub fn options(p: &Prepared, timeout: Duration, concurrency: usize) -> up::UpOptions {
+    let fleet = &p.input.loaded.fleet;
+    let mut labels = fleet.metadata.labels.clone();
+    labels.insert(
+        meshfleet_render::FLEET_LABEL.to_string(),
+        fleet.metadata.name.clone(),
+    );
+    up::UpOptions {
+        fleet: fleet.metadata.name.clone(),
+        timeout,
+        concurrency,
+        mesh: fleet.spec.mesh.enabled,
+        ipsec: fleet.spec.mesh.encryption == meshfleet_spec::Encryption::Ipsec,
+        labels,
+        mesh_ids: p
+            .plan
+            .clusters
+            .iter()
+            .map(|c| (c.name.clone(), u32::from(c.mesh_id)))
+            .collect(),
+        max_connected: u32::from(fleet.spec.mesh.max_connected_clusters),
+        peers: p.plan.mesh_peers.clone(),
+    }
+}
+
+async fn converge(
+    ctx: &Ctx,
+    a: &UpArgs,
+    p: &Prepared,
+    kubeconfig: Option<&Path>,
+) -> anyhow::Result<Exit> {
+    let started = Instant::now();
+    let fleet = &p.input.loaded.fleet;
+    let mgmt = common::connect(kubeconfig).await?;
+    let names: Vec<String> = p.rendered.clusters.iter().map(|c| c.name.clone()).collect();
+    let display = Arc::new(crate::progress::Progress::new(ctx.quiet, &names));
+    let sink = display.clone();
+    let progress = Arc::new(Progress::new(move |e| sink.show(e)));
+    let opts = options(p, a.timeout, a.concurrency);
+    let mesh_on = opts.mesh;
+    let report = match up::run(&mgmt, &p.rendered, opts, progress).await {
+        Ok(r) => r,
+        Err(e @ meshfleet_lifecycle::Error::ProvidersMissing { .. }) => {
+            display.clear();
+            ctx.error(&e.to_string());
+            return Ok(Exit::Failed);
+        }
+        Err(e) => {
+            display.clear();
+            return Err(common::engine_error(e));
+        }
+    };
+    display.clear();
+
+    let expected = meshfleet_lifecycle::status::expected(fleet, &p.plan.mesh_peers);
+    let st =
+        meshfleet_lifecycle::status::collect(&mgmt, &fleet.metadata.name, &expected, mesh_on).await;
+    print!("{}", status::table(&st, mesh_on, ctx.colour_out));
+
+    for (c, f) in &report.failures {
+        ctx.error(&format!("cluster `{c}`: {f}"));
+    }
+    for (c, ps) in &report.mesh_problems {
+        for p in ps {
+            ctx.error(&format!("mesh `{c}`: {p}"));
+        }
+    }
+    let ok = report.ok();
+    ctx.info(&format!(
+        "{} in {:.1}s",
+        if ok { "converged" } else { "failed" },
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(if ok { Exit::Ok } else { Exit::Failed })
+}
