@@ -93,21 +93,16 @@ async fn converges_every_cluster_with_the_mesh_ca_before_cilium() {
         let w = mgmt.w();
         for c in ["a", "b", "c"] {
             // Each cluster's objects, then the CA into its workload cluster, then Cilium.
-        let cluster = w.positions("mgmt", "apply", &format!("Cluster/{c}"))[0];
-        let ca = w.positions(c, "apply", "Secret/cilium-ca")[0];
-        let cilium = w.positions(
-            "mgmt",
-            "apply",
-            &format!("HelmChartProxy/{}", meshfleet_render::proxy_name(c)),
-        )[0];
-        assert!(cluster < ca && ca < cilium, "{c}: {cluster} {ca} {cilium}");
+            let cluster = w.positions("mgmt", "apply", &format!("Cluster/{c}"))[0];
+            let ca = w.positions(c, "apply", "Secret/cilium-ca")[0];
+            let proxy = format!("HelmChartProxy/{}", meshfleet_render::proxy_name(c));
+            let cilium = w.positions("mgmt", "apply", &proxy)[0];
+            assert!(cluster < ca && ca < cilium, "{c}: {cluster} {ca} {cilium}");
+        }
+        // The fleet's CA is made once and the same certificate goes everywhere.
+        let created = w.positions("mgmt", "create", "Secret/acme-mesh-ca");
+        assert_eq!(created.len(), 1);
     }
-    // The fleet's CA is made once and the same certificate goes everywhere.
-    assert_eq!(
-        w.positions("mgmt", "create", "Secret/acme-mesh-ca").len(),
-        1
-    );
-    drop(w);
     let mut certs = Vec::new();
     for c in ["a", "b", "c"] {
         let wl = mgmt
