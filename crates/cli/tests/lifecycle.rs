@@ -751,36 +751,7 @@ fn timed_up(n: usize, speed: &str) -> Duration {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("fleet.yaml"), fleet_of(n)).unwrap();
-    let kubeconfig = d.join("mgmt.kubeconfig");
-    let log = std::fs::File::create(d.join("sim.log")).unwrap();
-    let child = Command::new(BIN)
-        .args([
-            "sim",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--egress-ip",
-            "203.0.113.10",
-            "--speed",
-            speed,
-            "--kubeconfig",
-        ])
-        .arg(&kubeconfig)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let sim = Sim {
-        child,
-        kubeconfig,
-        dir: d.to_path_buf(),
-    };
-    let start = Instant::now();
-    while !sim.kubeconfig.exists() {
-        assert!(start.elapsed() < Duration::from_secs(30));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(50));
+    let sim = Sim::spawn_unvalidated(d, speed, &["--egress-ip", "203.0.113.10"]);
     // The cloud prerequisites are made before, as `gcp setup` is run before `up`.
     sim.gcp_setup();
     let start = Instant::now();

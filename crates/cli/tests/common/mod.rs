@@ -54,6 +54,15 @@ impl Sim {
 
     /// Start a simulator without touching its GCP project.
     pub fn spawn(dir: &Path, speed: &str, extra: &[&str]) -> Self {
+        Self::spawn_with(dir, speed, extra, true)
+    }
+
+    /// [`Sim::spawn`] without `--crds`: the benchmarks measure `up`, not schema validation.
+    pub fn spawn_unvalidated(dir: &Path, speed: &str, extra: &[&str]) -> Self {
+        Self::spawn_with(dir, speed, extra, false)
+    }
+
+    fn spawn_with(dir: &Path, speed: &str, extra: &[&str], crds: bool) -> Self {
         let kubeconfig = dir.join("mgmt.kubeconfig");
         let _ = std::fs::remove_file(&kubeconfig);
         let log = std::fs::File::create(dir.join("sim.log")).unwrap();
@@ -61,7 +70,7 @@ impl Sim {
             .args(["sim", "serve", "--listen", "127.0.0.1:0", "--kubeconfig"])
             .arg(&kubeconfig)
             .args(["--speed", speed])
-            .args(crds_args())
+            .args(if crds { crds_args() } else { Vec::new() })
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

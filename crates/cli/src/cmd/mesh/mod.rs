@@ -16,7 +16,7 @@ use meshfleet_mesh::pki::{self, CaMaterial, CertKind, CertRequest, PkiError};
 use meshfleet_mesh::time::OffsetDateTime;
 use meshfleet_mesh::{Endpoint, ProbeOptions, ProbeReport, TlsMaterial};
 
-use crate::cli::{FleetArg, TableOrJson};
+use crate::cli::TableOrJson;
 use crate::cmd::common::parse_duration;
 use crate::ctx::{Ctx, Exit, Invalid};
 use crate::fsutil::write_atomic;
@@ -38,7 +38,7 @@ pub enum MeshCommand {
     /// Dial a clustermesh-apiserver with mutual TLS and read its cluster configuration.
     Probe(ProbeArgs),
     /// Show the mesh of a running fleet (needs a management cluster).
-    Status(MeshStatusArgs),
+    Status(status::MeshStatusArgs),
 }
 
 /// `mesh ca` subcommands.
@@ -114,22 +114,6 @@ pub struct ProbeArgs {
     /// Bound on each step: connect, TLS handshake, read (e.g. 10s, 1m).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
-}
-
-/// Arguments of `mesh status`.
-#[derive(Debug, Args)]
-pub struct MeshStatusArgs {
-    #[command(flatten)]
-    pub fleet: FleetArg,
-    /// Management cluster kubeconfig (default: $KUBECONFIG, then ~/.kube/config).
-    #[arg(long, conflicts_with = "sim")]
-    pub kubeconfig: Option<PathBuf>,
-    /// Serve the simulator state kept by `up --sim` (`.meshfleet/sim/<fleet>/`) for this run.
-    #[arg(long)]
-    pub sim: bool,
-    /// Output format.
-    #[arg(short, long, value_enum, default_value_t)]
-    pub output: TableOrJson,
 }
 
 /// Run a mesh subcommand.

@@ -1,18 +1,34 @@
 //! `meshfleet mesh status`: collect the mesh of a running fleet and judge it against the plan
 //! (both in `meshfleet_lifecycle::meshstatus`), then print the report.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use clap::Args;
 use meshfleet_kube::Kube;
 use meshfleet_lifecycle::meshstatus::{self, MeshReport, Planned, Problem, Severity};
 use meshfleet_mesh::time::OffsetDateTime;
 
-use super::MeshStatusArgs;
-use crate::cli::TableOrJson;
+use crate::cli::{FleetArg, TableOrJson};
 use crate::cmd::common;
 use crate::ctx::{Ctx, Exit, Invalid};
 use crate::output::Table;
 use crate::simproc;
+
+/// Arguments of `mesh status`.
+#[derive(Debug, Args)]
+pub struct MeshStatusArgs {
+    #[command(flatten)]
+    pub fleet: FleetArg,
+    /// Management cluster kubeconfig (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, conflicts_with = "sim")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Serve the simulator state kept by `up --sim` (`.meshfleet/sim/<fleet>/`) for this run.
+    #[arg(long)]
+    pub sim: bool,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: TableOrJson,
+}
 
 /// `meshfleet mesh status`.
 pub(super) fn run(ctx: &Ctx, a: MeshStatusArgs) -> anyhow::Result<Exit> {
