@@ -1,5 +1,5 @@
 //! `meshfleet render`: validate, plan, render every manifest in memory, then write the layout
-//! of DESIGN.md §4 into `--out DIR`.
+//! of docs/ARCHITECTURE.md §5 into `--out DIR`.
 //!
 //! The directory is meshfleet's only if it carries the marker file (`.meshfleet-render`), which
 //! also lists every file the last render wrote. Re-rendering into a marked directory is always
