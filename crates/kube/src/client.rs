@@ -255,9 +255,16 @@ impl Kube {
     /// Server-side apply `obj` as [`FIELD_MANAGER`], never forcing: fields owned by another
     /// manager come back as [`KubeError::Conflict`]. Returns the object as the server stored it.
     pub async fn apply(&self, obj: &Value) -> Result<Value, KubeError> {
+        self.apply_as(obj, FIELD_MANAGER).await
+    }
+
+    /// Server-side apply `obj` as field manager `manager`: a partial object (say, one label)
+    /// applied under its own manager is merged with what other managers own, and a later apply
+    /// of the full object by [`FIELD_MANAGER`] leaves it alone.
+    pub async fn apply_as(&self, obj: &Value, manager: &str) -> Result<Value, KubeError> {
         let r = ObjectRef::of(obj)?;
         let api = self.api(&r).await?;
-        let pp = PatchParams::apply(FIELD_MANAGER);
+        let pp = PatchParams::apply(manager);
         let patch = Patch::Apply(obj);
         let out = self.retry.run(|| api.patch(&r.name, &pp, &patch)).await;
         match out {

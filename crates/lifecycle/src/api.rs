@@ -20,7 +20,17 @@ pub trait Api: Clone + Send + Sync + 'static {
     fn server(&self) -> &str;
 
     /// Server-side apply `obj` (meshfleet's field manager), returning the stored object.
-    fn apply(&self, obj: &Value) -> impl Future<Output = Result<Value, KubeError>> + Send;
+    fn apply(&self, obj: &Value) -> impl Future<Output = Result<Value, KubeError>> + Send {
+        self.apply_as(obj, meshfleet_kube::FIELD_MANAGER)
+    }
+
+    /// Server-side apply `obj` as field manager `manager` (for a part of an object another step
+    /// owns, such as one label), returning the stored object.
+    fn apply_as(
+        &self,
+        obj: &Value,
+        manager: &str,
+    ) -> impl Future<Output = Result<Value, KubeError>> + Send;
 
     /// Create `obj` unless an object of that name exists; returns the stored object and whether
     /// this call created it (a racing writer's object wins).
@@ -127,8 +137,8 @@ impl Api for Kube {
         Kube::server(self)
     }
 
-    async fn apply(&self, obj: &Value) -> Result<Value, KubeError> {
-        Kube::apply(self, obj).await
+    async fn apply_as(&self, obj: &Value, manager: &str) -> Result<Value, KubeError> {
+        Kube::apply_as(self, obj, manager).await
     }
 
     async fn create_if_absent(&self, obj: &Value) -> Result<(Value, bool), KubeError> {

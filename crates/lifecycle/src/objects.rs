@@ -56,6 +56,27 @@ pub fn labels(obj: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// The label `up` puts on a Cluster once the mesh CA is in its workload cluster; Cilium's
+/// HelmChartProxy selects only Clusters that carry it.
+pub const MESH_CA_LABEL: &str = "meshfleet.io/mesh-ca";
+/// Its value.
+pub const MESH_CA_DELIVERED: &str = "delivered";
+/// The field manager that owns that label (not meshfleet's own, whose full applies would drop it).
+pub const MESH_CA_MANAGER: &str = "meshfleet-mesh-ca";
+
+/// The partial Cluster that sets [`MESH_CA_LABEL`].
+pub fn mesh_ca_label_patch(fleet: &str, cluster: &str) -> Value {
+    json!({
+        "apiVersion": CAPI_VERSION,
+        "kind": "Cluster",
+        "metadata": {
+            "name": cluster,
+            "namespace": fleet,
+            "labels": {MESH_CA_LABEL: MESH_CA_DELIVERED},
+        },
+    })
+}
+
 /// The Cilium HelmChartProxy rendered for `cluster`.
 pub fn cilium_proxy<'r>(
     rendered: &'r meshfleet_render::Rendered,

@@ -330,6 +330,17 @@ async fn converge_inner<A: Api>(
             }
         }
     }
+    // Cilium's proxy selects only Clusters labelled as holding the mesh CA, so CAAPH cannot
+    // install before the CA is there, however the proxy was applied (render's held-back
+    // install). The label is applied under its own field manager: re-applying the rendered
+    // Cluster leaves it alone.
+    if !shared.secrets.is_empty() {
+        mgmt.apply_as(
+            &objects::mesh_ca_label_patch(&shared.opts.fleet, name),
+            objects::MESH_CA_MANAGER,
+        )
+        .await?;
+    }
     if let Some(proxy) = proxy {
         p.step(name, "installing Cilium");
         mgmt.apply(&objects::with_peer_ips(proxy, &shared.known_ips)?)

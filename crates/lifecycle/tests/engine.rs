@@ -97,7 +97,12 @@ async fn converges_every_cluster_with_the_mesh_ca_before_cilium() {
             let ca = w.positions(c, "apply", "Secret/cilium-ca")[0];
             let proxy = format!("HelmChartProxy/{}", meshfleet_render::proxy_name(c));
             let cilium = w.positions("mgmt", "apply", &proxy)[0];
-            assert!(cluster < ca && ca < cilium, "{c}: {cluster} {ca} {cilium}");
+            // The Cluster is applied twice: rendered, then labelled once its CA is there.
+            let label = w.positions("mgmt", "apply", &format!("Cluster/{c}"))[1];
+            assert!(
+                cluster < ca && ca < label && label < cilium,
+                "{c}: {cluster} {ca} {label} {cilium}"
+            );
         }
         // The fleet's CA is made once and the same certificate goes everywhere.
         let created = w.positions("mgmt", "create", "Secret/acme-mesh-ca");
@@ -171,6 +176,20 @@ async fn a_second_run_creates_nothing_and_writes_the_same_objects() {
         );
     }
     let after = mgmt.get(&proxy).await.unwrap().unwrap();
+    let cluster = mgmt
+        .get(&ObjectRef::new(
+            "cluster.x-k8s.io/v1beta2",
+            "Cluster",
+            Some("acme"),
+            "a",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        cluster["metadata"]["labels"]["meshfleet.io/mesh-ca"], "delivered",
+        "re-applying the rendered Cluster keeps the mesh-CA label"
+    );
     assert_eq!(
         before["spec"]["valuesTemplate"], after["spec"]["valuesTemplate"],
         "the peers' addresses are carried over"

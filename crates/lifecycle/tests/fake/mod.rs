@@ -234,19 +234,40 @@ impl Api for Fake {
         &self.server
     }
 
-    async fn apply(&self, obj: &Value) -> Result<Value, KubeError> {
+    async fn apply_as(&self, obj: &Value, manager: &str) -> Result<Value, KubeError> {
         if let Some(e) = self.refused(obj) {
             return Err(e);
         }
         let r = ObjectRef::of(obj)?;
         self.record("apply", &r);
         let mut w = self.w();
-        // Keep what controllers wrote (status) across applies, as server-side apply does.
-        let mut stored = obj.clone();
-        if let Some(old) = w.get(&self.server, &r)
-            && let Some(st) = old.get("status")
-        {
-            stored["status"] = st.clone();
+        let old = w.get(&self.server, &r);
+        // Another manager's partial apply only adds its labels; meshfleet's own apply replaces
+        // its fields but keeps what controllers (status) and other managers (labels) wrote, as
+        // server-side apply does.
+        let mut stored = match (&old, manager == meshfleet_kube::FIELD_MANAGER) {
+            (Some(old), false) => {
+                let mut o = old.clone();
+                if let Some(l) = obj.pointer("/metadata/labels").and_then(Value::as_object) {
+                    for (k, v) in l {
+                        o["metadata"]["labels"][k] = v.clone();
+                    }
+                }
+                o
+            }
+            _ => obj.clone(),
+        };
+        if let Some(old) = &old {
+            if let Some(st) = old.get("status") {
+                stored["status"] = st.clone();
+            }
+            if let Some(l) = old.pointer("/metadata/labels").and_then(Value::as_object) {
+                for (k, v) in l {
+                    if stored["metadata"]["labels"].get(k).is_none() {
+                        stored["metadata"]["labels"][k] = v.clone();
+                    }
+                }
+            }
         }
         let stored = w.put(&self.server, stored);
         if self.server == "mgmt" {
