@@ -15,7 +15,7 @@ use crate::meta::{self, CLUSTER_LABEL, FLEET_LABEL, Object};
 use crate::yaml::{self, Emitted};
 use crate::{Ctx, RenderError};
 
-pub const API_VERSION: &str = "infrastructure.cluster.x-k8s.io/v1beta2";
+pub const API_VERSION: &str = crate::api::CAPA_V1BETA2;
 
 /// Sidero Labs' AWS account, owner of the public Talos AMIs.
 pub const TALOS_AMI_OWNER: &str = "540036508848";
@@ -123,7 +123,10 @@ struct AwsMachineTemplateResource {
 struct AwsMachineSpec {
     instance_type: String,
     iam_instance_profile: &'static str,
-    ssh_key_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ssh_key_name: Option<String>,
+    #[serde(rename = "publicIP", skip_serializing_if = "Option::is_none")]
+    public_ip: Option<bool>,
     image_lookup_org: &'static str,
     image_lookup_format: String,
     root_volume: RootVolume,
@@ -288,8 +291,12 @@ impl<'a> Infra<'a> {
         Self { provider }
     }
 
-    /// CAPA falls back to a key pair called `default` when the field is absent; an empty
-    /// string means "no key pair", which is what Talos (no SSH) wants.
+    /// The AWSCluster's key pair. CAPA takes the AWSMachine's `sshKeyName`, else the
+    /// AWSCluster's, else a key pair called `default`, and an empty string means none
+    /// (`pkg/cloud/services/ec2/instances.go`@v2.11.1, `CreateInstance`). A key pair that does
+    /// not exist in the region fails RunInstances (`InvalidKeyPair.NotFound`), and Talos has no
+    /// SSH, so without `providers.aws.sshKeyName` the cluster says "none" and the machine
+    /// templates say nothing (they inherit the cluster's).
     fn ssh_key(&self) -> String {
         self.provider.ssh_key_name.clone().unwrap_or_default()
     }
@@ -300,10 +307,10 @@ impl InfraTrait for Infra<'_> {
         API_VERSION
     }
     fn cluster_kind(&self) -> &'static str {
-        "AWSCluster"
+        crate::api::AWS_CLUSTER
     }
     fn template_kind(&self) -> &'static str {
-        "AWSMachineTemplate"
+        crate::api::AWS_MACHINE_TEMPLATE
     }
 
     fn cluster(&self, ctx: &Ctx<'_>) -> Result<Emitted, RenderError> {
@@ -311,7 +318,7 @@ impl InfraTrait for Infra<'_> {
         let (cp_rules, node_rules) = plan_rules(&ctx.rules);
         let obj = Object {
             api_version: API_VERSION,
-            kind: "AWSCluster",
+            kind: crate::api::AWS_CLUSTER,
             metadata: meta::cluster_meta(ctx, name.clone()),
             spec: AwsClusterSpec {
                 region: ctx.cluster.region.clone(),
@@ -356,7 +363,15 @@ impl InfraTrait for Infra<'_> {
                         MachineRole::ControlPlane => CONTROL_PLANE_PROFILE,
                         MachineRole::Worker => NODES_PROFILE,
                     },
-                    ssh_key_name: self.ssh_key(),
+                    ssh_key_name: self.provider.ssh_key_name.clone(),
+                    // Control-plane machines need an address the management cluster can dial
+                    // on 50000. With `publicIP` CAPA launches into a public subnet of the
+                    // machine's failure domain (`FilterPublic().FilterByZone`, `findSubnet`,
+                    // `pkg/cloud/services/ec2/instances.go`@v2.11.1), which the AWSCluster
+                    // provides in every zone (see `subnets`).
+                    public_ip: (role == MachineRole::ControlPlane
+                        && crate::management_is_public(ctx.fleet))
+                    .then_some(true),
                     image_lookup_org: TALOS_AMI_OWNER,
                     // A literal name: CAPA treats the format as a template, and the exact
                     // AMI name pins the Talos release per region.
@@ -378,7 +393,7 @@ impl InfraTrait for Infra<'_> {
         let name = meta::content_name(base, &spec);
         let obj = Object {
             api_version: API_VERSION,
-            kind: "AWSMachineTemplate",
+            kind: crate::api::AWS_MACHINE_TEMPLATE,
             metadata: meta::cluster_meta(ctx, name.clone()),
             spec,
         };

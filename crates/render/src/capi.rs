@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::meta::{self, ContractRef, Object};
+use crate::meta::{self, ContractRef, Object, POOL_LABEL};
 use crate::talos::{self, Patches};
 use crate::yaml::{self, Emitted};
-use crate::{Ctx, RenderError};
+use crate::{Ctx, RenderError, api};
 
-pub const API_VERSION: &str = "cluster.x-k8s.io/v1beta2";
-pub const INFRA_GROUP: &str = "infrastructure.cluster.x-k8s.io";
+pub const API_VERSION: &str = api::CAPI_V1BETA2;
+pub const INFRA_GROUP: &str = api::INFRA_GROUP;
 
 /// CAPI's own label naming a Machine's cluster.
 const CLUSTER_NAME_LABEL: &str = "cluster.x-k8s.io/cluster-name";
@@ -53,10 +53,50 @@ pub fn control_plane_name(cluster: &str) -> String {
     format!("{cluster}-control-plane")
 }
 
-/// Name of a worker pool's MachineDeployment and MachineHealthCheck (its templates add a digest). The `workers-` infix keeps it distinct from the control plane whatever
-/// the pool is called.
+/// Name of a worker pool's MachineHealthCheck and the base of its templates' names (which add
+/// a digest). The `workers-` infix keeps it distinct from the control plane whatever the pool
+/// is called.
 pub fn pool_name(cluster: &str, pool: &str) -> String {
     format!("{cluster}-workers-{pool}")
+}
+
+/// Name of a pool's MachineDeployment in one zone: the pool name and the zone's suffix after
+/// the region (`europe-west1-b` → `b`, `eu-west-1a` → `a`), so names stay short (the name is
+/// also the value of the 63-character `cluster.x-k8s.io/deployment-name` label) and stable.
+pub fn deployment_name(cluster: &str, pool: &str, region: &str, zone: &str) -> String {
+    let suffix = zone
+        .strip_prefix(region)
+        .map(|s| s.trim_start_matches('-'))
+        .filter(|s| !s.is_empty())
+        .unwrap_or(zone);
+    format!("{}-{suffix}", pool_name(cluster, pool))
+}
+
+/// `replicas` spread over `zones` zones: as even as possible, the first zones taking the
+/// remainder, so adding a replica adds it to the next zone in fleet-file order.
+pub fn split_replicas(replicas: u32, zones: usize) -> Vec<u32> {
+    let Ok(n) = u32::try_from(zones.max(1)) else {
+        return vec![replicas];
+    };
+    (0..n)
+        .map(|i| replicas / n + u32::from(i < replicas % n))
+        .collect()
+}
+
+/// How many unhealthy machines a pool's MachineHealthCheck may remediate at once, or `None`
+/// for no MachineHealthCheck.
+///
+/// Cluster API scales a percentage against the expected machines rounding *down*
+/// (`getMaxUnhealthy`: `intstr.GetScaledValueFromIntOrPercent(..., false)`,
+/// cluster-api:`core/reconcilers/machinehealthcheck/machinehealthcheck_controller.go`@v1.14.0)
+/// and short-circuits when more machines are unhealthy than that, so `40%` of 2 is 0 and never
+/// remediates. An integer of 40% rounded down but at least 1 keeps the intent (stop when many
+/// fail at once: an outage, where replacing machines makes it worse) and always allows one.
+/// A pool of one machine gets none: with one machine a broken machine and a broken cluster
+/// (no CNI, no cloud controller: every node unhealthy) look the same, and remediating the
+/// latter would replace the only worker in a loop.
+pub fn max_unhealthy(replicas: u32) -> Option<u32> {
+    (replicas >= 2).then(|| (replicas * 2 / 5).max(1))
 }
 
 #[derive(Serialize)]
@@ -115,6 +155,8 @@ struct MachineSpec {
     version: String,
     bootstrap: Bootstrap,
     infrastructure_ref: ContractRef,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure_domain: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -157,7 +199,7 @@ struct Remediation {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct TriggerIf {
-    unhealthy_less_than_or_equal_to: &'static str,
+    unhealthy_less_than_or_equal_to: u32,
 }
 
 /// Every Cluster API object of one cluster, in apply order: Cluster, infrastructure cluster,
@@ -176,7 +218,7 @@ pub fn cluster_objects(
 
     let cluster = Object {
         api_version: API_VERSION,
-        kind: "Cluster",
+        kind: api::CLUSTER,
         metadata: {
             // The user's cluster labels go on the Cluster only; meshfleet's labels win.
             let mut m = meta::cluster_meta(ctx, name.clone());
@@ -195,8 +237,8 @@ pub fn cluster_objects(
                 },
             },
             control_plane_ref: ContractRef {
-                api_group: talos::CONTROL_PLANE_GROUP,
-                kind: "TalosControlPlane",
+                api_group: api::CONTROL_PLANE_GROUP,
+                kind: api::TALOS_CONTROL_PLANE,
                 name: cp_name.clone(),
             },
             infrastructure_ref: ContractRef {
@@ -206,7 +248,7 @@ pub fn cluster_objects(
             },
         },
     };
-    out.push(yaml::emit(&cluster, "Cluster")?);
+    out.push(yaml::emit(&cluster, api::CLUSTER)?);
     out.push(infra.cluster(ctx)?);
 
     let cp = &ctx.cluster.control_plane;
@@ -220,7 +262,7 @@ pub fn cluster_objects(
     out.push(cp_template);
     out.push(yaml::emit(
         &talos::control_plane(ctx, &cp_name, &cp_template_name, infra, patches),
-        "TalosControlPlane",
+        api::TALOS_CONTROL_PLANE,
     )?);
 
     for pool in &ctx.cluster.worker_pools {
@@ -234,52 +276,78 @@ pub fn cluster_objects(
         )?;
         out.push(template);
         let (config, config_name) = talos::config_template(ctx, &pname, patches);
-        out.push(yaml::emit(&config, "TalosConfigTemplate")?);
+        out.push(yaml::emit(&config, api::TALOS_CONFIG_TEMPLATE)?);
 
-        let mut selector = BTreeMap::new();
-        selector.insert(CLUSTER_NAME_LABEL.to_owned(), name.clone());
-        selector.insert(DEPLOYMENT_NAME_LABEL.to_owned(), pname.clone());
-        let mut template_labels = meta::cluster_labels(ctx);
-        template_labels.extend(selector.clone());
-
-        let md = Object {
-            api_version: API_VERSION,
-            kind: "MachineDeployment",
-            metadata: meta::cluster_meta(ctx, pname.clone()),
-            spec: MachineDeploymentSpec {
-                cluster_name: name.clone(),
-                replicas: pool.replicas,
-                selector: LabelSelector {
-                    match_labels: selector.clone(),
-                },
-                template: MachineTemplateSpec {
-                    metadata: TemplateMeta {
-                        labels: template_labels,
-                    },
-                    spec: MachineSpec {
-                        cluster_name: name.clone(),
-                        version: ctx.fleet.spec.versions.kubernetes.clone(),
-                        bootstrap: Bootstrap {
-                            config_ref: ContractRef {
-                                api_group: talos::BOOTSTRAP_GROUP,
-                                kind: "TalosConfigTemplate",
-                                name: config_name,
-                            },
-                        },
-                        infrastructure_ref: ContractRef {
-                            api_group: INFRA_GROUP,
-                            kind: infra.template_kind(),
-                            name: template_name,
-                        },
-                    },
-                },
-            },
+        // One MachineDeployment per zone: without `failureDomain` CAPG puts every machine in
+        // the first zone (`cloud/scope/machine.go`@v1.12.0) and CAPA in the first private
+        // subnet (`pkg/cloud/services/ec2/instances.go`@v2.11.1, `findSubnet`).
+        let zones: Vec<Option<&String>> = if ctx.cluster.zones.is_empty() {
+            vec![None]
+        } else {
+            ctx.cluster.zones.iter().map(Some).collect()
         };
-        out.push(yaml::emit(&md, "MachineDeployment")?);
+        let split = split_replicas(pool.replicas, zones.len());
+        for (zone, replicas) in zones.iter().zip(split) {
+            let md_name = match zone {
+                Some(z) => deployment_name(name, &pool.name, &ctx.cluster.region, z),
+                None => pname.clone(),
+            };
+            let mut selector = BTreeMap::new();
+            selector.insert(CLUSTER_NAME_LABEL.to_owned(), name.clone());
+            selector.insert(DEPLOYMENT_NAME_LABEL.to_owned(), md_name.clone());
+            let mut template_labels = meta::cluster_labels(ctx);
+            template_labels.insert(POOL_LABEL.to_owned(), pool.name.clone());
+            template_labels.extend(selector.clone());
 
+            let md = Object {
+                api_version: API_VERSION,
+                kind: api::MACHINE_DEPLOYMENT,
+                metadata: meta::cluster_meta(ctx, md_name.clone()),
+                spec: MachineDeploymentSpec {
+                    cluster_name: name.clone(),
+                    replicas,
+                    selector: LabelSelector {
+                        match_labels: selector,
+                    },
+                    template: MachineTemplateSpec {
+                        metadata: TemplateMeta {
+                            labels: template_labels,
+                        },
+                        spec: MachineSpec {
+                            cluster_name: name.clone(),
+                            version: ctx.fleet.spec.versions.kubernetes.clone(),
+                            bootstrap: Bootstrap {
+                                config_ref: ContractRef {
+                                    api_group: api::BOOTSTRAP_GROUP,
+                                    kind: api::TALOS_CONFIG_TEMPLATE,
+                                    name: config_name.clone(),
+                                },
+                            },
+                            infrastructure_ref: ContractRef {
+                                api_group: INFRA_GROUP,
+                                kind: infra.template_kind(),
+                                name: template_name.clone(),
+                            },
+                            failure_domain: zone.map(|z| z.to_string()),
+                        },
+                    },
+                },
+            };
+            out.push(yaml::emit(&md, api::MACHINE_DEPLOYMENT)?);
+        }
+
+        // One health check per pool, over all its zones (the pool label), so the threshold
+        // counts the whole pool.
+        let Some(max) = max_unhealthy(pool.replicas) else {
+            continue;
+        };
+        let selector = BTreeMap::from([
+            (CLUSTER_NAME_LABEL.to_owned(), name.clone()),
+            (POOL_LABEL.to_owned(), pool.name.clone()),
+        ]);
         let mhc = Object {
             api_version: API_VERSION,
-            kind: "MachineHealthCheck",
+            kind: api::MACHINE_HEALTH_CHECK,
             metadata: meta::cluster_meta(ctx, pname.clone()),
             spec: MachineHealthCheckSpec {
                 cluster_name: name.clone(),
@@ -304,15 +372,13 @@ pub fn cluster_objects(
                     ],
                 },
                 remediation: Remediation {
-                    // Stop remediating when many machines fail at once: that is a network or
-                    // cloud outage, and replacing machines would only make it worse.
                     trigger_if: TriggerIf {
-                        unhealthy_less_than_or_equal_to: "40%",
+                        unhealthy_less_than_or_equal_to: max,
                     },
                 },
             },
         };
-        out.push(yaml::emit(&mhc, "MachineHealthCheck")?);
+        out.push(yaml::emit(&mhc, api::MACHINE_HEALTH_CHECK)?);
     }
     Ok(out)
 }

@@ -25,10 +25,25 @@
 //!
 //! # Peers
 //!
-//! `clustermesh.config.clusters` uses the map form keyed by peer name. The clustermesh-apiserver
-//! addresses are not known at render time (NodePort node IPs or the load balancer's address
-//! appear only once the peer runs), so each entry carries what is known — enabled, port — and
-//! `meshfleet up` fills `ips`/`address` in the proxy's values when it connects the mesh.
+//! `clustermesh.config.clusters` uses the map form keyed by peer name. The chart `required`s an
+//! `ips` or `address` for every enabled entry (`templates/clustermesh-config/_helpers.tpl` in
+//! the 1.19.5 chart, run by `kvstoremesh-secret.yaml` with KVStoreMesh on, the 1.19 default),
+//! and those endpoints only exist once each peer runs (NodePort node IPs, or the load balancer's
+//! address — with a LoadBalancer clustermesh-apiserver the address appears only after the
+//! install). So the first install names no peer: `clustermesh.config.enabled: true` with an
+//! empty `clusters` map. Rendered with the real chart that gives the `cilium-clustermesh` and
+//! `cilium-kvstoremesh` Secrets with no entries (where `enabled: false` would render neither),
+//! so adding peers later only changes those Secrets' data, which the agents' mounted volumes
+//! pick up without a restart. `meshfleet up` adds peers through
+//! [`crate::cilium_proxy_with_peers`] as their endpoints become known.
+//!
+//! # Held back until the mesh CA is there
+//!
+//! CAAPH installs as soon as the Cluster matches the proxy's selector and its control plane is
+//! initialised; certgen would then mint a CA of its own when `cilium-ca` is missing. The proxy
+//! therefore also selects [`MESH_CA_LABEL`]` = `[`MESH_CA_DELIVERED`], which `meshfleet up` puts
+//! on the Cluster after it has written the shared CA (and, with IPsec, the keys) into the
+//! workload cluster.
 //!
 //! # IPsec
 //!
@@ -36,14 +51,20 @@
 //! in `kube-system`; like the CA, that key material is created by `meshfleet up` in each
 //! workload cluster and never rendered.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use meshfleet_spec::{ApiserverService, Encryption, Routing, TunnelProtocol};
-use serde::Serialize;
+use meshfleet_spec::{ApiserverService, Encryption, Fleet, Provider, Routing, TunnelProtocol};
+use serde::{Deserialize, Serialize};
 
-use crate::Ctx;
 use crate::meta::{self, CLUSTER_LABEL, FLEET_LABEL, Object};
 use crate::talos::KUBEPRISM_PORT;
+use crate::{Ctx, RenderError, api};
+
+/// Label on a workload `Cluster` saying that `meshfleet up` has delivered the shared mesh CA
+/// (and any other Secret Cilium needs before it starts) to that cluster.
+pub const MESH_CA_LABEL: &str = "meshfleet.io/mesh-ca";
+/// The value of [`MESH_CA_LABEL`] once the Secrets are in place.
+pub const MESH_CA_DELIVERED: &str = "delivered";
 
 /// The chart repository.
 pub const CILIUM_REPO: &str = "https://helm.cilium.io/";
@@ -99,6 +120,8 @@ pub struct Values {
     )]
     ipv4_native_routing_cidr: Option<String>,
     encryption: EncryptionValues,
+    #[serde(rename = "MTU", skip_serializing_if = "Option::is_none")]
+    mtu: Option<u16>,
     hubble: Hubble,
     prometheus: Prometheus,
     clustermesh: Clustermesh,
@@ -192,12 +215,32 @@ struct MeshConfig {
     clusters: BTreeMap<String, Peer>,
 }
 
-/// What is known of a peer at render time; `up` adds `ips` or `address`.
+/// One peer entry of `clustermesh.config.clusters`.
 #[derive(Debug, Clone, Serialize)]
 struct Peer {
     enabled: bool,
     port: u16,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ips: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address: Option<String>,
 }
+
+/// Where a peer's clustermesh-apiserver answers, as `meshfleet up` learns it: node IPs (a
+/// NodePort Service; the chart maps `<peer>.<domain>` to them with host aliases) and/or an
+/// address (a load balancer's IP or host name), and the port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerEndpoint {
+    /// Node IPs of the peer (NodePort).
+    pub ips: Vec<String>,
+    /// Address of the peer's load balancer.
+    pub address: Option<String>,
+    /// Port: [`CLUSTERMESH_NODE_PORT`] or [`CLUSTERMESH_LB_PORT`].
+    pub port: u16,
+}
+
+/// Peers for the values: name → endpoint.
+pub(crate) type Peers<'a> = &'a BTreeMap<String, PeerEndpoint>;
 
 #[derive(Debug, Clone, Serialize)]
 struct MeshApiserver {
@@ -233,8 +276,42 @@ pub fn clustermesh_port(service: ApiserverService) -> u16 {
     }
 }
 
-/// One cluster's Cilium values.
-pub fn values(ctx: &Ctx<'_>) -> Values {
+/// The underlay MTU to pin for the whole fleet, or `None` to let each agent detect it.
+///
+/// Cilium detects the MTU of the node's own interface and subtracts its tunnel and encryption
+/// overhead itself (the chart's `MTU` is "the underlying network MTU", `values.yaml` of the
+/// 1.19.5 chart). Detection is right inside one network and wrong across one: AWS instances
+/// report 9001 (jumbo frames) and GCP VMs 1460, while the paths between them carry less.
+/// - GCP ↔ AWS (HA VPN or the internet): AWS Site-to-Site VPN tunnels carry at most 1446 bytes
+///   (AWS "Site-to-Site VPN quotas": MTU 1446, MSS 1406) and Cloud VPN recommends 1460 minus
+///   the IPsec overhead; 1400 leaves room for either path, and Cilium subtracts VXLAN's or
+///   Geneve's 50 bytes from it.
+/// - AWS only, several regions: inter-Region VPC peering and Transit Gateway peering carry at
+///   most 1500 bytes (AWS "Network maximum transmission unit (MTU) for your EC2 instance").
+pub fn pinned_mtu(fleet: &Fleet) -> Option<u16> {
+    if !fleet.spec.mesh.enabled {
+        return None;
+    }
+    let clusters = &fleet.spec.clusters;
+    let has = |p| clusters.iter().any(|c| c.provider == p);
+    if has(Provider::Gcp) && has(Provider::Aws) {
+        return Some(CROSS_CLOUD_MTU);
+    }
+    let aws_regions: BTreeSet<&str> = clusters
+        .iter()
+        .filter(|c| c.provider == Provider::Aws)
+        .map(|c| c.region.as_str())
+        .collect();
+    (aws_regions.len() > 1).then_some(AWS_CROSS_REGION_MTU)
+}
+
+/// Underlay MTU pinned when the mesh spans GCP and AWS (see [`pinned_mtu`]).
+pub const CROSS_CLOUD_MTU: u16 = 1400;
+/// Underlay MTU pinned when the mesh spans AWS regions (see [`pinned_mtu`]).
+pub const AWS_CROSS_REGION_MTU: u16 = 1500;
+
+/// One cluster's Cilium values, naming exactly `peers` in `clustermesh.config.clusters`.
+pub fn values(ctx: &Ctx<'_>, peers: Peers<'_>) -> Values {
     let mesh = &ctx.fleet.spec.mesh;
     let (routing_mode, tunnel_protocol, native_cidr) = match mesh.routing {
         Routing::Tunnel => (
@@ -267,16 +344,16 @@ pub fn values(ctx: &Ctx<'_>) -> Values {
         },
     };
     let (config, apiserver) = if mesh.enabled {
-        let port = clustermesh_port(mesh.apiserver_service);
-        let clusters = ctx
-            .peers
+        let clusters = peers
             .iter()
-            .map(|p| {
+            .map(|(name, e)| {
                 (
-                    p.clone(),
+                    name.clone(),
                     Peer {
                         enabled: true,
-                        port,
+                        port: e.port,
+                        ips: e.ips.clone(),
+                        address: e.address.clone(),
                     },
                 )
             })
@@ -334,6 +411,7 @@ pub fn values(ctx: &Ctx<'_>) -> Values {
         tunnel_protocol,
         ipv4_native_routing_cidr: native_cidr,
         encryption,
+        mtu: pinned_mtu(ctx.fleet),
         hubble: Hubble {
             tls: HubbleTls {
                 auto: HubbleTlsAuto {
@@ -355,23 +433,57 @@ pub fn values(ctx: &Ctx<'_>) -> Values {
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct HelmChartProxySpec {
-    cluster_selector: Selector,
-    #[serde(rename = "repoURL")]
-    repo_url: &'static str,
-    chart_name: &'static str,
-    version: String,
-    namespace: &'static str,
-    release_name: &'static str,
-    values_template: String,
+/// Check the peers `up` wants to name against the plan: each must be a mesh peer of this
+/// cluster and come with an endpoint the chart accepts.
+pub fn check_peers(ctx: &Ctx<'_>, peers: Peers<'_>) -> Result<(), RenderError> {
+    for (name, e) in peers {
+        let problem = if !ctx.fleet.spec.mesh.enabled {
+            Some("the fleet's mesh is off")
+        } else if !ctx.peers.iter().any(|p| p == name) {
+            Some("it is not a mesh peer of this cluster in the plan")
+        } else if e.ips.is_empty() && e.address.as_deref().is_none_or(str::is_empty) {
+            Some("it has neither `ips` nor `address`, which the Cilium chart requires")
+        } else if e
+            .ips
+            .iter()
+            .any(|ip| ip.parse::<std::net::IpAddr>().is_err())
+        {
+            Some("one of its `ips` is not an IP address")
+        } else if e.port == 0 {
+            Some("its port is 0")
+        } else {
+            None
+        };
+        if let Some(why) = problem {
+            return Err(RenderError::Peer {
+                cluster: ctx.cluster.name.clone(),
+                peer: name.clone(),
+                why,
+            });
+        }
+    }
+    Ok(())
 }
 
+/// A CAAPH `HelmChartProxy` spec, as much as meshfleet sets.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Selector {
-    match_labels: BTreeMap<String, String>,
+pub struct HelmChartProxySpec {
+    pub cluster_selector: Selector,
+    #[serde(rename = "repoURL")]
+    pub repo_url: &'static str,
+    pub chart_name: &'static str,
+    pub version: String,
+    pub namespace: &'static str,
+    pub release_name: &'static str,
+    pub values_template: String,
+}
+
+/// A label selector.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Selector {
+    pub match_labels: BTreeMap<String, String>,
 }
 
 /// Name of a cluster's Cilium HelmChartProxy.
@@ -379,21 +491,35 @@ pub fn proxy_name(cluster: &str) -> String {
     format!("cilium-{cluster}")
 }
 
+/// Whether the Cilium proxy waits for [`MESH_CA_LABEL`]: when the mesh is on (the shared CA)
+/// or IPsec is on (the keys `up` creates); otherwise Cilium has nothing to wait for.
+pub fn held_back(fleet: &Fleet) -> bool {
+    fleet.spec.mesh.enabled || fleet.spec.mesh.encryption == Encryption::Ipsec
+}
+
+/// The selector of one cluster's proxies: its fleet and cluster labels.
+pub fn cluster_selector(ctx: &Ctx<'_>) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (FLEET_LABEL.to_owned(), ctx.fleet.metadata.name.clone()),
+        (CLUSTER_LABEL.to_owned(), ctx.cluster.name.clone()),
+    ])
+}
+
 /// The `HelmChartProxy` installing Cilium on exactly one cluster (selected by its
-/// `meshfleet.io/fleet` and `meshfleet.io/cluster` labels). One proxy per cluster because the
-/// values differ per cluster (name, ID, peers).
+/// `meshfleet.io/fleet` and `meshfleet.io/cluster` labels, and held back by
+/// [`MESH_CA_LABEL`] when [`held_back`]). One proxy per cluster because the values differ per
+/// cluster (name, ID, peers).
 pub fn helm_chart_proxy(ctx: &Ctx<'_>, values_yaml: &str) -> impl Serialize + use<> {
+    let mut match_labels = cluster_selector(ctx);
+    if held_back(ctx.fleet) {
+        match_labels.insert(MESH_CA_LABEL.to_owned(), MESH_CA_DELIVERED.to_owned());
+    }
     Object {
-        api_version: "addons.cluster.x-k8s.io/v1alpha1",
-        kind: "HelmChartProxy",
+        api_version: api::CAAPH_V1ALPHA1,
+        kind: api::HELM_CHART_PROXY,
         metadata: meta::cluster_meta(ctx, proxy_name(&ctx.cluster.name)),
         spec: HelmChartProxySpec {
-            cluster_selector: Selector {
-                match_labels: BTreeMap::from([
-                    (FLEET_LABEL.to_owned(), ctx.fleet.metadata.name.clone()),
-                    (CLUSTER_LABEL.to_owned(), ctx.cluster.name.clone()),
-                ]),
-            },
+            cluster_selector: Selector { match_labels },
             repo_url: CILIUM_REPO,
             chart_name: CILIUM_CHART,
             version: ctx.fleet.spec.versions.cilium.clone(),

@@ -13,7 +13,7 @@ use crate::meta::{self, Object};
 use crate::yaml::{self, Emitted};
 use crate::{Ctx, RenderError};
 
-pub const API_VERSION: &str = "infrastructure.cluster.x-k8s.io/v1beta1";
+pub const API_VERSION: &str = crate::api::CAPG_V1BETA1;
 
 /// The tag CAPG puts on a cluster's control-plane instances.
 pub fn control_plane_tag(cluster: &str) -> String {
@@ -40,7 +40,7 @@ pub fn image_name(talos: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GcpFirewallRule {
-    /// Rule name, unique in the project (`mf-<cluster>-<purpose>-<protocol>`).
+    /// Rule name, unique in the project (`<cluster>-mf-<purpose>-<protocol>`).
     pub name: String,
     /// Human-readable purpose.
     pub description: String,
@@ -90,16 +90,21 @@ fn gcp_protocol(p: Protocol) -> &'static str {
     }
 }
 
-/// The GCP firewall rules that implement the plan's rules for one cluster. Names are
-/// `mf-<cluster>-<purpose>-<protocol>` (a numeric suffix when a purpose repeats): GCE names
-/// must start with a letter and be unique in the project, and cluster names may start with a
-/// digit.
+/// The GCP firewall rules that implement the plan's rules for one cluster: every one of them
+/// targets only this cluster's instance tags, so the cluster owns them. CAPG creates the
+/// GCPCluster's `firewallRules` and deletes them with the cluster, keeping a name that starts
+/// with the cluster name and prefixing `<cluster>-` to any other, then cutting it to 63
+/// characters (`cloud/scope/firewall.go`@v1.12.0, `createFirewallRules`;
+/// `cloud/services/compute/firewalls/reconcile.go`@v1.12.0). So names are
+/// `<cluster>-mf-<purpose>-<protocol>` (a numeric suffix when a purpose repeats), at most
+/// 32 + 26 characters, which CAPG keeps as they are; GCE names start with a letter, which
+/// validation demands of GCP cluster names.
 pub fn firewall_rules(cluster: &str, rules: &[(&FirewallRule, Vec<Role>)]) -> Vec<GcpFirewallRule> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for (rule, roles) in rules {
         let base = format!(
-            "mf-{cluster}-{}-{}",
+            "{cluster}-mf-{}-{}",
             purpose_code(rule.purpose),
             rule.protocol.as_str()
         );
@@ -212,6 +217,8 @@ struct GcpMachineSpec {
     image: String,
     root_device_size: u32,
     subnet: String,
+    #[serde(rename = "publicIP", skip_serializing_if = "Option::is_none")]
+    public_ip: Option<bool>,
     additional_labels: BTreeMap<String, String>,
 }
 
@@ -232,10 +239,10 @@ impl InfraTrait for Infra<'_> {
         API_VERSION
     }
     fn cluster_kind(&self) -> &'static str {
-        "GCPCluster"
+        crate::api::GCP_CLUSTER
     }
     fn template_kind(&self) -> &'static str {
-        "GCPMachineTemplate"
+        crate::api::GCP_MACHINE_TEMPLATE
     }
 
     fn cluster(&self, ctx: &Ctx<'_>) -> Result<Emitted, RenderError> {
@@ -253,7 +260,7 @@ impl InfraTrait for Infra<'_> {
             .collect();
         let obj = Object {
             api_version: API_VERSION,
-            kind: "GCPCluster",
+            kind: crate::api::GCP_CLUSTER,
             metadata: meta::cluster_meta(ctx, name.clone()),
             spec: GcpClusterSpec {
                 project: self.provider.project.clone(),
@@ -288,8 +295,16 @@ impl InfraTrait for Infra<'_> {
         base: &str,
         machine_type: &str,
         disk_gib: u32,
-        _role: MachineRole,
+        role: MachineRole,
     ) -> Result<(Emitted, String), RenderError> {
+        // CACPPT dials apid (50000) on the control-plane machines' addresses from the
+        // management cluster; through a public egress that needs a public address, which CAPG
+        // gives only with `publicIP: true` (`api/v1beta1/gcpmachine_types.go`@v1.12.0,
+        // `cloud/scope/machine.go`@v1.12.0 `InstanceNetworkInterfaceSpec`). Workers keep
+        // private addresses and reach out through Cloud NAT.
+        let public_ip = (role == MachineRole::ControlPlane
+            && crate::management_is_public(ctx.fleet))
+        .then_some(true);
         let spec = GcpMachineTemplateSpec {
             template: GcpMachineTemplateResource {
                 spec: GcpMachineSpec {
@@ -301,6 +316,7 @@ impl InfraTrait for Infra<'_> {
                     ),
                     root_device_size: disk_gib,
                     subnet: subnet_name(&self.provider.network, &ctx.cluster.name),
+                    public_ip,
                     additional_labels: gce_labels(ctx),
                 },
             },
@@ -308,7 +324,7 @@ impl InfraTrait for Infra<'_> {
         let name = meta::content_name(base, &spec);
         let obj = Object {
             api_version: API_VERSION,
-            kind: "GCPMachineTemplate",
+            kind: crate::api::GCP_MACHINE_TEMPLATE,
             metadata: meta::cluster_meta(ctx, name.clone()),
             spec,
         };

@@ -6,35 +6,49 @@
 //! error here and a schema failure in the conformance tests, not a silent drop by the API server.
 //!
 //! [`render`] returns the files of the `render --out DIR` layout (DESIGN.md §4) and the same
-//! objects as JSON values in apply order, for `meshfleet up` to server-side-apply.
+//! objects as JSON values in apply order, for `meshfleet up` to server-side-apply, with each
+//! cluster's add-ons (Cilium, the cloud controller managers) also as data
+//! ([`ClusterObjects::cilium`], [`ClusterObjects::addons`]). [`cilium_proxy_with_peers`] gives
+//! a cluster's Cilium proxy naming the peers whose endpoints `up` has learnt, and
+//! [`required_providers`] the provider versions a management cluster must run.
 
 #![warn(missing_docs)]
 
+pub mod api;
 mod aws;
 mod capi;
+mod ccm;
 mod cilium;
 mod gcp;
 mod meta;
 mod prereq;
+mod providers;
 mod talos;
 mod yaml;
 
 use std::collections::BTreeMap;
 
+use ipnet::IpNet;
 use meshfleet_plan::{ClusterPlan, FirewallRule, Plan, Role};
 use meshfleet_spec::{Cluster, Fleet, Provider, Version};
 use serde_json::Value;
 
+pub use ccm::{
+    AWS_CCM_CHART, AWS_CCM_REPO, AWS_CCM_VERSION, AddonKind, TALOS_CCM_CHART, TALOS_CCM_REPO,
+    TALOS_CCM_VERSION, addon_proxy_name,
+};
 pub use cilium::{
-    CA_SECRET_NAME, CILIUM_CHART, CILIUM_REPO, CLUSTERMESH_LB_PORT, CLUSTERMESH_NODE_PORT,
-    IPSEC_SECRET_NAME, proxy_name,
+    AWS_CROSS_REGION_MTU, CA_SECRET_NAME, CILIUM_CHART, CILIUM_REPO, CLUSTERMESH_LB_PORT,
+    CLUSTERMESH_NODE_PORT, CROSS_CLOUD_MTU, IPSEC_SECRET_NAME, MESH_CA_DELIVERED, MESH_CA_LABEL,
+    PeerEndpoint, clustermesh_port, pinned_mtu, proxy_name,
 };
 pub use gcp::{Allowed, GcpFirewallRule};
-pub use meta::{CLUSTER_LABEL, FLEET_LABEL};
+pub use meta::{CLUSTER_LABEL, FLEET_LABEL, POOL_LABEL};
 pub use prereq::{
     GcpImage, GcpNat, GcpNetwork, GcpPrerequisites, GcpRouter, GcpServiceAccount, GcpSubnetwork,
     Interconnect,
 };
+pub use providers::{ProviderRequirement, ProviderType, required_providers};
 
 /// Name of the marker file `render` leaves in an output directory it owns.
 pub const MARKER_FILE: &str = ".meshfleet-render";
@@ -53,13 +67,54 @@ pub struct RenderedFile {
     pub contents: String,
 }
 
-/// The objects of one workload cluster, in apply order.
+/// The objects of one workload cluster, in apply order, and its add-ons as data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterObjects {
     /// Cluster name.
     pub name: String,
     /// Cluster API, Talos and infrastructure objects, in the order `cluster.yaml` lists them.
     pub objects: Vec<Value>,
+    /// The cluster's Cilium release (also in [`Rendered::fleet_objects`]).
+    pub cilium: CiliumRelease,
+    /// The cluster's other add-ons, the cloud controller managers, in apply order (also in
+    /// [`Rendered::fleet_objects`]).
+    pub addons: Vec<Addon>,
+}
+
+impl ClusterObjects {
+    /// A cluster known only by name (no objects, no add-ons): what `down` needs for a cluster
+    /// the fleet file no longer names.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            objects: Vec::new(),
+            cilium: CiliumRelease::default(),
+            addons: Vec::new(),
+        }
+    }
+}
+
+/// One cluster's Cilium release as data.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CiliumRelease {
+    /// The Helm values (what `cilium-values.yaml` holds), naming no peer.
+    pub values: Value,
+    /// The `HelmChartProxy` that installs them.
+    pub proxy: Value,
+    /// True when the proxy also selects [`MESH_CA_LABEL`]` = `[`MESH_CA_DELIVERED`]: `up` sets
+    /// that label on the Cluster once the mesh CA (and IPsec keys) are in the workload cluster.
+    pub held_back: bool,
+}
+
+/// One add-on release of a cluster as data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Addon {
+    /// Which add-on.
+    pub kind: AddonKind,
+    /// The Helm values.
+    pub values: Value,
+    /// The `HelmChartProxy` that installs them (named [`addon_proxy_name`]).
+    pub proxy: Value,
 }
 
 /// Everything [`render`] produced.
@@ -68,7 +123,7 @@ pub struct Rendered {
     /// The files of the output directory, in a stable order.
     pub files: Vec<RenderedFile>,
     /// Fleet-wide management-cluster objects in apply order: the Namespace first, then one
-    /// Cilium `HelmChartProxy` per cluster.
+    /// Cilium `HelmChartProxy` per cluster, then the clusters' CCM `HelmChartProxy`s.
     pub fleet_objects: Vec<Value>,
     /// Per-cluster objects in fleet-file order.
     pub clusters: Vec<ClusterObjects>,
@@ -128,6 +183,26 @@ pub enum RenderError {
         /// Cluster name.
         cluster: String,
     },
+    /// A cluster name the fleet does not have.
+    #[error(
+        "the fleet has no cluster `{cluster}`\n  hint: use a cluster name from `spec.clusters`"
+    )]
+    UnknownCluster {
+        /// The name asked for.
+        cluster: String,
+    },
+    /// A peer that cannot be named in a cluster's Cilium values.
+    #[error(
+        "cannot name peer `{peer}` in the Cilium values of `{cluster}`: {why}\n  hint: pass only the cluster's mesh peers from the plan, each with node IPs or an address"
+    )]
+    Peer {
+        /// The cluster whose values were asked for.
+        cluster: String,
+        /// The peer.
+        peer: String,
+        /// Why.
+        why: &'static str,
+    },
     /// Serialisation failed (a bug, reported rather than panicking).
     #[error("cannot serialise `{what}`: {message}")]
     Serialize {
@@ -142,7 +217,6 @@ pub enum RenderError {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Versions {
     pub kubernetes: Version,
-    pub talos: Version,
 }
 
 impl Versions {
@@ -152,17 +226,41 @@ impl Versions {
             field: "spec.versions.kubernetes",
             value: v.kubernetes.clone(),
         })?;
-        let talos = Version::parse(&v.talos).ok_or_else(|| RenderError::Version {
+        // Checked although nothing branches on it: image and AMI names are built from it.
+        Version::parse(&v.talos).ok_or_else(|| RenderError::Version {
             field: "spec.versions.talos",
             value: v.talos.clone(),
         })?;
-        Ok(Self { kubernetes, talos })
+        Ok(Self { kubernetes })
     }
+}
 
-    /// Talos 1.14 moved Kubernetes settings into separate documents.
-    pub fn talos_multidoc(self) -> bool {
-        (self.talos.major, self.talos.minor) >= (1, 14)
-    }
+/// Whether the management cluster dials the nodes from a public address: some
+/// `management.egressCIDRs` entry lies outside the private, shared (CGNAT), loopback and
+/// link-local ranges. Control-plane machines then get public addresses (apid on 50000 must be
+/// reachable from there); with only private egress the management cluster is taken to reach
+/// the node networks privately, and the firewall opens 50000 to those private ranges.
+pub fn management_is_public(fleet: &Fleet) -> bool {
+    const NON_PUBLIC: [&str; 10] = [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "fc00::/7",
+        "fe80::/10",
+        "::1/128",
+        "0.0.0.0/32",
+    ];
+    let non_public: Vec<IpNet> = NON_PUBLIC.iter().filter_map(|n| n.parse().ok()).collect();
+    fleet
+        .spec
+        .management
+        .egress_cidrs
+        .iter()
+        .filter_map(|c| c.parse::<IpNet>().ok())
+        .any(|c| !non_public.iter().any(|p| p.contains(&c)))
 }
 
 /// What every per-cluster renderer needs.
@@ -238,7 +336,9 @@ pub fn render(fleet: &Fleet, plan: &Plan) -> Result<Rendered, RenderError> {
     let contexts = contexts(fleet, plan)?;
     let mut files = Vec::new();
     let mut clusters = Vec::new();
-    let mut proxies = Vec::new();
+    let mut cilium_proxies = Vec::new();
+    let mut ccm_proxies = Vec::new();
+    let no_peers = BTreeMap::new();
 
     for ctx in &contexts {
         let dir = &ctx.cluster.name;
@@ -263,12 +363,27 @@ pub fn render(fleet: &Fleet, plan: &Plan) -> Result<Rendered, RenderError> {
                 capi::cluster_objects(ctx, &patches, &aws::Infra::new(ctx, aws))?
             }
         };
-        let values = cilium::values(ctx);
-        let values_yaml = yaml::to_yaml(&values, "cilium values")?;
-        proxies.push(yaml::emit(
-            &cilium::helm_chart_proxy(ctx, &values_yaml),
-            "HelmChartProxy",
-        )?);
+        let (values, values_yaml, proxy) = cilium_release(ctx, &no_peers)?;
+        let cilium = CiliumRelease {
+            values,
+            proxy: proxy.value.clone(),
+            held_back: cilium::held_back(fleet),
+        };
+        cilium_proxies.push(proxy);
+        let mut addons = Vec::new();
+        for (kind, values) in ccm_values(ctx)? {
+            let yaml_text = yaml::to_yaml(&values, "CCM values")?;
+            let proxy = yaml::emit(
+                &ccm::helm_chart_proxy(ctx, kind, &yaml_text),
+                api::HELM_CHART_PROXY,
+            )?;
+            addons.push(Addon {
+                kind,
+                values,
+                proxy: proxy.value.clone(),
+            });
+            ccm_proxies.push(proxy);
+        }
 
         files.push(RenderedFile {
             path: format!("{dir}/cluster.yaml"),
@@ -289,22 +404,31 @@ pub fn render(fleet: &Fleet, plan: &Plan) -> Result<Rendered, RenderError> {
         clusters.push(ClusterObjects {
             name: ctx.cluster.name.clone(),
             objects: objects.into_iter().map(|o| o.value).collect(),
+            cilium,
+            addons,
         });
     }
 
-    let namespace = yaml::emit(&meta::namespace(fleet), "Namespace")?;
+    let namespace = yaml::emit(&meta::namespace(fleet), api::NAMESPACE)?;
     files.push(RenderedFile {
         path: format!("{FLEET_DIR}/00-namespace.yaml"),
         contents: yaml::join_docs([&namespace]),
     });
-    if !proxies.is_empty() {
+    if !cilium_proxies.is_empty() {
         files.push(RenderedFile {
             path: format!("{FLEET_DIR}/10-cilium-helmchartproxies.yaml"),
-            contents: yaml::join_docs(&proxies),
+            contents: yaml::join_docs(&cilium_proxies),
+        });
+    }
+    if !ccm_proxies.is_empty() {
+        files.push(RenderedFile {
+            path: format!("{FLEET_DIR}/20-ccm-helmchartproxies.yaml"),
+            contents: yaml::join_docs(&ccm_proxies),
         });
     }
     let mut fleet_objects = vec![namespace.value];
-    fleet_objects.extend(proxies.into_iter().map(|p| p.value));
+    fleet_objects.extend(cilium_proxies.into_iter().map(|p| p.value));
+    fleet_objects.extend(ccm_proxies.into_iter().map(|p| p.value));
 
     if let Some(gcp) = prereq::gcp(fleet, plan, &contexts) {
         files.push(RenderedFile {
@@ -324,6 +448,79 @@ pub fn render(fleet: &Fleet, plan: &Plan) -> Result<Rendered, RenderError> {
         fleet_objects,
         clusters,
     })
+}
+
+/// One cluster's Cilium values (as a value and as YAML) and its proxy.
+fn cilium_release(
+    ctx: &Ctx<'_>,
+    peers: &BTreeMap<String, PeerEndpoint>,
+) -> Result<(Value, String, yaml::Emitted), RenderError> {
+    let values = cilium::values(ctx, peers);
+    let values_yaml = yaml::to_yaml(&values, "cilium values")?;
+    let proxy = yaml::emit(
+        &cilium::helm_chart_proxy(ctx, &values_yaml),
+        api::HELM_CHART_PROXY,
+    )?;
+    Ok((
+        yaml::to_value(&values, "cilium values")?,
+        values_yaml,
+        proxy,
+    ))
+}
+
+/// The CCMs of one cluster with their values: the Talos CCM always, the AWS CCM where
+/// LoadBalancer Services are needed.
+fn ccm_values(ctx: &Ctx<'_>) -> Result<Vec<(AddonKind, Value)>, RenderError> {
+    let mut out = vec![(
+        AddonKind::TalosCcm,
+        yaml::to_value(&ccm::talos_ccm_values(ctx), "Talos CCM values")?,
+    )];
+    if ccm::needs_aws_ccm(ctx) {
+        out.push((
+            AddonKind::AwsCcm,
+            yaml::to_value(&ccm::aws_ccm_values(ctx), "AWS CCM values")?,
+        ));
+    }
+    Ok(out)
+}
+
+fn context_of<'a>(contexts: &'a [Ctx<'a>], cluster: &str) -> Result<&'a Ctx<'a>, RenderError> {
+    contexts
+        .iter()
+        .find(|c| c.cluster.name == cluster)
+        .ok_or_else(|| RenderError::UnknownCluster {
+            cluster: cluster.to_owned(),
+        })
+}
+
+/// `cluster`'s Cilium values naming exactly `peers` (each with its `ips` or `address` and
+/// port), everything else as [`render`] gives it. Pure.
+pub fn cilium_values_with_peers(
+    fleet: &Fleet,
+    plan: &Plan,
+    cluster: &str,
+    peers: &BTreeMap<String, PeerEndpoint>,
+) -> Result<Value, RenderError> {
+    let contexts = contexts(fleet, plan)?;
+    let ctx = context_of(&contexts, cluster)?;
+    cilium::check_peers(ctx, peers)?;
+    Ok(cilium_release(ctx, peers)?.0)
+}
+
+/// `cluster`'s Cilium `HelmChartProxy` whose values name exactly `peers`, for `meshfleet up`
+/// to apply as the peers' clustermesh-apiserver endpoints become known. With no peers it is
+/// the proxy [`render`] gives. Every peer must be a mesh peer of `cluster` in the plan and
+/// have node IPs or an address (the chart refuses an entry with neither). Pure.
+pub fn cilium_proxy_with_peers(
+    fleet: &Fleet,
+    plan: &Plan,
+    cluster: &str,
+    peers: &BTreeMap<String, PeerEndpoint>,
+) -> Result<Value, RenderError> {
+    let contexts = contexts(fleet, plan)?;
+    let ctx = context_of(&contexts, cluster)?;
+    cilium::check_peers(ctx, peers)?;
+    Ok(cilium_release(ctx, peers)?.2.value)
 }
 
 /// The firewall rules that target `cluster`, each with the roles it opens there (a rule may

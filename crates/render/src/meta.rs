@@ -13,6 +13,9 @@ use crate::Ctx;
 pub const FLEET_LABEL: &str = "meshfleet.io/fleet";
 /// Label naming the workload cluster, on every per-cluster object (and its HelmChartProxy).
 pub const CLUSTER_LABEL: &str = "meshfleet.io/cluster";
+/// Label naming the worker pool, on the machines of every MachineDeployment of that pool (one
+/// per zone); the pool's MachineHealthCheck selects by it.
+pub const POOL_LABEL: &str = "meshfleet.io/pool";
 
 /// Kubernetes object metadata, as much as meshfleet sets.
 #[derive(Debug, Clone, Serialize)]
@@ -90,8 +93,8 @@ pub struct Namespace {
 /// The Namespace every object of the fleet lives in (named after the fleet).
 pub fn namespace(fleet: &Fleet) -> Namespace {
     Namespace {
-        api_version: "v1",
-        kind: "Namespace",
+        api_version: crate::api::CORE_V1,
+        kind: crate::api::NAMESPACE,
         metadata: ObjectMeta {
             name: fleet.metadata.name.clone(),
             namespace: None,

@@ -51,7 +51,10 @@ pub struct GcpPrerequisites {
     pub subnetworks: Vec<GcpSubnetwork>,
     /// One Cloud Router (with Cloud NAT) per region.
     pub routers: Vec<GcpRouter>,
-    /// The plan's firewall rules in the Compute API's shape.
+    /// Firewall rules `gcp setup` owns, in the Compute API's shape. Empty today: every rule the
+    /// plan derives targets one cluster's instance tags, so it belongs to that cluster and CAPG
+    /// owns it (the GCPCluster's `firewallRules`, created and deleted with the cluster); a rule
+    /// listed here as well would exist twice and outlive the cluster (REAL-STACK.md §7).
     pub firewall_rules: Vec<gcp::GcpFirewallRule>,
     /// The Talos image.
     pub image: GcpImage,
@@ -217,10 +220,8 @@ pub fn gcp(fleet: &Fleet, plan: &Plan, contexts: &[Ctx<'_>]) -> Option<GcpPrereq
                 },
             })
             .collect(),
-        firewall_rules: clusters
-            .iter()
-            .flat_map(|c| gcp::firewall_rules(&c.cluster.name, &c.rules))
-            .collect(),
+        // One owner per rule: CAPG (see the field's documentation).
+        firewall_rules: Vec::new(),
         image: GcpImage {
             name: gcp::image_name(talos),
             bucket: provider.image_bucket.clone(),

@@ -2,19 +2,40 @@
 //! template (`TalosConfigTemplate`, CABPT v0.6 `v1alpha3`) and the strategic patches both carry.
 //!
 //! Strategic merge patches only: Talos ≥ 1.12 rejects JSON6902 patches in multi-document
-//! configs. Talos 1.13 takes the legacy `v1alpha1` keys; Talos ≥ 1.14 moved them into separate
-//! documents (`KubeNetworkConfig`, `KubeProxyConfig`, `KubePrismConfig`,
-//! `KubeAdmissionControlConfig`, `KubeAuthenticationConfig`), whose JSON schema no longer
-//! admits the old keys, so the renderer emits one form or the other by `versions.talos`.
+//! configs.
+//!
+//! # Which form
+//!
+//! The patches are applied by the bootstrap provider, not by Talos: CABPT v0.6.12 decodes
+//! them with the Talos machinery it vendors, v1.13.0
+//! (siderolabs/cluster-api-bootstrap-provider-talos:`go.mod`@v0.6.12), which has no
+//! `KubeNetworkConfig`, `KubePrismConfig`, `KubeProxyConfig`, `KubeAdmissionControlConfig`,
+//! `KubeAuthenticationConfig`, `KubeTalosAPIAccessConfig` or `KubeFlannelCNIConfig`, so a patch
+//! with one of them fails (`failure loading StrategicPatch`,
+//! `controllers/talosconfig_controller.go`@v0.6.12). Talos 1.14 still accepts the v1alpha1
+//! keys, so the v1alpha1 form (valid against the Talos v1.13 schema) is emitted for every Talos
+//! line. The multi-document form, one document per concern, is kept behind
+//! `spec.talos.patchFormat: multiDocument` (validated: Talos ≥ 1.14 only) for a bootstrap
+//! provider built on newer machinery.
+//!
+//! # Cloud controller manager
+//!
+//! `cluster.externalCloudProvider.enabled: true` makes Talos start the kubelet with
+//! `--cloud-provider=external` (siderolabs/talos:`internal/app/machined/pkg/controllers/k8s/kubelet_spec.go`@v1.13.9),
+//! so each node waits for the CCM meshfleet delivers (see the `ccm` module) to set its
+//! providerID. The control plane also allows Kubernetes access to the Talos API with the
+//! `os:reader` role from `kube-system`: the Talos CCM reads the nodes' platform metadata
+//! through it (siderolabs/talos-cloud-controller-manager:`docs/install.md`@v1.9.1, and the
+//! chart's `talos.dev/v1alpha1` ServiceAccount with `roles: [os:reader]`).
 //!
 //! # The GCP `/readyz` health check
 //!
 //! CAPG's API-server load balancer probes `https://<node>:6443/readyz` without credentials.
 //! Talos starts kube-apiserver with anonymous authentication off, so the probe gets 401, every
 //! backend is unhealthy and the control-plane endpoint never answers. What is allowed depends
-//! on the Talos line:
+//! on the patch form:
 //!
-//! - Talos ≤ 1.13 always passes `--anonymous-auth` and offers no way to drop it, and
+//! - v1alpha1 form (every Talos line; Talos ≤ 1.13 always passes `--anonymous-auth` and offers no way to drop it, and
 //!   kube-apiserver refuses to start when that flag is set together with an
 //!   `AuthenticationConfiguration` that has an `anonymous` section (siderolabs/talos#11324,
 //!   "--anonymous-auth flag cannot be set when anonymous field is configured"). The
@@ -22,29 +43,28 @@
 //!   that works is `anonymous-auth: "true"` in `cluster.apiServer.extraArgs`. Anonymous requests
 //!   then authenticate as `system:anonymous` in `system:unauthenticated`, which default RBAC binds
 //!   only to `system:public-info-viewer` (GET `/healthz`, `/livez`, `/readyz`, `/version`);
-//!   every other request is still denied with 403.
-//! - Talos ≥ 1.14 drives kube-apiserver with `--authentication-config` from a
+//!   every other request is still denied with 403).
+//! - multi-document form (Talos ≥ 1.14, which drives kube-apiserver with `--authentication-config` from a
 //!   `KubeAuthenticationConfig` document, so the renderer sets `anonymous.enabled: true` with
 //!   `conditions` limited to `/livez`, `/readyz` and `/healthz` (stable since Kubernetes 1.34,
 //!   `apiserver.config.k8s.io/v1`; `v1beta1` before). Anonymous access is then impossible on
-//!   any other path, whatever RBAC says.
+//!   any other path, whatever RBAC says).
 //!
 //! Only GCP clusters get this: CAPA's API-server NLB uses a TCP health check, which needs no
 //! anonymous access at all.
 
 use std::collections::BTreeMap;
 
-use meshfleet_spec::{PodSecurity, Provider};
+use meshfleet_spec::{PatchFormat, PodSecurity, Provider};
 use serde::Serialize;
 
 use crate::capi::Infra;
 use crate::meta::{self, Object, ObjectRef};
-use crate::{Ctx, RenderError, yaml};
+use crate::{Ctx, RenderError, api, yaml};
 
-pub const CONTROL_PLANE_GROUP: &str = "controlplane.cluster.x-k8s.io";
-pub const CONTROL_PLANE_API_VERSION: &str = "controlplane.cluster.x-k8s.io/v1alpha3";
-pub const BOOTSTRAP_GROUP: &str = "bootstrap.cluster.x-k8s.io";
-pub const BOOTSTRAP_API_VERSION: &str = "bootstrap.cluster.x-k8s.io/v1alpha3";
+/// The Talos API roles and namespaces the Talos CCM needs.
+const TALOS_API_ROLES: [&str; 1] = ["os:reader"];
+const TALOS_API_NAMESPACES: [&str; 1] = ["kube-system"];
 
 /// KubePrism's port; Cilium reaches the API server through it (`k8sServicePort`).
 pub const KUBEPRISM_PORT: u16 = 7445;
@@ -62,12 +82,12 @@ pub struct Patches {
 }
 
 impl Patches {
-    /// Build both patch sets for the fleet's Talos line.
+    /// Build both patch sets in the fleet's patch form (see the module documentation).
     pub fn build(ctx: &Ctx<'_>) -> Result<Self, RenderError> {
-        if ctx.versions.talos_multidoc() {
-            multidoc(ctx)
-        } else {
-            legacy(ctx)
+        match ctx.fleet.spec.talos.patch_format {
+            // Validation only allows it on Talos ≥ 1.14; the renderer trusts the fleet.
+            PatchFormat::MultiDocument => multidoc(ctx),
+            PatchFormat::V1alpha1 => legacy(ctx),
         }
     }
 
@@ -173,6 +193,25 @@ struct LegacyMachine {
 #[serde(rename_all = "camelCase")]
 struct LegacyFeatures {
     kube_prism: LegacyKubePrism,
+    #[serde(
+        rename = "kubernetesTalosAPIAccess",
+        skip_serializing_if = "Option::is_none"
+    )]
+    kubernetes_talos_api_access: Option<LegacyTalosApiAccess>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LegacyTalosApiAccess {
+    enabled: bool,
+    allowed_roles: Vec<&'static str>,
+    allowed_kubernetes_namespaces: Vec<&'static str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ExternalCloudProvider {
+    enabled: bool,
 }
 
 #[derive(Serialize)]
@@ -187,6 +226,7 @@ struct LegacyKubePrism {
 struct LegacyCluster {
     network: LegacyNetwork,
     proxy: LegacyProxy,
+    external_cloud_provider: ExternalCloudProvider,
     #[serde(skip_serializing_if = "Option::is_none")]
     api_server: Option<LegacyApiServer>,
 }
@@ -227,6 +267,12 @@ fn legacy(ctx: &Ctx<'_>) -> Result<Patches, RenderError> {
                     enabled: true,
                     port: KUBEPRISM_PORT,
                 },
+                // Control plane only: the Talos CCM runs there.
+                kubernetes_talos_api_access: api_server.is_some().then(|| LegacyTalosApiAccess {
+                    enabled: true,
+                    allowed_roles: TALOS_API_ROLES.to_vec(),
+                    allowed_kubernetes_namespaces: TALOS_API_NAMESPACES.to_vec(),
+                }),
             },
         },
         cluster: LegacyCluster {
@@ -238,6 +284,7 @@ fn legacy(ctx: &Ctx<'_>) -> Result<Patches, RenderError> {
             },
             // Cilium replaces kube-proxy (kubeProxyReplacement=true).
             proxy: LegacyProxy { disabled: true },
+            external_cloud_provider: ExternalCloudProvider { enabled: true },
             api_server,
         },
     };
@@ -326,6 +373,40 @@ struct AnonymousCondition {
     path: &'static str,
 }
 
+/// `KubeTalosAPIAccessConfig` (Talos ≥ 1.14): the document's presence enables the access.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KubeTalosApiAccessConfig {
+    api_version: &'static str,
+    kind: &'static str,
+    allowed_roles: Vec<&'static str>,
+    allowed_kubernetes_namespaces: Vec<&'static str>,
+}
+
+/// The part of the v1alpha1 document that has no document of its own in Talos ≥ 1.14.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CloudProviderPatch {
+    cluster: CloudProviderCluster,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CloudProviderCluster {
+    external_cloud_provider: ExternalCloudProvider,
+}
+
+fn cloud_provider_doc() -> Result<String, RenderError> {
+    yaml::to_yaml(
+        &CloudProviderPatch {
+            cluster: CloudProviderCluster {
+                external_cloud_provider: ExternalCloudProvider { enabled: true },
+            },
+        },
+        "Talos external cloud provider patch",
+    )
+}
+
 /// A strategic-merge directive that removes a whole document from the generated config.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -350,6 +431,7 @@ fn multidoc(ctx: &Ctx<'_>) -> Result<Patches, RenderError> {
         port: KUBEPRISM_PORT,
     };
     let mut cp = vec![
+        cloud_provider_doc()?,
         yaml::to_yaml(&network(), "KubeNetworkConfig")?,
         // Talos ≥ 1.14 has no `cni.name: none`: the generated Flannel document must be deleted.
         yaml::to_yaml(
@@ -379,6 +461,15 @@ fn multidoc(ctx: &Ctx<'_>) -> Result<Patches, RenderError> {
             },
             "KubeAdmissionControlConfig",
         )?,
+        yaml::to_yaml(
+            &KubeTalosApiAccessConfig {
+                api_version: "v1alpha1",
+                kind: "KubeTalosAPIAccessConfig",
+                allowed_roles: TALOS_API_ROLES.to_vec(),
+                allowed_kubernetes_namespaces: TALOS_API_NAMESPACES.to_vec(),
+            },
+            "KubeTalosAPIAccessConfig",
+        )?,
     ];
     if needs_health_probe_access(ctx) {
         let v = ctx.versions.kubernetes;
@@ -407,6 +498,7 @@ fn multidoc(ctx: &Ctx<'_>) -> Result<Patches, RenderError> {
         )?);
     }
     let worker = vec![
+        cloud_provider_doc()?,
         yaml::to_yaml(&network(), "KubeNetworkConfig")?,
         yaml::to_yaml(&prism(), "KubePrismConfig")?,
     ];
@@ -462,8 +554,8 @@ pub fn control_plane(
     patches: &Patches,
 ) -> impl Serialize + use<> {
     Object {
-        api_version: CONTROL_PLANE_API_VERSION,
-        kind: "TalosControlPlane",
+        api_version: api::CACPPT_V1ALPHA3,
+        kind: api::TALOS_CONTROL_PLANE,
         metadata: meta::cluster_meta(ctx, name),
         spec: TalosControlPlaneSpec {
             version: ctx.fleet.spec.versions.kubernetes.clone(),
@@ -503,8 +595,8 @@ pub fn config_template(
     };
     let name = meta::content_name(base, &spec);
     let obj = Object {
-        api_version: BOOTSTRAP_API_VERSION,
-        kind: "TalosConfigTemplate",
+        api_version: api::CABPT_V1ALPHA3,
+        kind: api::TALOS_CONFIG_TEMPLATE,
         metadata: meta::cluster_meta(ctx, name.clone()),
         spec,
     };

@@ -264,20 +264,51 @@ fn check_embedding(rendered: &Rendered) -> Vec<String> {
             }
         }
     }
-    for p in rendered
+    // Every proxy in `fleet/` is one of the clusters' add-ons, and its values are that add-on's.
+    let proxies: Vec<&Value> = rendered
         .fleet_objects
         .iter()
         .filter(|o| o["kind"] == "HelmChartProxy")
-    {
-        let cluster = p["spec"]["clusterSelector"]["matchLabels"]["meshfleet.io/cluster"]
-            .as_str()
-            .unwrap_or_default();
-        let values = p["spec"]["valuesTemplate"].as_str().unwrap_or_default();
-        if values != file(&format!("{cluster}/cilium-values.yaml")) {
+        .collect();
+    let mut expected = 0;
+    for c in &rendered.clusters {
+        let cilium_file = file(&format!("{}/cilium-values.yaml", c.name));
+        if yaml_value(&cilium_file, "cilium-values.yaml") != c.cilium.values {
             problems.push(format!(
-                "{cluster}: HelmChartProxy values differ from cilium-values.yaml"
+                "{}: Cilium values data differ from the file",
+                c.name
             ));
         }
+        let releases = std::iter::once((&c.cilium.proxy, &c.cilium.values))
+            .chain(c.addons.iter().map(|a| (&a.proxy, &a.values)));
+        for (proxy, values) in releases {
+            expected += 1;
+            if !proxies.contains(&proxy) {
+                problems.push(format!(
+                    "{}: add-on proxy {} is not in fleet_objects",
+                    c.name, proxy["metadata"]["name"]
+                ));
+            }
+            let text = proxy["spec"]["valuesTemplate"].as_str().unwrap_or_default();
+            if &yaml_value(text, "valuesTemplate") != values {
+                problems.push(format!(
+                    "{}: proxy {} values differ from its data",
+                    c.name, proxy["metadata"]["name"]
+                ));
+            }
+        }
+        if c.cilium.proxy["spec"]["valuesTemplate"].as_str() != Some(cilium_file.as_str()) {
+            problems.push(format!(
+                "{}: HelmChartProxy values differ from cilium-values.yaml",
+                c.name
+            ));
+        }
+    }
+    if expected != proxies.len() {
+        problems.push(format!(
+            "{} proxies in fleet_objects, {expected} add-ons on the clusters",
+            proxies.len()
+        ));
     }
     problems
 }
@@ -289,9 +320,10 @@ fn conform(name: &str, fleet_text: &str) -> Option<Rendered> {
     let fleet = common::parse(fleet_text);
     let plan = common::plan(&fleet);
     let rendered = render(&fleet, &plan).expect("render");
-    let multidoc = fleet.spec.versions.talos.starts_with("v1.1")
-        && meshfleet_spec::Version::parse(&fleet.spec.versions.talos)
-            .is_some_and(|v| (v.major, v.minor) >= (1, 14));
+    // The v1alpha1 form must validate against the Talos v1.13 schema whatever the fleet's
+    // Talos line (CABPT v0.6.12 decodes with machinery v1.13); the multi-document form against
+    // the newest schema (v1.15).
+    let multidoc = fleet.spec.talos.patch_format == meshfleet_spec::PatchFormat::MultiDocument;
 
     let mut problems = Vec::new();
     let mut kinds = BTreeMap::<String, usize>::new();
@@ -364,11 +396,17 @@ fn example_fleet_conforms() {
 fn encryption_geneve_loadbalancer_variant_conforms() {
     conform(
         "wireguard+geneve+LoadBalancer",
+        &common::aws_fleet_text(
+            "apiserverService: LoadBalancer, tunnelProtocol: geneve, encryption: wireguard",
+        ),
+    );
+}
+
+#[test]
+fn wireguard_geneve_nodeport_variant_conforms() {
+    conform(
+        "wireguard+geneve+NodePort",
         &variant(&[
-            (
-                "apiserverService: NodePort",
-                "apiserverService: LoadBalancer",
-            ),
             ("tunnelProtocol: vxlan", "tunnelProtocol: geneve"),
             ("encryption: none", "encryption: wireguard"),
         ]),
@@ -402,17 +440,103 @@ fn talos_1_14_fleet_conforms() {
 #[test]
 fn talos_1_14_with_every_mesh_option_conforms() {
     conform(
-        "talos 1.14 + wireguard + geneve + LoadBalancer",
+        "talos 1.14 + wireguard + geneve",
         &variant(&[
             ("talos: v1.13.9", "talos: v1.14.1"),
-            (
-                "apiserverService: NodePort",
-                "apiserverService: LoadBalancer",
-            ),
             ("tunnelProtocol: vxlan", "tunnelProtocol: geneve"),
             ("encryption: none", "encryption: wireguard"),
         ]),
     );
+}
+
+/// The multi-document switch: one document per concern, each valid against the v1.15 schema.
+#[test]
+fn talos_multi_document_switch_conforms_to_the_newest_schema() {
+    let text = variant(&[
+        ("talos: v1.13.9", "talos: v1.14.1"),
+        (
+            "  providers:\n",
+            "  talos: { patchFormat: multiDocument }\n  providers:\n",
+        ),
+    ]);
+    let Some(r) = conform("talos 1.14 multi-document", &text) else {
+        return;
+    };
+    let cp = r
+        .files
+        .iter()
+        .find(|f| f.path == "gcp-euw1/talos-controlplane.patch.yaml")
+        .expect("patch file");
+    for kind in [
+        "KubeNetworkConfig",
+        "KubeProxyConfig",
+        "KubePrismConfig",
+        "KubeAdmissionControlConfig",
+        "KubeAuthenticationConfig",
+        "KubeTalosAPIAccessConfig",
+    ] {
+        assert!(cp.contents.contains(&format!("kind: {kind}")), "no {kind}");
+    }
+    assert!(cp.contents.contains("externalCloudProvider"));
+}
+
+/// Talos 1.13 and 1.14 fleets get v1alpha1 documents only (no `kind`), with the cloud
+/// provider on.
+#[test]
+fn talos_1_13_and_1_14_fleets_get_v1alpha1_patches_only() {
+    for talos in ["v1.13.9", "v1.14.1"] {
+        let fleet = common::parse(&variant(&[("talos: v1.13.9", &format!("talos: {talos}"))]));
+        let r = render(&fleet, &common::plan(&fleet)).expect("render");
+        for f in r.files.iter().filter(|f| f.path.ends_with(".patch.yaml")) {
+            let docs = yaml_docs(&f.contents, &f.path);
+            assert_eq!(docs.len(), 1, "{talos} {}", f.path);
+            assert!(docs[0].get("kind").is_none(), "{talos} {}", f.path);
+            assert_eq!(
+                docs[0]["cluster"]["externalCloudProvider"]["enabled"],
+                json!(true),
+                "{talos} {}",
+                f.path
+            );
+        }
+    }
+}
+
+/// The values `cilium_proxy_with_peers` gives, with every peer named, are Cilium values the
+/// schema accepts, in both endpoint forms.
+#[test]
+fn values_with_peers_conform() {
+    let Some(dir) = common::schema_dir() else {
+        return;
+    };
+    let text = std::fs::read_to_string(dir.join("cilium/values.schema.json")).expect("schema");
+    let mut schema: Value = serde_json::from_str(&text).expect("json");
+    strictify(&mut schema);
+    for (fleet_text, lb) in [
+        (common::example_fleet_text(), false),
+        (
+            common::aws_fleet_text("apiserverService: LoadBalancer"),
+            true,
+        ),
+    ] {
+        let fleet = common::parse(&fleet_text);
+        let plan = common::plan(&fleet);
+        for c in &fleet.spec.clusters {
+            let peers = common::peer_endpoints(&plan, &c.name, lb);
+            assert!(!peers.is_empty());
+            let proxy = meshfleet_render::cilium_proxy_with_peers(&fleet, &plan, &c.name, &peers)
+                .expect("proxy");
+            let values = yaml_value(
+                proxy["spec"]["valuesTemplate"].as_str().expect("values"),
+                "values",
+            );
+            let errors = errors_of(&schema, &values);
+            assert!(errors.is_empty(), "{}: {errors:?}", c.name);
+            let named = values["clustermesh"]["config"]["clusters"]
+                .as_object()
+                .expect("peers");
+            assert_eq!(named.len(), peers.len());
+        }
+    }
 }
 
 #[test]

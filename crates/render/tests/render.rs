@@ -59,6 +59,7 @@ fn layout_has_every_file() {
     for p in [
         "fleet/00-namespace.yaml",
         "fleet/10-cilium-helmchartproxies.yaml",
+        "fleet/20-ccm-helmchartproxies.yaml",
         "prerequisites/gcp.yaml",
         "prerequisites/aws.yaml",
     ] {
@@ -230,23 +231,67 @@ fn aws_cluster_is_v1beta2_with_cilium_ports_and_an_nlb() {
 }
 
 #[test]
-fn one_machine_deployment_and_health_check_per_pool() {
+fn worker_pools_spread_over_zones_with_one_health_check_per_pool() {
     let (fleet, _, r) = example();
     for c in &fleet.spec.clusters {
         let mds = objects_of(&r, &c.name, "MachineDeployment");
         let mhcs = objects_of(&r, &c.name, "MachineHealthCheck");
-        assert_eq!(mds.len(), c.worker_pools.len());
-        assert_eq!(mhcs.len(), c.worker_pools.len());
-        for (md, mhc) in mds.iter().zip(&mhcs) {
-            assert_eq!(md["apiVersion"], "cluster.x-k8s.io/v1beta2");
+        // One MachineDeployment per pool and zone, each pinned to its zone.
+        assert_eq!(mds.len(), c.worker_pools.len() * c.zones.len());
+        for pool in &c.worker_pools {
+            let of_pool: Vec<&&Value> = mds
+                .iter()
+                .filter(|md| {
+                    md["spec"]["template"]["metadata"]["labels"]["meshfleet.io/pool"]
+                        == pool.name.as_str()
+                })
+                .collect();
+            let zones: Vec<&str> = of_pool
+                .iter()
+                .map(|md| {
+                    md["spec"]["template"]["spec"]["failureDomain"]
+                        .as_str()
+                        .expect("zone")
+                })
+                .collect();
+            assert_eq!(
+                zones,
+                c.zones.iter().map(String::as_str).collect::<Vec<_>>()
+            );
+            let total: u64 = of_pool
+                .iter()
+                .map(|md| md["spec"]["replicas"].as_u64().expect("n"))
+                .sum();
+            assert_eq!(total, u64::from(pool.replicas), "{}/{}", c.name, pool.name);
+            for md in &of_pool {
+                assert_eq!(md["apiVersion"], "cluster.x-k8s.io/v1beta2");
+                let n = md["spec"]["replicas"].as_u64().expect("n");
+                assert!(n == u64::from(pool.replicas) / 3 || n == u64::from(pool.replicas) / 3 + 1);
+            }
+        }
+        // The pool's health check selects every zone's machines of that pool, and can
+        // remediate at least one (an integer, never a percentage that rounds to 0).
+        assert_eq!(
+            mhcs.len(),
+            c.worker_pools.iter().filter(|p| p.replicas >= 2).count()
+        );
+        for mhc in &mhcs {
             assert_eq!(mhc["apiVersion"], "cluster.x-k8s.io/v1beta2");
-            // The health check selects exactly the deployment's machines.
+            let max = mhc["spec"]["remediation"]["triggerIf"]["unhealthyLessThanOrEqualTo"]
+                .as_u64()
+                .expect("an integer");
+            assert!(max >= 1);
             let sel = mhc["spec"]["selector"]["matchLabels"]
                 .as_object()
                 .expect("sel");
-            for (k, v) in sel {
-                assert_eq!(&md["spec"]["template"]["metadata"]["labels"][k], v);
-            }
+            let selected = mds
+                .iter()
+                .filter(|md| {
+                    sel.iter()
+                        .all(|(k, v)| &md["spec"]["template"]["metadata"]["labels"][k] == v)
+                })
+                .count();
+            assert_eq!(selected, c.zones.len());
         }
         let tcp = objects_of(&r, &c.name, "TalosControlPlane")[0];
         assert_eq!(
@@ -255,6 +300,97 @@ fn one_machine_deployment_and_health_check_per_pool() {
         );
         assert!(tcp["spec"]["version"].as_str().expect("v").starts_with('v'));
         assert_eq!(tcp["spec"]["replicas"], c.control_plane.replicas);
+    }
+}
+
+#[test]
+fn health_check_thresholds_never_round_to_zero() {
+    let fleet = common::parse(&common::aws_fleet_text("apiserverService: NodePort"));
+    let r = render(&fleet, &common::plan(&fleet)).expect("render");
+    let mhcs = objects_of(&r, "aws-euw1", "MachineHealthCheck");
+    // `general` (4 replicas) gets one allowing 1 (40% of 4 rounded down); `single` none.
+    assert_eq!(mhcs.len(), 1);
+    assert_eq!(mhcs[0]["metadata"]["name"], "aws-euw1-workers-general");
+    assert_eq!(
+        mhcs[0]["spec"]["remediation"]["triggerIf"]["unhealthyLessThanOrEqualTo"],
+        1
+    );
+    // 4 replicas over 3 zones: 2, 1, 1, named after the zones.
+    let mds = objects_of(&r, "aws-euw1", "MachineDeployment");
+    let general: Vec<(String, u64)> = mds
+        .iter()
+        .filter(|m| {
+            m["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.contains("general"))
+        })
+        .map(|m| {
+            (
+                m["metadata"]["name"].as_str().expect("n").to_owned(),
+                m["spec"]["replicas"].as_u64().expect("r"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        general,
+        [
+            ("aws-euw1-workers-general-a".to_owned(), 2),
+            ("aws-euw1-workers-general-b".to_owned(), 1),
+            ("aws-euw1-workers-general-c".to_owned(), 1)
+        ]
+    );
+}
+
+#[test]
+fn control_planes_get_public_addresses_when_the_management_egress_is_public() {
+    let (_, _, r) = example();
+    for c in &r.clusters {
+        for t in c.objects.iter().filter(|o| {
+            o["kind"]
+                .as_str()
+                .is_some_and(|k| k.ends_with("MachineTemplate"))
+        }) {
+            let name = t["metadata"]["name"].as_str().expect("name");
+            let public = &t["spec"]["template"]["spec"]["publicIP"];
+            if name.contains("-control-plane-") {
+                assert_eq!(public, true, "{name}");
+            } else {
+                assert!(public.is_null(), "{name}: workers stay private");
+            }
+        }
+    }
+    let r = variant(&[(
+        "egressCIDRs: [203.0.113.10/32]",
+        "egressCIDRs: [10.200.0.0/24]",
+    )]);
+    for c in &r.clusters {
+        assert!(
+            c.objects
+                .iter()
+                .all(|o| o["spec"]["template"]["spec"]["publicIP"].is_null())
+        );
+    }
+}
+
+#[test]
+fn ssh_key_is_left_out_of_machine_templates_when_absent() {
+    let (_, _, r) = example();
+    let aws = &r.clusters[2];
+    assert_eq!(aws.objects[1]["spec"]["sshKeyName"], "ops");
+    let fleet = common::parse(&common::aws_fleet_text("apiserverService: NodePort"));
+    let r = render(&fleet, &common::plan(&fleet)).expect("render");
+    for c in &r.clusters {
+        // The cluster says "no key pair" (CAPA would otherwise use one named `default`)…
+        assert_eq!(c.objects[1]["kind"], "AWSCluster");
+        assert_eq!(c.objects[1]["spec"]["sshKeyName"], "");
+        // …and the templates say nothing, so they inherit it.
+        for t in c
+            .objects
+            .iter()
+            .filter(|o| o["kind"] == "AWSMachineTemplate")
+        {
+            assert!(t["spec"]["template"]["spec"].get("sshKeyName").is_none());
+        }
     }
 }
 
@@ -279,13 +415,89 @@ fn cilium_values_follow_the_design() {
     );
     assert_eq!(v["hubble"]["tls"]["auto"]["method"], "cronJob");
     assert!(v.get("tls").is_none(), "no CA material in values");
-    // Peers in map form, keyed by name, never the cluster itself.
-    let peers = v["clustermesh"]["config"]["clusters"]
+    // The first install names no peer (the chart requires an endpoint for each); the map is
+    // there, empty, so the clustermesh Secrets exist from the start.
+    assert_eq!(v["clustermesh"]["config"]["enabled"], true);
+    assert_eq!(
+        v["clustermesh"]["config"]["clusters"],
+        serde_json::json!({})
+    );
+    // GCP and AWS in one mesh: the underlay MTU is pinned below both clouds' VPN paths.
+    assert_eq!(v["MTU"], 1400);
+
+    // `up` adds peers as their endpoints become known: map form, keyed by name.
+    let fleet = common::parse(&common::example_fleet_text());
+    let peers = common::peer_endpoints(&plan, "gcp-euw1", false);
+    let values =
+        meshfleet_render::cilium_values_with_peers(&fleet, &plan, "gcp-euw1", &peers).expect("v");
+    let named = values["clustermesh"]["config"]["clusters"]
         .as_object()
-        .expect("map form");
+        .expect("map");
     let expected: Vec<&String> = plan.mesh_peers["gcp-euw1"].iter().collect();
-    assert_eq!(peers.keys().collect::<Vec<_>>(), expected);
-    assert!(!peers.contains_key("gcp-euw1"));
+    assert_eq!(named.keys().collect::<Vec<_>>(), expected);
+    assert!(!named.contains_key("gcp-euw1"));
+    for (name, e) in &peers {
+        assert_eq!(named[name]["ips"], serde_json::json!(e.ips));
+        assert_eq!(named[name]["port"], 32379);
+        assert_eq!(named[name]["enabled"], true);
+    }
+    // Everything but the peers is what `render` gives.
+    let mut without = values.clone();
+    without["clustermesh"]["config"]["clusters"] = serde_json::json!({});
+    assert_eq!(without, r.clusters[0].cilium.values);
+    // The proxy is the rendered one with those values.
+    let proxy =
+        meshfleet_render::cilium_proxy_with_peers(&fleet, &plan, "gcp-euw1", &peers).expect("p");
+    assert_eq!(proxy["metadata"], r.clusters[0].cilium.proxy["metadata"]);
+    assert_eq!(
+        yaml(proxy["spec"]["valuesTemplate"].as_str().expect("t")),
+        values
+    );
+    let none =
+        meshfleet_render::cilium_proxy_with_peers(&fleet, &plan, "gcp-euw1", &Default::default())
+            .expect("p");
+    assert_eq!(none, r.clusters[0].cilium.proxy);
+}
+
+#[test]
+fn peers_without_endpoints_or_outside_the_plan_are_errors() {
+    let (fleet, plan, _) = example();
+    let bad = |peer: &str, e: meshfleet_render::PeerEndpoint| {
+        let peers = std::collections::BTreeMap::from([(peer.to_owned(), e)]);
+        meshfleet_render::cilium_proxy_with_peers(&fleet, &plan, "gcp-euw1", &peers)
+            .expect_err("refused")
+            .to_string()
+    };
+    let ok = meshfleet_render::PeerEndpoint {
+        ips: vec!["10.0.0.1".into()],
+        address: None,
+        port: 32379,
+    };
+    let e = bad(
+        "gcp-use1",
+        meshfleet_render::PeerEndpoint {
+            ips: vec![],
+            address: None,
+            port: 32379,
+        },
+    );
+    assert!(e.contains("neither `ips` nor `address`"), "{e}");
+    let e = bad("gcp-euw1", ok.clone());
+    assert!(e.contains("not a mesh peer"), "{e}");
+    let e = bad("nope", ok.clone());
+    assert!(e.contains("`nope`"), "{e}");
+    let e = bad(
+        "gcp-use1",
+        meshfleet_render::PeerEndpoint {
+            ips: vec!["x".into()],
+            ..ok.clone()
+        },
+    );
+    assert!(e.contains("not an IP"), "{e}");
+    let e = meshfleet_render::cilium_proxy_with_peers(&fleet, &plan, "nope", &Default::default())
+        .expect_err("unknown")
+        .to_string();
+    assert!(e.contains("no cluster `nope`"), "{e}");
 }
 
 #[test]
@@ -335,17 +547,16 @@ fn variant(replacements: &[(&str, &str)]) -> Rendered {
 
 #[test]
 fn mesh_variants_reach_the_values() {
-    let r = variant(&[
-        ("routing: tunnel", "routing: native"),
-        ("encryption: none", "encryption: ipsec"),
-        (
-            "apiserverService: NodePort",
-            "apiserverService: LoadBalancer",
-        ),
-    ]);
-    let v = yaml(file(&r, "gcp-use1/cilium-values.yaml"));
+    let fleet = common::parse(&common::aws_fleet_text(
+        "routing: native, encryption: ipsec, apiserverService: LoadBalancer",
+    ));
+    let plan = common::plan(&fleet);
+    let r = render(&fleet, &plan).expect("render");
+    let v = yaml(file(&r, "aws-use1/cilium-values.yaml"));
     assert_eq!(v["routingMode"], "native");
     assert_eq!(v["ipv4NativeRoutingCIDR"], "10.64.0.0/10");
+    // AWS only, two regions: inter-region paths carry 1500, not the 9001 AWS reports.
+    assert_eq!(v["MTU"], 1500);
     assert!(v.get("tunnelProtocol").is_none());
     assert_eq!(v["encryption"]["enabled"], true);
     assert_eq!(v["encryption"]["type"], "ipsec");
@@ -358,9 +569,34 @@ fn mesh_variants_reach_the_values() {
             .get("nodePort")
             .is_none()
     );
+    let peers = common::peer_endpoints(&plan, "aws-use1", true);
+    let with = meshfleet_render::cilium_values_with_peers(&fleet, &plan, "aws-use1", &peers)
+        .expect("values");
     assert_eq!(
-        v["clustermesh"]["config"]["clusters"]["gcp-euw1"]["port"],
+        with["clustermesh"]["config"]["clusters"]["aws-euw1"]["port"],
         2379
+    );
+    assert_eq!(
+        with["clustermesh"]["config"]["clusters"]["aws-euw1"]["address"],
+        "aws-euw1.lb.example.com"
+    );
+    // LoadBalancer Services on AWS: the AWS CCM is delivered and owns the node controllers.
+    let kinds: Vec<_> = r.clusters[1].addons.iter().map(|a| a.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            meshfleet_render::AddonKind::TalosCcm,
+            meshfleet_render::AddonKind::AwsCcm
+        ]
+    );
+    assert_eq!(
+        r.clusters[1].addons[0].values["enabledControllers"],
+        serde_json::json!(["node-csr-approval"])
+    );
+    assert!(
+        r.clusters[1].addons[1].values["args"]
+            .to_string()
+            .contains("--cluster-name=aws-use1")
     );
 
     let r = variant(&[
@@ -381,6 +617,9 @@ fn mesh_variants_reach_the_values() {
     let v = yaml(file(&r, "gcp-euw1/cilium-values.yaml"));
     assert_eq!(v["clustermesh"]["useAPIServer"], false);
     assert!(v["clustermesh"].get("config").is_none());
+    // No mesh: no MTU pin, and nothing for Cilium to wait for.
+    assert!(v.get("MTU").is_none());
+    assert!(!r.clusters[0].cilium.held_back);
 }
 
 #[test]
@@ -402,7 +641,13 @@ fn readyz_fix_is_gcp_only_and_per_talos_line() {
         "kube-system"
     );
 
-    let r = variant(&[("talos: v1.13.9", "talos: v1.14.1")]);
+    let r = variant(&[
+        ("talos: v1.13.9", "talos: v1.14.1"),
+        (
+            "  providers:\n",
+            "  talos: { patchFormat: multiDocument }\n  providers:\n",
+        ),
+    ]);
     let docs: Vec<Value> =
         serde_saphyr::from_multiple(file(&r, "gcp-euw1/talos-controlplane.patch.yaml"))
             .expect("yaml");
@@ -415,10 +660,11 @@ fn readyz_fix_is_gcp_only_and_per_talos_line() {
             "KubeProxyConfig",
             "KubePrismConfig",
             "KubeAdmissionControlConfig",
+            "KubeTalosAPIAccessConfig",
             "KubeAuthenticationConfig"
         ]
     );
-    let auth = &docs[5]["configuration"]["anonymous"];
+    let auth = &docs[7]["configuration"]["anonymous"];
     assert_eq!(auth["enabled"], true);
     assert_eq!(
         auth["conditions"],
@@ -438,17 +684,44 @@ fn helm_chart_proxies_select_one_cluster_each() {
         .iter()
         .filter(|o| o["kind"] == "HelmChartProxy")
         .collect();
-    assert_eq!(proxies.len(), fleet.spec.clusters.len());
-    for (p, c) in proxies.iter().zip(&fleet.spec.clusters) {
-        let s = &p["spec"];
+    // A Cilium and a Talos CCM proxy per cluster (NodePort: no AWS CCM).
+    assert_eq!(proxies.len(), 2 * fleet.spec.clusters.len());
+    for (c, rc) in fleet.spec.clusters.iter().zip(&r.clusters) {
+        let s = &rc.cilium.proxy["spec"];
+        let sel = &s["clusterSelector"]["matchLabels"];
+        assert_eq!(sel[CLUSTER_LABEL], c.name.as_str());
+        // Held back until `up` has delivered the mesh CA.
+        assert!(rc.cilium.held_back);
         assert_eq!(
-            s["clusterSelector"]["matchLabels"][CLUSTER_LABEL],
-            c.name.as_str()
+            sel[meshfleet_render::MESH_CA_LABEL],
+            meshfleet_render::MESH_CA_DELIVERED
         );
         assert_eq!(s["repoURL"], "https://helm.cilium.io/");
         assert_eq!(s["chartName"], "cilium");
         assert_eq!(s["version"], "1.19.5");
         assert_eq!(s["namespace"], "kube-system");
+        assert_eq!(rc.addons.len(), 1);
+        let ccm = &rc.addons[0];
+        assert_eq!(ccm.kind, meshfleet_render::AddonKind::TalosCcm);
+        let s = &ccm.proxy["spec"];
+        assert_eq!(
+            ccm.proxy["metadata"]["name"],
+            format!("talos-ccm-{}", c.name)
+        );
+        assert_eq!(s["repoURL"], "oci://ghcr.io/siderolabs/charts");
+        assert_eq!(s["chartName"], "talos-cloud-controller-manager");
+        assert_eq!(s["version"], "0.4.5");
+        // Not held back: nodes must be initialised before anything schedules.
+        assert!(
+            s["clusterSelector"]["matchLabels"]
+                .get(meshfleet_render::MESH_CA_LABEL)
+                .is_none()
+        );
+        assert_eq!(ccm.values["daemonSet"]["enabled"], true);
+        assert_eq!(
+            ccm.values["enabledControllers"],
+            serde_json::json!(["cloud-node", "node-csr-approval"])
+        );
     }
     // The namespace is applied before anything in it.
     assert_eq!(r.fleet_objects[0]["kind"], "Namespace");
@@ -468,7 +741,25 @@ fn prerequisites_describe_network_nat_image_and_vpcs() {
     );
     assert_eq!(gcp["image"]["name"], "talos-v1-13-9-amd64");
     assert_eq!(gcp["image"]["bucket"], "talos-images-01-7f3a");
-    assert!(!gcp["firewallRules"].as_array().expect("rules").is_empty());
+    // One owner per firewall rule: every planned rule is cluster-scoped, so CAPG creates it
+    // from the GCPCluster (and deletes it with the cluster); `gcp setup` owns none.
+    assert!(gcp["firewallRules"].as_array().expect("rules").is_empty());
+    for c in r
+        .clusters
+        .iter()
+        .filter(|c| c.objects[1]["kind"] == "GCPCluster")
+    {
+        let rules = c.objects[1]["spec"]["network"]["firewall"]["firewallRules"]
+            .as_array()
+            .expect("rules");
+        assert!(!rules.is_empty());
+        for rule in rules {
+            let name = rule["name"].as_str().expect("name");
+            // CAPG keeps names that start with the cluster name as they are.
+            assert!(name.starts_with(&format!("{}-", c.name)), "{name}");
+            assert!(name.len() <= 63, "{name}");
+        }
+    }
     let aws = yaml(file(&r, "prerequisites/aws.yaml"));
     assert_eq!(aws["regions"][0]["region"], "eu-west-1");
     assert_eq!(

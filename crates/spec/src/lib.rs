@@ -6,13 +6,15 @@
 
 mod diag;
 mod model;
+mod releases;
 mod source;
 mod validate;
 
 pub use diag::{Diagnostic, Position, Report, Severity};
 pub use model::*;
+pub use releases::{KnownRelease, Release, SupportedVersions, known_kubernetes, known_talos};
 pub use source::SourceMap;
-pub use validate::{SupportedVersions, Version, parse_cidr};
+pub use validate::parse_cidr;
 
 /// A fleet file that parsed and passed validation, with the map back to its source.
 #[derive(Debug, Clone)]

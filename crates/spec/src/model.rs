@@ -5,6 +5,7 @@
 //! structural pass of validation, so a field added here is validated without further work.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -63,6 +64,9 @@ pub struct FleetSpec {
     /// Per-cloud settings; a provider used by a cluster must be configured here.
     #[serde(default)]
     pub providers: Providers,
+    /// Talos settings shared by every cluster.
+    #[serde(default)]
+    pub talos: TalosSettings,
     /// The clusters of the fleet.
     pub clusters: Vec<Cluster>,
 }
@@ -77,6 +81,31 @@ pub struct Versions {
     pub talos: String,
     /// Cilium chart version without a `v`, e.g. `1.19.5`.
     pub cilium: String,
+}
+
+/// Talos settings shared by every cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TalosSettings {
+    /// Form of the strategic patches meshfleet puts into the Talos bootstrap configs.
+    #[serde(default)]
+    pub patch_format: PatchFormat,
+}
+
+/// Form of the Talos strategic patches.
+///
+/// The v1alpha1 form is the only one the Talos bootstrap provider v0.6.12 can decode (it
+/// vendors Talos machinery v1.13.0, which has no `Kube*Config` documents), and Talos 1.14 still
+/// accepts it; the multi-document form is for a bootstrap provider built on machinery ≥ 1.14.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum PatchFormat {
+    /// One `v1alpha1` document (`machine`, `cluster`); valid for every Talos line.
+    #[default]
+    #[serde(rename = "v1alpha1")]
+    V1alpha1,
+    /// One document per concern (`KubeNetworkConfig`, `KubeProxyConfig`, …); Talos ≥ 1.14 only.
+    #[serde(rename = "multiDocument")]
+    MultiDocument,
 }
 
 /// The three fleet-wide pools.
@@ -498,4 +527,51 @@ pub struct ClusterNetwork {
     /// Node subnet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes: Option<String>,
+}
+
+/// A `MAJOR.MINOR.PATCH` version, with or without a leading `v`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version {
+    /// Major.
+    pub major: u32,
+    /// Minor.
+    pub minor: u32,
+    /// Patch.
+    pub patch: u32,
+}
+
+impl Version {
+    /// Parse `v1.35.4` or `1.19.5`; a pre-release or build suffix (`-rc.1`, `+meta`) is dropped.
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.strip_prefix('v').unwrap_or(s);
+        let core = s.split(['-', '+']).next()?;
+        let mut it = core.split('.');
+        let mut num = || -> Option<u32> {
+            let part = it.next()?;
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            part.parse().ok()
+        };
+        let v = Self {
+            major: num()?,
+            minor: num()?,
+            patch: num()?,
+        };
+        if it.next().is_some() {
+            return None;
+        }
+        Some(v)
+    }
+
+    /// `MAJOR.MINOR` as a pair, for support-matrix lookups.
+    pub fn line(self) -> (u32, u32) {
+        (self.major, self.minor)
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
 }

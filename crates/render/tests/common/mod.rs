@@ -91,10 +91,78 @@ spec:
     s
 }
 
+/// An AWS-only fleet over two regions (what a LoadBalancer clustermesh-apiserver needs: GCP has
+/// no deliverable cloud controller manager), with the mesh options as given.
+pub fn aws_fleet_text(mesh: &str) -> String {
+    format!(
+        "apiVersion: meshfleet.io/v1alpha1
+kind: Fleet
+metadata: {{ name: awsonly }}
+spec:
+  versions: {{ kubernetes: v1.35.4, talos: v1.13.9, cilium: 1.19.5 }}
+  mesh: {{ {mesh} }}
+  management: {{ egressCIDRs: [203.0.113.10/32] }}
+  interconnect: {{ awsCrossRegion: transitGateway }}
+  providers:
+    aws: {{}}
+  clusters:
+    - name: aws-euw1
+      provider: aws
+      region: eu-west-1
+      zones: [eu-west-1a, eu-west-1b, eu-west-1c]
+      controlPlane: {{ replicas: 3, machineType: m6i.large }}
+      workerPools:
+        - {{ name: general, replicas: 4, machineType: m6i.xlarge }}
+        - {{ name: single, replicas: 1, machineType: m6i.xlarge }}
+    - name: aws-use1
+      provider: aws
+      region: us-east-1
+      zones: [us-east-1a, us-east-1b]
+      controlPlane: {{ replicas: 1, machineType: m6i.large }}
+      workerPools:
+        - {{ name: general, replicas: 2, machineType: m6i.xlarge }}
+"
+    )
+}
+
 /// Plan with the real planner (no lock: a first plan).
 pub fn plan(fleet: &Fleet) -> Plan {
     match meshfleet_plan::plan(fleet, None) {
         Ok(p) => p,
         Err(r) => panic!("the planner rejected the fleet: {r:#?}"),
     }
+}
+
+/// Made-up endpoints for every mesh peer of `cluster`: node IPs on the NodePort, or a load
+/// balancer address on 2379.
+pub fn peer_endpoints(
+    plan: &Plan,
+    cluster: &str,
+    lb: bool,
+) -> std::collections::BTreeMap<String, meshfleet_render::PeerEndpoint> {
+    plan.mesh_peers
+        .get(cluster)
+        .map(|peers| {
+            peers
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let e = if lb {
+                        meshfleet_render::PeerEndpoint {
+                            ips: Vec::new(),
+                            address: Some(format!("{p}.lb.example.com")),
+                            port: meshfleet_render::CLUSTERMESH_LB_PORT,
+                        }
+                    } else {
+                        meshfleet_render::PeerEndpoint {
+                            ips: vec![format!("10.{}.0.{}", i / 250, i % 250 + 1)],
+                            address: None,
+                            port: meshfleet_render::CLUSTERMESH_NODE_PORT,
+                        }
+                    };
+                    (p.clone(), e)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
