@@ -58,8 +58,13 @@ pub(super) fn clusters(world: &World, timers: &mut Timers) {
             .pointer("/status/conditions")
             .and_then(Value::as_array)
             .and_then(|a| {
-                a.iter()
-                    .find(|x| s(x, "/type") == "Available" && s(x, "/status") != "True")
+                // The control plane's first failing condition that says why (CACPPT puts the
+                // apid dial error on MachinesBootstrapped).
+                a.iter().find(|x| {
+                    s(x, "/type") != "Ready"
+                        && s(x, "/status") != "True"
+                        && !s(x, "/message").is_empty()
+                })
             })
             .map(|x| s(x, "/message").to_string())
             .unwrap_or_default();

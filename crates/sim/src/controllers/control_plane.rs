@@ -109,7 +109,14 @@ pub(super) fn control_planes(world: &World, timers: &mut Timers, fw: &mesh::Fire
             }
             current += 1;
         }
+        // Scale-down waits until every machine has a NodeRef
+        // (siderolabs/cluster-api-control-plane-provider-talos:`controllers/scale.go`@v0.5.12).
+        let all_noderefs = machines
+            .iter()
+            .filter(|m| !deleting(m))
+            .all(|m| m.pointer("/status/nodeRef/name").is_some());
         if current > replicas
+            && all_noderefs
             && let Some(mt) = ty(api, CAPI, "Machine")
         {
             let mut live: Vec<&Value> = machines.iter().filter(|m| !deleting(m)).collect();
@@ -118,95 +125,191 @@ pub(super) fn control_planes(world: &World, timers: &mut Timers, fw: &mesh::Fire
                 delete(api, &key_of(mt, m));
             }
         }
-        // Bootstrap: the provider dials Talos apid on tcp/50000 of the first control-plane node.
-        let first = machines
-            .iter()
-            .filter(|m| !deleting(m))
-            .min_by_key(|m| s(m, "/metadata/creationTimestamp").to_string());
-        let provisioned =
-            first.is_some_and(|m| matches!(s(m, "/status/phase"), "Provisioned" | "Running"));
+        // Bootstrap: the provider dials Talos apid (tcp/50000) on the machines' addresses.
+        let live: Vec<&Value> = machines.iter().filter(|m| !deleting(m)).collect();
+        let provisioned = !live.is_empty()
+            && live
+                .iter()
+                .all(|m| matches!(s(m, "/status/phase"), "Provisioned" | "Running"));
         let mut bootstrap_error = None;
         let mut bootstrapped =
             tcp.pointer("/status/bootstrapped").and_then(Value::as_bool) == Some(true);
+        let timer = format!("bootstrap/{}/{}", k.namespace, k.name);
         if provisioned && !bootstrapped {
-            let ip = first
-                .map(|m| s(m, "/status/addresses/0/address").to_string())
-                .unwrap_or_default();
-            match world.cfg.egress_ip {
-                Some(egress)
-                    if !fw.allows(&infra_obj, &ipnet::IpNet::from(egress), "tcp", 50000, true) =>
-                {
-                    bootstrap_error = Some(format!(
-                        "failed to bootstrap etcd on machine `{}`: rpc error: code = Unavailable desc = connection error: desc = \"transport: Error while dialing: dial tcp {ip}:50000: i/o timeout\"; the {infra_kind} firewall does not allow the management egress `{egress}` to reach tcp/50000 (Talos apid)",
-                        first.map(name_of).unwrap_or("")
-                    ));
-                    timers.forget(&format!("bootstrap/{}/{}", k.namespace, k.name));
+            match world
+                .cfg
+                .egress_ip
+                .map(|e| apid_reachable(e, &infra_obj, &live, fw))
+            {
+                Some(Err(e)) => {
+                    bootstrap_error = Some(e);
+                    timers.forget(&timer);
                 }
                 _ => {
-                    if timers.elapsed(
-                        world,
-                        &format!("bootstrap/{}/{}", k.namespace, k.name),
-                        delays::BOOTSTRAP,
-                    ) {
+                    if timers.elapsed(world, &timer, delays::BOOTSTRAP) {
                         bootstrapped = true;
                     }
                 }
             }
         }
-        let running = machines
-            .iter()
-            .filter(|m| !deleting(m) && machine_running(m))
-            .count() as i64;
-        let initialized = initialized || (bootstrapped && running >= 1);
-        let ready = initialized && running >= replicas;
+        // Initialized once the workload API answers (CACPPT lists its control-plane Nodes
+        // through it); ready replicas are the Ready control-plane Nodes
+        // (`updateStatus`, taloscontrolplane_controller.go@v0.5.12).
+        let workload = world.workload(&format!("{}/{}", k.namespace, name_of(&cluster)));
+        let initialized = initialized || (bootstrapped && workload.is_some());
+        let ready_nodes = workload
+            .as_ref()
+            .filter(|_| initialized)
+            .map(|w| {
+                w.store
+                    .list("/nodes", None)
+                    .0
+                    .iter()
+                    .filter(|n| {
+                        n.pointer("/metadata/labels/node-role.kubernetes.io~1control-plane")
+                            .is_some()
+                            && n.pointer("/status/conditions")
+                                .and_then(Value::as_array)
+                                .is_some_and(|a| {
+                                    a.iter().any(|c| {
+                                        s(c, "/type") == "Ready" && s(c, "/status") == "True"
+                                    })
+                                })
+                    })
+                    .count() as i64
+            })
+            .unwrap_or(0)
+            .min(machines.len() as i64);
+        let ready = ready_nodes > 0;
+        let machines_ready = live.iter().filter(|m| machine_ready(m)).count();
         status["bootstrapped"] = json!(bootstrapped);
         status["initialized"] = json!(initialized);
         status["ready"] = json!(ready);
-        status["readyReplicas"] = json!(running);
-        status["unavailableReplicas"] = json!((machines.len() as i64 - running).max(0));
+        status["readyReplicas"] = json!(ready_nodes);
+        status["unavailableReplicas"] = json!((machines.len() as i64 - ready_nodes).max(0));
         status["observedGeneration"] = json!(generation(&tcp));
-        match &bootstrap_error {
-            Some(e) => {
-                conds.push(cond1("Available", false, "EtcdBootstrapFailed", e));
-                conds.push(cond1(
-                    "MachinesBootstrapped",
-                    false,
-                    "EtcdBootstrapFailed",
-                    e,
-                ));
-                status["failureReason"] = Value::Null;
+        // Conditions as CACPPT sets them (`reconcileConditions`, `reconcileMachines`@v0.5.12):
+        // MachinesBootstrapped False `WaitingForMachines` until it tries, then
+        // `WaitingForTalosBoot` with the dial error while bootstrap fails; Available False
+        // `WaitingForTalosBoot` until the workload API answers. Both at severity Info.
+        let info = |mut c: Value| {
+            if c["status"] == "False" {
+                c["severity"] = json!("Info");
             }
-            None => {
-                conds.push(cond1(
-                    "Available",
-                    initialized,
-                    "WaitingForEtcdBootstrap",
-                    "waiting for the first control-plane machine to bootstrap etcd",
-                ));
-                conds.push(cond1(
-                    "MachinesBootstrapped",
-                    bootstrapped,
-                    "WaitingForBootstrap",
-                    "waiting for machines to boot and bootstrap",
-                ));
-            }
-        }
+            c
+        };
+        let (mb_reason, mb_msg) = match &bootstrap_error {
+            Some(e) => ("WaitingForTalosBoot", e.clone()),
+            None => ("WaitingForMachines", String::new()),
+        };
+        conds.push(info(cond1(
+            "MachinesBootstrapped",
+            bootstrapped,
+            mb_reason,
+            &mb_msg,
+        )));
+        conds.push(info(cond1(
+            "Available",
+            initialized,
+            "WaitingForTalosBoot",
+            "",
+        )));
         conds.push(cond1(
             "MachinesReady",
-            running == machines.len() as i64 && running > 0,
+            machines_ready == machines.len() && machines_ready > 0,
             "MachinesNotReady",
-            &format!("{running} of {} machines running", machines.len()),
+            &format!("{machines_ready} of {} machines ready", machines.len()),
         ));
-        conds.push(cond1(
-            "Ready",
-            ready,
-            "ScalingUp",
-            &format!("{running} of {replicas} control-plane machines ready"),
-        ));
+        let summary = conds.iter().find(|c| c["status"] == "False").cloned();
+        conds.push(match summary {
+            Some(c) => {
+                let mut r = cond1("Ready", false, s(&c, "/reason"), s(&c, "/message"));
+                r["severity"] = c["severity"].clone();
+                r
+            }
+            None => cond1("Ready", true, "", ""),
+        });
         if let Some(o) = status.as_object_mut() {
             o.retain(|_, v| !v.is_null());
         }
         status["conditions"] = json!(conds);
         set_status(api, &k, status);
     }
+}
+
+/// Whether CACPPT, dialling from the management egress, reaches Talos apid on one of the
+/// machines: its Talos client uses every InternalIP and ExternalIP of the machines as endpoints
+/// (`talosconfigForMachines`, siderolabs/cluster-api-control-plane-provider-talos:`controllers/configs.go`@v0.5.12).
+/// An address is routable when it is public, or when it is private and the egress is inside
+/// the cluster's node network (a management cluster on that network); the firewall must then
+/// let the egress reach tcp/50000. `Err` holds what the Talos client reports, plus why.
+fn apid_reachable(
+    egress: std::net::IpAddr,
+    infra: &Value,
+    machines: &[&Value],
+    fw: &mesh::Firewalls,
+) -> Result<(), String> {
+    let src = ipnet::IpNet::from(egress);
+    let node_net = mesh::node_cidr(infra);
+    let kind = s(infra, "/kind");
+    let mut endpoints: Vec<(String, bool)> = Vec::new();
+    for m in machines {
+        for a in m
+            .pointer("/status/addresses")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if matches!(s(a, "/type"), "InternalIP" | "ExternalIP")
+                && let Ok(ip) = s(a, "/address").parse::<std::net::IpAddr>()
+            {
+                endpoints.push((ip.to_string(), mesh::is_private(&ip)));
+            }
+        }
+    }
+    // The client tries public endpoints first here, so the error names the most useful one.
+    endpoints.sort_by_key(|(_, private)| *private);
+    let Some((first, first_private)) = endpoints.first().cloned() else {
+        return Err("no addresses were found for the control-plane machines".to_string());
+    };
+    let egress_private = mesh::is_private(&egress);
+    let routable = |private: bool, ip: &str| {
+        !private
+            || (egress_private
+                && ip
+                    .parse::<std::net::IpAddr>()
+                    .ok()
+                    .zip(node_net)
+                    .is_some_and(|(ip, n)| n.contains(&ip) && n.contains(&egress)))
+    };
+    let open = fw.allows(infra, &src, "tcp", 50000, true);
+    if open && endpoints.iter().any(|(ip, p)| routable(*p, ip)) {
+        return Ok(());
+    }
+    let why = if !endpoints.iter().any(|(ip, p)| routable(*p, ip)) {
+        if first_private && !egress_private {
+            format!(
+                "the management egress `{egress}` is public and the control-plane machines have only private addresses ({}); give them a public address (`publicIP: true` on the control-plane machine template) or reach the node network privately",
+                endpoints
+                    .iter()
+                    .map(|(ip, _)| ip.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            format!(
+                "the management egress `{egress}` is outside the node network {} and cannot route to {first}",
+                node_net
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "(unknown)".into())
+            )
+        }
+    } else {
+        format!(
+            "the {kind} firewall does not allow the management egress `{egress}` to reach tcp/50000 (Talos apid)"
+        )
+    };
+    Err(format!(
+        "rpc error: code = Unavailable desc = connection error: desc = \"transport: Error while dialing: dial tcp {first}:50000: i/o timeout\"; {why}"
+    ))
 }

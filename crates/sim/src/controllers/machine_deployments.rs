@@ -64,7 +64,14 @@ pub(super) fn machine_deployments(world: &World) {
                 ty(api, BOOT, "TalosConfig"),
                 api.store.get(&Key::new(&mt.key(), ns_of(&md), &mname)),
             ) {
-                let tc = talos_config(&stored, json!({"generateType": "worker"}));
+                // Cluster API clones the TalosConfigTemplate's `spec.template.spec` into the
+                // Machine's TalosConfig (patches included).
+                let spec = md
+                    .pointer("/spec/template/spec/bootstrap/configRef")
+                    .and_then(|r| resolve(api, r, &k.namespace))
+                    .and_then(|(_, t)| t.pointer("/spec/template/spec").cloned())
+                    .unwrap_or_else(|| json!({"generateType": "worker"}));
+                let tc = talos_config(&stored, spec);
                 create(api, &key_of(ct, &tc), tc);
             }
         }

@@ -19,6 +19,7 @@ use crate::resources::ResourceType;
 use crate::store::{Change, Key, now_rfc3339};
 use crate::{Api, World, mesh};
 
+mod bootstrap;
 mod clusters;
 mod control_plane;
 mod gc;
@@ -29,6 +30,8 @@ mod namespaces;
 mod objects;
 mod teardown;
 
+pub(crate) use bootstrap::machine_talos_config;
+use bootstrap::talos_configs;
 use clusters::*;
 use control_plane::*;
 use gc::*;
@@ -182,6 +185,8 @@ pub(crate) fn reconcile_all(world: &World, timers: &mut Timers, collect: bool) {
     lap("cp");
     machine_deployments(world);
     lap("md");
+    talos_configs(world);
+    lap("talosconfig");
     machines(world, timers);
     lap("machines");
     clusters(world, timers);
