@@ -3,7 +3,9 @@
 //! the workload cluster once its control plane is initialized. A chart named `cilium` has
 //! Cilium's effects: `cilium-config`, the `clustermesh-apiserver` Service, the
 //! `cilium-clustermesh` Secret with one entry per configured peer, Ready nodes and one agent Pod
-//! per node.
+//! per node. Cilium's chart refuses peers without an address as the real one does
+//! ([`cilium_values_refused`]); the cloud controller manager charts of [`crate::ccm::CHARTS`]
+//! run their Pod.
 
 use serde_json::{Value, json};
 
@@ -212,88 +214,7 @@ pub(crate) fn reconcile(world: &World, timers: &mut Timers) {
         if deleting(&hrp) {
             continue;
         }
-        let k = key_of(&hrp_t, &hrp);
-        let ns = ns_of(&hrp).to_string();
-        let cname = s(&hrp, "/spec/clusterRef/name").to_string();
-        let cluster = api.store.get(&Key::new(&ct.key(), &ns, &cname));
-        let initialized = cluster.as_ref().is_some_and(|c| {
-            c.pointer("/status/initialization/controlPlaneInitialized")
-                .and_then(Value::as_bool)
-                == Some(true)
-        });
-        let workload = world.workload(&format!("{ns}/{cname}"));
-        let id = format!(
-            "helm/{ns}/{}/{}",
-            name_of(&hrp),
-            hrp.pointer("/metadata/generation")
-                .and_then(Value::as_i64)
-                .unwrap_or(1)
-        );
-        let Some(w) = workload.filter(|_| initialized) else {
-            set_status(
-                api,
-                &k,
-                json!({"conditions": [
-                cond1("Ready", false, "WaitingForControlPlane", &format!("waiting for the control plane of Cluster `{cname}` to be initialized")),
-                cond1("ClusterAvailable", false, "WaitingForControlPlane", "the workload cluster API server is not available")]}),
-            );
-            continue;
-        };
-        let installed = s(&hrp, "/status/status") == "deployed"
-            && hrp
-                .pointer("/status/observedGeneration")
-                .and_then(Value::as_i64)
-                == hrp.pointer("/metadata/generation").and_then(Value::as_i64);
-        if !installed && !timers.elapsed(world, &id, delays::HELM) {
-            set_status(
-                api,
-                &k,
-                json!({"status": "pending-install", "conditions": [
-                cond1("Ready", false, "HelmInstallOrUpgradeInProgress", "helm install in progress"),
-                cond1("ClusterAvailable", true, "", ""),
-                cond1("HelmReleaseReady", false, "HelmInstallOrUpgradeInProgress", "helm install in progress")]}),
-            );
-            continue;
-        }
-        let values: Value = match serde_saphyr::from_str::<Value>(s(&hrp, "/spec/values")) {
-            Ok(Value::Null) => json!({}),
-            Ok(v) => v,
-            Err(e) => {
-                set_status(
-                    api,
-                    &k,
-                    json!({"status": "failed", "conditions": [
-                    cond1("Ready", false, "HelmInstallOrUpgradeFailed", &format!("values are not valid YAML: {e}")),
-                    cond1("HelmReleaseReady", false, "HelmInstallOrUpgradeFailed", &format!("values are not valid YAML: {e}"))]}),
-                );
-                continue;
-            }
-        };
-        let revision = hrp
-            .pointer("/status/revision")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
-        let deployed_gen = hrp
-            .pointer("/status/observedGeneration")
-            .and_then(Value::as_i64);
-        let gen_now = hrp
-            .pointer("/metadata/generation")
-            .and_then(Value::as_i64)
-            .unwrap_or(1);
-        if s(&hrp, "/spec/chartName") == "cilium" {
-            install_cilium(&w, &values, s(&hrp, "/spec/namespace"));
-        }
-        let revision = if deployed_gen == Some(gen_now) && revision > 0 {
-            revision
-        } else {
-            revision + 1
-        };
-        set_status(
-            api,
-            &k,
-            json!({"status": "deployed", "revision": revision, "observedGeneration": gen_now, "conditions": [
-            cond1("Ready", true, "", ""), cond1("ClusterAvailable", true, "", ""), cond1("HelmReleaseReady", true, "", "")]}),
-        );
+        release(world, timers, &hrp, &key_of(&hrp_t, &hrp), &ct.key());
     }
     // Nodes of every cluster running Cilium are Ready (the CNI is up).
     for w in world.workloads() {
@@ -318,7 +239,217 @@ pub(crate) fn reconcile(world: &World, timers: &mut Timers) {
             }
         }
         crate::workload::sync_agents(&w, cni);
+        if let Some((ns, name)) = w.name.split_once('/')
+            && let Some(c) = api.store.get(&Key::new(&ct.key(), ns, name))
+            && let Some((_, infra)) = crate::controllers::cluster_infra(api, &c)
+        {
+            crate::ccm::reconcile_services(&w, s(&infra, "/kind"), s(&infra, "/spec/region"));
+        }
     }
+}
+
+/// A HelmReleaseProxy's v1beta2 conditions, as CAAPH v0.6.4 sets them
+/// (kubernetes-sigs/cluster-api-addon-provider-helm:`controllers/helmreleaseproxy/helmreleaseproxy_controller.go`@v0.6.4):
+/// `ClusterAvailable` and `HelmReleaseReady`, and `Ready` summarising both with Cluster API's
+/// default merge strategy (kubernetes-sigs/cluster-api:`util/conditions/merge_strategies.go`@v1.14.0:
+/// one issue gives its reason, the message lists `* <Type>: <message>`).
+fn release_conditions(hrp: &Value, cluster: (bool, &str), helm: (bool, &str, &str)) -> Value {
+    let g = hrp
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let parts = [
+        (
+            "ClusterAvailable",
+            cluster.0,
+            if cluster.0 { "Available" } else { cluster.1 },
+            "",
+        ),
+        ("HelmReleaseReady", helm.0, helm.1, helm.2),
+    ];
+    let issues: Vec<_> = parts.iter().filter(|p| !p.1).collect();
+    let (ready_reason, ready_msg) = match issues.as_slice() {
+        [] => ("InfoReported".to_string(), String::new()),
+        [one] => (one.2.to_string(), summary_line(one)),
+        many => (
+            "IssuesReported".to_string(),
+            many.iter()
+                .map(|p| summary_line(p))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+    };
+    let mut conds = vec![crate::controllers::cond(
+        "Ready",
+        Some(issues.is_empty()),
+        &ready_reason,
+        &ready_msg,
+        g,
+    )];
+    for (t, ok, reason, msg) in parts {
+        conds.push(crate::controllers::cond(t, Some(ok), reason, msg, g));
+    }
+    json!(conds)
+}
+
+fn summary_line(p: &(&str, bool, &str, &str)) -> String {
+    if p.3.is_empty() {
+        format!("* {}: {}", p.0, p.2)
+    } else {
+        format!("* {}: {}", p.0, p.3)
+    }
+}
+
+/// Install (or refuse) one HelmReleaseProxy's release in its workload cluster.
+fn release(world: &World, timers: &mut Timers, hrp: &Value, k: &Key, cluster_res: &str) {
+    let api = &world.management;
+    let ns = ns_of(hrp).to_string();
+    let cname = s(hrp, "/spec/clusterRef/name").to_string();
+    let cluster = api.store.get(&Key::new(cluster_res, &ns, &cname));
+    let initialized = cluster.as_ref().is_some_and(|c| {
+        c.pointer("/status/initialization/controlPlaneInitialized")
+            .and_then(Value::as_bool)
+            == Some(true)
+    });
+    let gen_now = hrp
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let id = format!("helm/{ns}/{}/{gen_now}", name_of(hrp));
+    let keep = |st: &mut Value| {
+        for f in ["status", "revision", "releaseName"] {
+            if let Some(v) = hrp.pointer(&format!("/status/{f}")) {
+                st[f] = v.clone();
+            }
+        }
+    };
+    let Some(w) = world
+        .workload(&format!("{ns}/{cname}"))
+        .filter(|_| initialized)
+    else {
+        // CAAPH waits for `status.initialization.controlPlaneInitialized` with an empty message.
+        let mut st = json!({"conditions": release_conditions(hrp, (false, "NotAvailable"),
+            (false, "PreparingToHelmInstall", "Preparing to to install Helm chart"))});
+        keep(&mut st);
+        set_status(api, k, st);
+        return;
+    };
+    let installed = s(hrp, "/status/status") == "deployed"
+        && hrp
+            .pointer("/status/observedGeneration")
+            .and_then(Value::as_i64)
+            == Some(gen_now);
+    if !installed && !timers.elapsed(world, &id, delays::HELM) {
+        let mut st = json!({"conditions": release_conditions(hrp, (true, ""),
+            (false, "HelmReleasePending", "Helm release is in a pending state: pending-install"))});
+        keep(&mut st);
+        st["status"] = json!("pending-install");
+        set_status(api, k, st);
+        return;
+    }
+    let revision = hrp
+        .pointer("/status/revision")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let failed = |why: &str| {
+        // Helm returns the release it could not render with status `failed` and the error;
+        // nothing was stored in the cluster, so the next reconcile installs again
+        // (controller-runtime requeues a reconcile that returned an error).
+        json!({"status": "failed", "revision": revision.max(1), "observedGeneration": gen_now,
+            "conditions": release_conditions(hrp, (true, ""), (false, "HelmInstallOrUpgradeFailed", why))})
+    };
+    let values: Value = match serde_saphyr::from_str::<Value>(s(hrp, "/spec/values")) {
+        Ok(Value::Null) => json!({}),
+        Ok(v) => v,
+        Err(e) => {
+            set_status(api, k, failed(&format!("failed to parse values: {e}")));
+            return;
+        }
+    };
+    let chart = s(hrp, "/spec/chartName");
+    let release_ns = s(hrp, "/spec/namespace");
+    if chart == "cilium" {
+        if let Some(why) = cilium_values_refused(&values) {
+            set_status(api, k, failed(&why));
+            return;
+        }
+        install_cilium(&w, &values, release_ns);
+    } else if let Some(ccm) = crate::ccm::by_chart(chart) {
+        crate::ccm::install(&w, ccm, s(hrp, "/spec/releaseName"), release_ns, &values);
+    }
+    let deployed_gen = hrp
+        .pointer("/status/observedGeneration")
+        .and_then(Value::as_i64);
+    let revision = if deployed_gen == Some(gen_now) && installed {
+        revision
+    } else {
+        revision + 1
+    };
+    set_status(
+        api,
+        k,
+        json!({"status": "deployed", "revision": revision, "observedGeneration": gen_now,
+            "releaseName": s(hrp, "/spec/releaseName"),
+            "conditions": release_conditions(hrp, (true, ""), (true, "Ready", ""))}),
+    );
+}
+
+/// Why Cilium 1.19.5's chart refuses these values at render time, if it does: every enabled
+/// entry of `clustermesh.config.clusters` (map or list form) needs non-empty `ips` or
+/// `address`, else the `required` in `clustermesh-config-generate-etcd-cfg`
+/// (`templates/clustermesh-config/_helpers.tpl`) fails. With `clustermesh.useAPIServer` and
+/// `clustermesh.apiserver.kvstoremesh.enabled` (the default) it runs from
+/// `kvstoremesh-secret.yaml`, otherwise from `clustermesh-secret.yaml`; only
+/// `clustermesh.config.enabled: false` or `enabled: false` on the entry avoids it. The message is
+/// the one Helm's engine gives (checked with the real chart and Helm v4 engine, see
+/// `shared/charts/SOURCES.md`).
+pub fn cilium_values_refused(values: &Value) -> Option<String> {
+    if get(values, "/clustermesh/config/enabled").and_then(Value::as_bool) != Some(true) {
+        return None;
+    }
+    let entries: Vec<&Value> = match get(values, "/clustermesh/config/clusters") {
+        Some(Value::Object(m)) => m.values().collect(),
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(Value::Null) | None => Vec::new(),
+        Some(other) => {
+            return Some(format!(
+                "values don't meet the specifications of the schema(s) in the following chart(s):\ncilium:\n- at '/clustermesh/config/clusters': got {}, want array or object",
+                match other {
+                    Value::String(_) => "string",
+                    Value::Bool(_) => "boolean",
+                    _ => "number",
+                }
+            ));
+        }
+    };
+    let truthy = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Object(m)) => !m.is_empty(),
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Number(n)) => n.as_f64() != Some(0.0),
+        Some(Value::Null) | None => false,
+    };
+    let missing = entries.iter().any(|e| {
+        e.get("enabled") != Some(&Value::Bool(false))
+            && !truthy(e.get("ips"))
+            && !truthy(e.get("address"))
+    });
+    if !missing {
+        return None;
+    }
+    let kvstoremesh = get(values, "/clustermesh/useAPIServer").and_then(Value::as_bool)
+        == Some(true)
+        && get(values, "/clustermesh/apiserver/kvstoremesh/enabled").and_then(Value::as_bool)
+            != Some(false);
+    let at = if kvstoremesh {
+        "cilium/templates/clustermesh-config/kvstoremesh-secret.yaml:19:18"
+    } else {
+        "cilium/templates/clustermesh-config/clustermesh-secret.yaml:22:18"
+    };
+    Some(format!(
+        "execution error at ({at}): missing clustermesh.apiserver.config.clusters.address"
+    ))
 }
 
 fn get<'a>(v: &'a Value, p: &str) -> Option<&'a Value> {
@@ -384,18 +515,19 @@ fn install_cilium(w: &Api, values: &Value, release_ns: &str) {
             port["nodePort"] = json!(node_port);
         }
         let sk = Key::new("/services", ns, "clustermesh-apiserver");
-        let mut svc = json!({"apiVersion": "v1", "kind": "Service",
+        let svc = json!({"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "clustermesh-apiserver", "namespace": ns, "labels": {"k8s-app": "clustermesh-apiserver", "app.kubernetes.io/part-of": "cilium"}},
             "spec": {"type": svc_type, "selector": {"k8s-app": "clustermesh-apiserver"}, "ports": [port], "clusterIP": format!("10.96.0.{}", 10 + id % 200)},
             "status": {"loadBalancer": {}}});
-        if svc_type == "LoadBalancer" {
-            svc["status"] = json!({"loadBalancer": {"ingress": [{"ip": format!("203.0.113.{}", 1 + id % 250)}]}});
-        }
+        // A LoadBalancer gets its ingress from the cloud's service controller, not from the
+        // chart ([`crate::ccm::reconcile_services`]).
         create(w, &sk, svc.clone());
         update(w, &sk, |v| {
+            if v["spec"]["type"] != svc["spec"]["type"] {
+                v["status"] = svc["status"].clone();
+            }
             v["spec"]["type"] = svc["spec"]["type"].clone();
             v["spec"]["ports"] = svc["spec"]["ports"].clone();
-            v["status"] = svc["status"].clone();
         });
     }
     if get(values, "/clustermesh/config/enabled").and_then(Value::as_bool) == Some(true) {

@@ -13,6 +13,7 @@
 #![allow(clippy::nonminimal_bool)]
 
 pub mod caaph;
+pub mod ccm;
 pub mod controllers;
 pub mod gcp;
 pub mod http;
@@ -23,6 +24,7 @@ pub mod resources;
 pub mod select;
 pub mod store;
 pub mod table;
+pub mod talos;
 pub mod tls;
 pub mod validate;
 pub mod workload;

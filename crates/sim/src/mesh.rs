@@ -34,6 +34,26 @@ pub fn node_cidr(infra: &Value) -> Option<IpNet> {
     text.parse().ok()
 }
 
+/// Whether an address is private, i.e. not routable from the internet: RFC 1918, shared
+/// (100.64.0.0/10), loopback and link-local for IPv4; unique-local, loopback and link-local for
+/// IPv6. Everything else counts as public.
+pub fn is_private(ip: &std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v) => {
+            let o = v.octets();
+            v.is_private()
+                || v.is_loopback()
+                || v.is_link_local()
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+        }
+        std::net::IpAddr::V6(v) => {
+            v.is_loopback()
+                || (v.segments()[0] & 0xfe00) == 0xfc00
+                || (v.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
 fn cidr_covers(ranges: &[&str], src: &IpNet) -> bool {
     ranges.iter().any(|r| {
         r.parse::<IpNet>()
@@ -201,8 +221,10 @@ pub struct Firewalls {
 }
 
 impl Firewalls {
-    /// Index the management cluster's GCPClusters, with the firewall rules of their networks in
-    /// the simulated project (`gcp`, made by `meshfleet gcp setup`).
+    /// Index the management cluster's GCPClusters with the firewall rules of their networks as
+    /// the simulated project holds them: those CAPG created from each GCPCluster (prefixed
+    /// names, its default rules) and those `meshfleet gcp setup` made. Without a project
+    /// (`gcp: None`, unit tests) the GCPClusters' own `firewallRules` stand in.
     pub fn build(api: &Api, gcp: Option<&crate::gcp::Gcp>) -> Self {
         let mut by_net: HashMap<(String, String), Vec<GcpRule>> = HashMap::new();
         for o in crate::controllers::list(api, crate::controllers::INFRA, "GCPCluster", None) {
@@ -210,10 +232,10 @@ impl Firewalls {
                 s(&o, "/spec/project").to_string(),
                 s(&o, "/spec/network/name").to_string(),
             );
-            by_net
-                .entry(key)
-                .or_default()
-                .extend(compile_rules(own_rules(&o)));
+            let rules = by_net.entry(key).or_default();
+            if gcp.is_none() {
+                rules.extend(compile_rules(own_rules(&o)));
+            }
         }
         if let Some(g) = gcp {
             for ((project, network), rules) in &mut by_net {

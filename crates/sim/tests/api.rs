@@ -359,16 +359,17 @@ async fn finalizers_status_subresource_and_strict_validation() {
         "spec": {"clusterSelector": {"matchLabels": {"none": "none"}}, "chartName": "c", "repoURL": "https://example.com"}});
     apply_value(&client, &hcp).await.unwrap();
     let api = dyn_api(&client, &hcp).await;
-    // TalosConfig: a kind with a status subresource that no simulated controller writes.
-    let tc = json!({"apiVersion": "bootstrap.cluster.x-k8s.io/v1alpha3", "kind": "TalosConfig",
-        "metadata": {"name": "t", "namespace": "fleet"}, "spec": {"generateType": "worker"}});
+    // MachineHealthCheck: a kind with a status subresource that no simulated controller writes.
+    let tc = json!({"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "MachineHealthCheck",
+        "metadata": {"name": "t", "namespace": "fleet"},
+        "spec": {"clusterName": "none", "selector": {"matchLabels": {"a": "b"}}}});
     apply_value(&client, &tc).await.unwrap();
     let tcs = dyn_api(&client, &tc).await;
     let gen1 = tcs.get("t").await.unwrap().metadata.generation;
     tcs.patch(
         "t",
         &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"ready": true}})),
+        &Patch::Merge(json!({"status": {"expectedMachines": 1}})),
     )
     .await
     .unwrap();
@@ -377,18 +378,18 @@ async fn finalizers_status_subresource_and_strict_validation() {
             .await
             .unwrap()
             .data
-            .pointer("/status/ready")
+            .pointer("/status/expectedMachines")
             .is_none()
     );
     tcs.patch_status(
         "t",
         &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"ready": true}})),
+        &Patch::Merge(json!({"status": {"expectedMachines": 1}})),
     )
     .await
     .unwrap();
     let t = tcs.get("t").await.unwrap();
-    assert_eq!(t.data.pointer("/status/ready"), Some(&json!(true)));
+    assert_eq!(t.data.pointer("/status/expectedMachines"), Some(&json!(1)));
     assert_eq!(
         t.metadata.generation, gen1,
         "status writes do not bump generation"
@@ -396,7 +397,7 @@ async fn finalizers_status_subresource_and_strict_validation() {
     tcs.patch(
         "t",
         &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"talosVersion": "v1.13.9"}})),
+        &Patch::Merge(json!({"spec": {"selector": {"matchLabels": {"a": "c"}}}})),
     )
     .await
     .unwrap();

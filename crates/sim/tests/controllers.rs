@@ -168,20 +168,19 @@ async fn fleet_lifecycle_bootstrap_cilium_mesh_and_teardown() {
     .await
     .unwrap();
     assert_eq!(tcp["status"]["initialized"], false);
-    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "fleet");
-    let evs = eventually("bootstrap failure event", 10, || async {
-        let l = events
-            .list(&kube::api::ListParams::default().fields("involvedObject.name=gcp-blocked-cp"))
-            .await
-            .unwrap();
-        (!l.items.is_empty()).then_some(l)
-    })
-    .await;
+    // CACPPT's own condition: MachinesBootstrapped False, WaitingForTalosBoot, the dial error.
+    let mb = condition(&tcp, "MachinesBootstrapped").unwrap();
+    assert_eq!(
+        (mb["status"].as_str(), mb["reason"].as_str()),
+        (Some("False"), Some("WaitingForTalosBoot")),
+        "{mb}"
+    );
     assert!(
-        evs.items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("EtcdBootstrapFailed")
-                && e.type_.as_deref() == Some("Warning"))
+        mb["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not allow the management egress `203.0.113.10` to reach tcp/50000"),
+        "{mb}"
     );
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "fleet");
     assert!(

@@ -577,6 +577,69 @@ impl Gcp {
         })
     }
 
+    /// CAPG's firewall reconcile: insert each rule (compute `Firewall` shape) whose name does
+    /// not exist in the project yet; existing rules of the same name are left as they are
+    /// (kubernetes-sigs/cluster-api-provider-gcp:`cloud/services/compute/firewalls/reconcile.go`@v1.12.0).
+    pub fn capg_insert_firewalls(&self, project: &str, rules: &[Value]) {
+        let rel = |r: &Value| {
+            format!(
+                "global/firewalls/{}",
+                r.get("name").and_then(Value::as_str).unwrap_or("")
+            )
+        };
+        let missing = self.read(|st| {
+            rules.iter().any(|r| {
+                !st.projects
+                    .get(project)
+                    .is_some_and(|p| p.compute.contains_key(&rel(r)))
+            })
+        });
+        if !missing {
+            return;
+        }
+        self.with_state(|st| {
+            for r in rules {
+                let path = rel(r);
+                if st
+                    .projects
+                    .get(project)
+                    .is_some_and(|p| p.compute.contains_key(&path))
+                {
+                    continue;
+                }
+                let mut r = r.clone();
+                if compute::prepare(st, project, &path, &mut r).is_ok() {
+                    st.projects
+                        .entry(project.to_string())
+                        .or_default()
+                        .compute
+                        .insert(path, r);
+                }
+            }
+        });
+    }
+
+    /// CAPG's firewall delete: remove the rules of these names, whoever made them
+    /// (`firewalls/reconcile.go`@v1.12.0 deletes by the names it would create).
+    pub fn capg_delete_firewalls(&self, project: &str, names: &[String]) {
+        let present = self.read(|st| {
+            st.projects.get(project).is_some_and(|p| {
+                names
+                    .iter()
+                    .any(|n| p.compute.contains_key(&format!("global/firewalls/{n}")))
+            })
+        });
+        if present {
+            self.with_state(|st| {
+                if let Some(p) = st.projects.get_mut(project) {
+                    for n in names {
+                        p.compute.remove(&format!("global/firewalls/{n}"));
+                    }
+                }
+            });
+        }
+    }
+
     /// The enabled firewall rules of a network, in the GCPCluster's `firewallRules` shape
     /// (empty when the project or network does not exist).
     pub fn network_firewalls(&self, project: &str, network: &str) -> Vec<Value> {

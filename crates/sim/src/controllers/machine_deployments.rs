@@ -1,0 +1,105 @@
+//! MachineDeployment: one Machine per replica (owned directly; no MachineSet).
+
+use super::*;
+
+pub(super) fn machine_deployments(world: &World) {
+    let api = &world.management;
+    let Some(t) = ty(api, CAPI, "MachineDeployment").cloned() else {
+        return;
+    };
+    let Some(mt) = ty(api, CAPI, "Machine").cloned() else {
+        return;
+    };
+    let all_machines = api.store.list(&mt.key(), None).0;
+    for md in api.store.list(&t.key(), None).0 {
+        let k = key_of(&t, &md);
+        if deleting(&md) || cluster_of(api, &md).is_some_and(|c| deleting(&c)) {
+            continue;
+        }
+        let replicas = md
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1)
+            .max(0);
+        let Some(cluster) = cluster_of(api, &md) else {
+            set_status(
+                api,
+                &k,
+                json!({"replicas": 0, "phase": "ScalingUp",
+                "conditions": [cond("Available", Some(false), "WaitingForCluster", &format!("Cluster `{}` does not exist", s(&md, "/spec/clusterName")), generation(&md))]}),
+            );
+            continue;
+        };
+        ensure_owner(api, &k, &cluster);
+        // Cluster API makes the Cluster own the templates a MachineDeployment uses, so they go
+        // with it.
+        for p in [
+            "/spec/template/spec/infrastructureRef",
+            "/spec/template/spec/bootstrap/configRef",
+        ] {
+            if let Some((tk, _)) = md.pointer(p).and_then(|r| resolve(api, r, &k.namespace)) {
+                ensure_owner(api, &tk, &cluster);
+            }
+        }
+        let machines = owned_machines(&all_machines, &md);
+        let live: Vec<&Value> = machines.iter().filter(|m| !deleting(m)).collect();
+        let infra_kind = cluster_infra(api, &cluster)
+            .map(|(_, v)| s(&v, "/kind").to_string())
+            .unwrap_or_else(|| "GCPCluster".into());
+        let version = s(&md, "/spec/template/spec/version").to_string();
+        for _ in live.len() as i64..replicas {
+            let mname = format!("{}-{}", name_of(&md), short_id());
+            let labels = json!({CLUSTER_LABEL: name_of(&cluster), "cluster.x-k8s.io/deployment-name": name_of(&md)});
+            let mut m = new_machine(&cluster, &md, &mname, labels, &infra_kind, &version);
+            if let Some(b) = md
+                .pointer("/spec/template/spec/bootstrap/configRef")
+                .cloned()
+            {
+                m["spec"]["bootstrap"]["configRef"] =
+                    json!({"apiGroup": BOOT, "kind": "TalosConfig", "name": mname});
+                let _ = b;
+            }
+            create(api, &key_of(&mt, &m), m);
+            if let (Some(ct), Some(stored)) = (
+                ty(api, BOOT, "TalosConfig"),
+                api.store.get(&Key::new(&mt.key(), ns_of(&md), &mname)),
+            ) {
+                // Cluster API clones the TalosConfigTemplate's `spec.template.spec` into the
+                // Machine's TalosConfig (patches included).
+                let spec = md
+                    .pointer("/spec/template/spec/bootstrap/configRef")
+                    .and_then(|r| resolve(api, r, &k.namespace))
+                    .and_then(|(_, t)| t.pointer("/spec/template/spec").cloned())
+                    .unwrap_or_else(|| json!({"generateType": "worker"}));
+                let tc = talos_config(&stored, spec);
+                create(api, &key_of(ct, &tc), tc);
+            }
+        }
+        if live.len() as i64 > replicas {
+            let mut sorted = live.clone();
+            sorted.sort_by_key(|m| s(m, "/metadata/creationTimestamp").to_string());
+            for m in sorted.iter().rev().take(live.len() - replicas as usize) {
+                delete(api, &key_of(&mt, m));
+            }
+        }
+        let ready = live.iter().filter(|m| machine_ready(m)).count() as i64;
+        let running = live.iter().filter(|m| machine_running(m)).count() as i64;
+        let available = ready >= replicas;
+        set_status(
+            api,
+            &k,
+            json!({
+                "replicas": live.len(), "readyReplicas": ready, "availableReplicas": ready, "upToDateReplicas": live.len(),
+                "observedGeneration": generation(&md),
+                "phase": if running >= replicas && live.len() as i64 == replicas { "Running" } else if (live.len() as i64) < replicas || running < replicas { "ScalingUp" } else { "ScalingDown" },
+                "selector": format!("{CLUSTER_LABEL}={},cluster.x-k8s.io/deployment-name={}", name_of(&cluster), name_of(&md)),
+                "conditions": [
+                    cond("Available", Some(available), if available { "Available" } else { "NotAvailable" },
+                        &if available { String::new() } else { format!("{ready} available replicas, at least {replicas} required (spec.replicas)") }, generation(&md)),
+                    cond("MachinesReady", Some(ready == live.len() as i64), if ready == live.len() as i64 { "Ready" } else { "NotReady" },
+                        &format!("{ready} of {} machines ready", live.len()), generation(&md)),
+                ]
+            }),
+        );
+    }
+}
