@@ -77,10 +77,7 @@ pub async fn run<A: Api>(
                 progress.info(&format!(
                     "{name}: not in the fleet file any more; deleting it too"
                 ));
-                targets.push(ClusterObjects {
-                    name: name.to_string(),
-                    objects: Vec::new(),
-                });
+                targets.push(ClusterObjects::named(name));
             }
         }
     }
@@ -92,10 +89,9 @@ pub async fn run<A: Api>(
     let mut set = tokio::task::JoinSet::new();
     for c in targets {
         let (mgmt, fleet, kinds) = (mgmt.clone(), fleet.clone(), kinds.clone());
-        let proxy = objects::cilium_proxy(rendered, &c.name).cloned();
         let timeout = opts.timeout;
         set.spawn(async move {
-            let r = down_cluster(&mgmt, &fleet, &c, proxy.as_ref(), &kinds, timeout).await;
+            let r = down_cluster(&mgmt, &fleet, &c, &kinds, timeout).await;
             (c.name.clone(), r)
         });
     }
@@ -160,22 +156,41 @@ async fn down_cluster<A: Api>(
     mgmt: &A,
     fleet: &str,
     c: &ClusterObjects,
-    proxy: Option<&Value>,
     kinds: &[(String, String)],
     timeout: Duration,
 ) -> Result<(), Error> {
-    let proxy = match proxy {
-        Some(p) => ObjectRef::of(p)?,
-        None => ObjectRef::new(
+    // Its add-ons first (Cilium and the cloud controller managers): those rendered, and those
+    // labelled as the cluster's (a cluster the fleet file no longer names has nothing rendered).
+    let mut proxies: Vec<ObjectRef> = std::iter::once(&c.cilium.proxy)
+        .chain(c.addons.iter().map(|a| &a.proxy))
+        .filter(|p| !p.is_null())
+        .map(ObjectRef::of)
+        .collect::<Result<_, _>>()?;
+    match mgmt
+        .list(
             objects::CAAPH_VERSION,
             "HelmChartProxy",
             Some(fleet),
-            &meshfleet_render::proxy_name(&c.name),
-        ),
-    };
-    match delete_owned(mgmt, &proxy, fleet).await {
-        Err(e) if !not_served(&e) => return Err(e),
-        _ => {}
+            &cluster_selector(fleet, &c.name),
+        )
+        .await
+    {
+        Ok(live) => {
+            for p in live {
+                let r = ObjectRef::of(&p)?;
+                if !proxies.contains(&r) {
+                    proxies.push(r);
+                }
+            }
+        }
+        Err(KubeError::NotServed { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    for proxy in &proxies {
+        match delete_owned(mgmt, proxy, fleet).await {
+            Err(e) if !not_served(&e) => return Err(e),
+            _ => {}
+        }
     }
     let cref = objects::cluster_ref(fleet, &c.name);
     delete_owned(mgmt, &cref, fleet).await?;
@@ -209,12 +224,7 @@ async fn down_cluster<A: Api>(
     }
     // What the fleet file no longer renders (a removed worker pool, a removed cluster) is
     // found by its labels.
-    let selector = format!(
-        "{}={fleet},{}={}",
-        objects::FLEET_LABEL,
-        objects::CLUSTER_LABEL,
-        c.name
-    );
+    let selector = cluster_selector(fleet, &c.name);
     for (api_version, kind) in kinds {
         let live = match mgmt.list(api_version, kind, Some(fleet), &selector).await {
             Ok(l) => l,
@@ -226,4 +236,13 @@ async fn down_cluster<A: Api>(
         }
     }
     Ok(())
+}
+
+/// The label selector of one cluster's objects.
+fn cluster_selector(fleet: &str, cluster: &str) -> String {
+    format!(
+        "{}={fleet},{}={cluster}",
+        objects::FLEET_LABEL,
+        objects::CLUSTER_LABEL
+    )
 }

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use meshfleet_kube::ObjectRef;
+use meshfleet_render::PeerEndpoint;
 use serde_json::{Value, json};
 
 /// The Cluster API core version meshfleet renders.
-pub const CAPI_VERSION: &str = "cluster.x-k8s.io/v1beta2";
+pub const CAPI_VERSION: &str = meshfleet_render::api::CAPI_V1BETA2;
 /// Label naming the fleet.
 pub const FLEET_LABEL: &str = meshfleet_render::FLEET_LABEL;
 /// Label naming the cluster.
@@ -32,16 +33,11 @@ pub fn ipsec_keys_secret(fleet: &str) -> String {
 }
 
 /// The CAAPH API version meshfleet renders its HelmChartProxies in.
-pub const CAAPH_VERSION: &str = "addons.cluster.x-k8s.io/v1alpha1";
+pub const CAAPH_VERSION: &str = meshfleet_render::api::CAAPH_V1ALPHA1;
 
 /// The management-cluster Secret that holds the fleet's mesh CA.
 pub fn mesh_ca_secret(fleet: &str) -> String {
     format!("{fleet}-mesh-ca")
-}
-
-/// Is this rendered object a Cilium HelmChartProxy?
-pub fn is_proxy(obj: &Value) -> bool {
-    obj.get("kind").and_then(Value::as_str) == Some("HelmChartProxy")
 }
 
 /// The labels of an object.
@@ -58,9 +54,9 @@ pub fn labels(obj: &Value) -> BTreeMap<String, String> {
 
 /// The label `up` puts on a Cluster once the mesh CA is in its workload cluster; Cilium's
 /// HelmChartProxy selects only Clusters that carry it.
-pub const MESH_CA_LABEL: &str = "meshfleet.io/mesh-ca";
+pub const MESH_CA_LABEL: &str = meshfleet_render::MESH_CA_LABEL;
 /// Its value.
-pub const MESH_CA_DELIVERED: &str = "delivered";
+pub const MESH_CA_DELIVERED: &str = meshfleet_render::MESH_CA_DELIVERED;
 /// The field manager that owns that label (not meshfleet's own, whose full applies would drop it).
 pub const MESH_CA_MANAGER: &str = "meshfleet-mesh-ca";
 
@@ -75,22 +71,6 @@ pub fn mesh_ca_label_patch(fleet: &str, cluster: &str) -> Value {
             "labels": {MESH_CA_LABEL: MESH_CA_DELIVERED},
         },
     })
-}
-
-/// The Cilium HelmChartProxy rendered for `cluster`.
-pub fn cilium_proxy<'r>(
-    rendered: &'r meshfleet_render::Rendered,
-    cluster: &str,
-) -> Option<&'r Value> {
-    rendered
-        .fleet_objects
-        .iter()
-        .find(|o| is_proxy(o) && proxy_cluster(o).as_deref() == Some(cluster))
-}
-
-/// The cluster a HelmChartProxy belongs to, from its `meshfleet.io/cluster` label.
-pub fn proxy_cluster(obj: &Value) -> Option<String> {
-    labels(obj).get(CLUSTER_LABEL).cloned()
 }
 
 /// An Opaque Secret as JSON, data base64-encoded.
@@ -114,9 +94,10 @@ pub fn secret(
     })
 }
 
-/// The clustermesh peers' addresses known in a proxy's values:
-/// `clustermesh.config.clusters.<peer>.ips`.
-pub fn proxy_peer_ips(proxy: &Value) -> BTreeMap<String, Vec<String>> {
+/// The clustermesh peers' endpoints recorded in a live proxy's values
+/// (`clustermesh.config.clusters.<peer>`: `ips` or `address`, and `port`). Only entries with an
+/// address count: they are what an earlier run learnt.
+pub fn proxy_peer_endpoints(proxy: &Value) -> BTreeMap<String, PeerEndpoint> {
     let Some(values) = proxy
         .pointer("/spec/valuesTemplate")
         .and_then(Value::as_str)
@@ -131,51 +112,33 @@ pub fn proxy_peer_ips(proxy: &Value) -> BTreeMap<String, Vec<String>> {
             m.iter()
                 .filter_map(|(peer, v)| {
                     let ips: Vec<String> = v
-                        .get("ips")?
-                        .as_array()?
-                        .iter()
+                        .get("ips")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
                         .filter_map(|i| i.as_str().map(str::to_string))
                         .collect();
-                    Some((peer.clone(), ips))
+                    let address = v
+                        .get("address")
+                        .and_then(Value::as_str)
+                        .filter(|a| !a.is_empty())
+                        .map(str::to_string);
+                    let port = v.get("port").and_then(Value::as_u64)?;
+                    if ips.is_empty() && address.is_none() {
+                        return None;
+                    }
+                    Some((
+                        peer.clone(),
+                        PeerEndpoint {
+                            ips,
+                            address,
+                            port: u16::try_from(port).ok()?,
+                        },
+                    ))
                 })
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Write peers' addresses into a rendered proxy's values (`clustermesh.config.clusters.<peer>.ips`,
-/// map form); peers without known addresses keep what the renderer wrote.
-pub fn with_peer_ips(
-    proxy: &Value,
-    ips: &BTreeMap<String, Vec<String>>,
-) -> Result<Value, crate::Error> {
-    let mut proxy = proxy.clone();
-    let Some(text) = proxy
-        .pointer("/spec/valuesTemplate")
-        .and_then(Value::as_str)
-    else {
-        return Ok(proxy);
-    };
-    let mut values: Value = serde_saphyr::from_str(text)
-        .map_err(|e| crate::Error::Other(format!("cannot read the rendered Cilium values: {e}")))?;
-    if let Some(peers) = values
-        .pointer_mut("/clustermesh/config/clusters")
-        .and_then(Value::as_object_mut)
-    {
-        for (peer, entry) in peers.iter_mut() {
-            if let (Some(list), Some(obj)) = (ips.get(peer), entry.as_object_mut())
-                && !list.is_empty()
-            {
-                obj.insert("ips".into(), json!(list));
-            }
-        }
-    }
-    let text = serde_saphyr::to_string(&values)
-        .map_err(|e| crate::Error::Other(format!("cannot write the Cilium values: {e}")))?;
-    if let Some(t) = proxy.pointer_mut("/spec/valuesTemplate") {
-        *t = Value::String(text);
-    }
-    Ok(proxy)
 }
 
 #[cfg(test)]
@@ -183,28 +146,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn peer_ips_round_trip_through_the_values() {
+    fn recorded_peer_endpoints_are_read_from_live_values() {
         let proxy = json!({"kind": "HelmChartProxy", "spec": {"valuesTemplate":
-            "cluster:\n  name: a\n  id: 1\nclustermesh:\n  config:\n    enabled: true\n    clusters:\n      b:\n        enabled: true\n        port: 32379\n      c:\n        enabled: true\n        port: 32379\n"}});
-        assert!(proxy_peer_ips(&proxy).is_empty());
-        let ips = BTreeMap::from([(
-            "b".to_string(),
-            vec!["10.0.16.2".to_string(), "10.0.16.3".to_string()],
-        )]);
-        let out = with_peer_ips(&proxy, &ips).unwrap();
-        assert_eq!(proxy_peer_ips(&out), ips);
-        // Same input, same output: re-applying changes nothing.
-        assert_eq!(with_peer_ips(&proxy, &ips).unwrap(), out);
-        let values: Value =
-            serde_saphyr::from_str(out["spec"]["valuesTemplate"].as_str().unwrap()).unwrap();
+            "clustermesh:\n  config:\n    enabled: true\n    clusters:\n      b:\n        ips: [10.0.16.2, 10.0.16.3]\n        port: 32379\n      c:\n        address: mesh.c.example\n        port: 2379\n      d:\n        port: 32379\n"}});
+        let got = proxy_peer_endpoints(&proxy);
         assert_eq!(
-            values["clustermesh"]["config"]["clusters"]["b"]["port"],
-            32379
+            got.keys().collect::<Vec<_>>(),
+            ["b", "c"],
+            "d has no address"
         );
-        assert!(
-            values["clustermesh"]["config"]["clusters"]["c"]
-                .get("ips")
-                .is_none()
-        );
+        assert_eq!(got["b"].ips, ["10.0.16.2", "10.0.16.3"]);
+        assert_eq!(got["b"].port, 32379);
+        assert_eq!(got["c"].address.as_deref(), Some("mesh.c.example"));
+        assert!(proxy_peer_endpoints(&json!({"spec": {}})).is_empty());
     }
 }

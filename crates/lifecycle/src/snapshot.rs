@@ -64,7 +64,7 @@ async fn list_once<A: Api>(
     let proxies = by_name(
         list_or_empty(
             mgmt,
-            "addons.cluster.x-k8s.io/v1alpha1",
+            crate::objects::CAAPH_VERSION,
             "HelmChartProxy",
             ns,
             "",

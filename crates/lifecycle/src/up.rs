@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meshfleet_kube::{KubeError, ObjectRef, Retry, status as kstatus};
-use meshfleet_render::Rendered;
+use meshfleet_plan::Plan;
+use meshfleet_render::{ClusterObjects, PeerEndpoint, Rendered};
+use meshfleet_spec::Fleet;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
@@ -78,16 +80,18 @@ impl UpReport {
 /// A cluster that fails does not stop the others; it is reported in [`UpReport::failures`].
 pub async fn run<A: Api>(
     mgmt: &A,
+    fleet: &Fleet,
+    plan: &Plan,
     rendered: &Rendered,
     opts: UpOptions,
     progress: Arc<Progress>,
 ) -> Result<UpReport, Error> {
     // Providers first: applying into a cluster that lacks a CRD fails half-way.
-    providers::check(mgmt, rendered).await?;
+    providers::check(mgmt, fleet, rendered).await?;
 
     apply_fleet_objects(mgmt, rendered).await?;
     let secrets = secrets::workload_secrets(mgmt, &opts, opts.ipsec).await?;
-    let known_ips = recorded_ips(mgmt, rendered).await;
+    let known = recorded_endpoints(mgmt, rendered).await;
     let control_plane_kinds: Vec<(String, String)> = providers::kinds(rendered)
         .into_iter()
         .filter(|(_, k)| k.ends_with("ControlPlane"))
@@ -105,18 +109,14 @@ pub async fn run<A: Api>(
         opts,
         secrets,
         progress: progress.clone(),
-        known_ips,
+        known,
         snapshot,
+        fleet: fleet.clone(),
+        plan: plan.clone(),
     });
     let mut set = tokio::task::JoinSet::new();
     for c in &rendered.clusters {
-        set.spawn(converge_cluster(
-            shared.clone(),
-            c.name.clone(),
-            c.objects.clone(),
-            objects::cilium_proxy(rendered, &c.name).cloned(),
-            sem.clone(),
-        ));
+        set.spawn(converge_cluster(shared.clone(), c.clone(), sem.clone()));
     }
     let mut outcomes = Vec::new();
     while let Some(r) = set.join_next().await {
@@ -131,7 +131,7 @@ pub async fn run<A: Api>(
 
     let mut report = UpReport::default();
     if shared.opts.mesh {
-        report.mesh_problems = connect_mesh(&shared, rendered, &outcomes, timeout).await?;
+        report.mesh_problems = connect_mesh(&shared, &outcomes, timeout).await?;
     }
     lister.abort();
     for o in outcomes {
@@ -142,13 +142,16 @@ pub async fn run<A: Api>(
     Ok(report)
 }
 
-/// Apply the fleet-wide objects that are not per-cluster proxies (the Namespace first).
+/// Apply the fleet-wide objects that are not some cluster's add-on (the Namespace first): each
+/// cluster's add-ons are applied with the cluster, Cilium's once its peers are known.
 pub async fn apply_fleet_objects<A: Api>(mgmt: &A, rendered: &Rendered) -> Result<(), KubeError> {
-    for o in rendered
-        .fleet_objects
-        .iter()
-        .filter(|o| !objects::is_proxy(o))
-    {
+    let addon = |o: &Value| {
+        rendered
+            .clusters
+            .iter()
+            .any(|c| c.cilium.proxy == *o || c.addons.iter().any(|a| a.proxy == *o))
+    };
+    for o in rendered.fleet_objects.iter().filter(|o| !addon(o)) {
         mgmt.apply(o).await?;
     }
     Ok(())
@@ -164,13 +167,34 @@ struct Shared<A> {
     secrets: Vec<(String, BTreeMap<String, String>)>,
     /// Progress.
     progress: Arc<Progress>,
-    /// Peer addresses already recorded in the proxies (carried over on re-runs).
-    known_ips: BTreeMap<String, Vec<String>>,
+    /// Peer endpoints already recorded in the proxies (carried over on re-runs).
+    known: BTreeMap<String, PeerEndpoint>,
     /// The fleet's management-cluster objects, listed for all clusters at once.
     snapshot: tokio::sync::watch::Receiver<Arc<Snapshot>>,
+    /// The fleet and its plan, from which render gives each Cilium proxy with its peers.
+    fleet: Fleet,
+    plan: Plan,
 }
 
 impl<A> Shared<A> {
+    /// `cluster`'s Cilium proxy naming those of its plan peers whose endpoints are in `known`.
+    fn cilium_proxy(
+        &self,
+        cluster: &str,
+        known: &BTreeMap<String, PeerEndpoint>,
+    ) -> Result<Value, Error> {
+        let peers: BTreeMap<String, PeerEndpoint> = self
+            .opts
+            .peers
+            .get(cluster)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some((p.clone(), known.get(p)?.clone())))
+            .collect();
+        meshfleet_render::cilium_proxy_with_peers(&self.fleet, &self.plan, cluster, &peers)
+            .map_err(|e| Error::Other(e.to_string()))
+    }
+
     fn snap(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()
     }
@@ -263,17 +287,16 @@ impl Deadline {
 /// Converge one cluster as far as it can go on its own (everything but the mesh links).
 async fn converge_cluster<A: Api>(
     shared: Arc<Shared<A>>,
-    name: String,
-    cluster_objects: Vec<Value>,
-    proxy: Option<Value>,
+    cluster: ClusterObjects,
     sem: Arc<Semaphore>,
 ) -> Outcome<A> {
+    let name = cluster.name.clone();
     let _permit = sem.acquire_owned().await;
     let deadline = Deadline {
         start: Instant::now(),
         timeout: shared.opts.timeout,
     };
-    match converge_inner(&shared, &name, &cluster_objects, proxy.as_ref(), &deadline).await {
+    match converge_inner(&shared, &cluster, &deadline).await {
         Ok((endpoints, workload)) => Outcome {
             cluster: name,
             failure: None,
@@ -291,17 +314,21 @@ async fn converge_cluster<A: Api>(
 
 async fn converge_inner<A: Api>(
     shared: &Shared<A>,
-    name: &str,
-    cluster_objects: &[Value],
-    proxy: Option<&Value>,
+    cluster: &ClusterObjects,
     deadline: &Deadline,
 ) -> Result<(Option<Endpoints>, A), Error> {
     let p = &shared.progress;
     let mgmt = &shared.mgmt;
+    let name = cluster.name.as_str();
 
     p.step(name, "applying");
-    for o in cluster_objects {
+    for o in &cluster.objects {
         mgmt.apply(o).await?;
+    }
+    // The cloud controller managers go with the cluster: until one runs, no Node gets a
+    // providerID, so Cluster API never matches Machines to Nodes.
+    for a in &cluster.addons {
+        mgmt.apply(&a.proxy).await?;
     }
 
     p.step(name, "waiting for the control plane");
@@ -334,16 +361,17 @@ async fn converge_inner<A: Api>(
     // install before the CA is there, however the proxy was applied (render's held-back
     // install). The label is applied under its own field manager: re-applying the rendered
     // Cluster leaves it alone.
-    if !shared.secrets.is_empty() {
+    if cluster.cilium.held_back {
         mgmt.apply_as(
             &objects::mesh_ca_label_patch(&shared.opts.fleet, name),
             objects::MESH_CA_MANAGER,
         )
         .await?;
     }
-    if let Some(proxy) = proxy {
+    let has_cilium = !cluster.cilium.proxy.is_null();
+    if has_cilium {
         p.step(name, "installing Cilium");
-        mgmt.apply(&objects::with_peer_ips(proxy, &shared.known_ips)?)
+        mgmt.apply(&shared.cilium_proxy(name, &shared.known)?)
             .await?;
     }
 
@@ -355,9 +383,9 @@ async fn converge_inner<A: Api>(
         wait_or_fail(shared, name, deadline, "the cluster").await?;
     }
 
-    if let Some(proxy) = proxy {
+    if has_cilium {
         p.step(name, "waiting for Cilium");
-        let pref = ObjectRef::of(proxy)?;
+        let pref = ObjectRef::of(&cluster.cilium.proxy)?;
         loop {
             let live = shared.snap().proxies.get(&pref.name).cloned();
             match mesh::cilium_ready(live.as_ref(), &workload).await {
@@ -449,7 +477,6 @@ async fn wait_or_fail<A>(
 /// reports its peers connected. Returns the problems found, by cluster.
 async fn connect_mesh<A: Api>(
     shared: &Shared<A>,
-    rendered: &Rendered,
     done: &[Outcome<A>],
     timeout: Duration,
 ) -> Result<BTreeMap<String, Vec<String>>, Error> {
@@ -462,11 +489,11 @@ async fn connect_mesh<A: Api>(
         .collect();
     // Fresh endpoints win; a peer that failed this run keeps the addresses recorded earlier,
     // so one stuck cluster does not unwire itself from the others.
-    let mut ips = shared.known_ips.clone();
-    ips.extend(
-        up.iter()
-            .filter_map(|(n, o)| Some((n.to_string(), o.endpoints.as_ref()?.ips.clone()))),
-    );
+    let mut known = shared.known.clone();
+    known.extend(up.iter().filter_map(|(n, o)| {
+        let e = o.endpoints.as_ref()?;
+        Some((n.to_string(), peer_endpoint(e)))
+    }));
 
     // Check what Cilium would refuse before wiring anything.
     let mut members = Vec::new();
@@ -504,22 +531,9 @@ async fn connect_mesh<A: Api>(
         return Ok(problems);
     }
 
-    for proxy in rendered
-        .fleet_objects
-        .iter()
-        .filter(|o| objects::is_proxy(o))
-    {
-        let Some(c) = objects::proxy_cluster(proxy) else {
-            continue;
-        };
-        if !up.contains_key(c.as_str()) {
-            continue;
-        }
-        p.step(&c, "connecting the mesh");
-        shared
-            .mgmt
-            .apply(&objects::with_peer_ips(proxy, &ips)?)
-            .await?;
+    for c in up.keys() {
+        p.step(c, "connecting the mesh");
+        shared.mgmt.apply(&shared.cilium_proxy(c, &known)?).await?;
     }
 
     let start = Instant::now();
@@ -576,20 +590,29 @@ async fn connect_mesh<A: Api>(
     Ok(problems)
 }
 
-/// Read the peer addresses already recorded in the fleet's proxies (for carrying over).
-async fn recorded_ips<A: Api>(mgmt: &A, rendered: &Rendered) -> BTreeMap<String, Vec<String>> {
+/// What render needs of a peer's clustermesh-apiserver endpoints.
+fn peer_endpoint(e: &Endpoints) -> PeerEndpoint {
+    PeerEndpoint {
+        ips: e.ips.clone(),
+        address: None,
+        port: e.port,
+    }
+}
+
+/// Read the peer endpoints already recorded in the fleet's live Cilium proxies (for carrying
+/// over): a peer that does not converge in this run stays wired to the others.
+async fn recorded_endpoints<A: Api>(
+    mgmt: &A,
+    rendered: &Rendered,
+) -> BTreeMap<String, PeerEndpoint> {
     let mut out = BTreeMap::new();
-    for proxy in rendered
-        .fleet_objects
-        .iter()
-        .filter(|o| objects::is_proxy(o))
-    {
-        let Ok(r) = ObjectRef::of(proxy) else {
+    for c in &rendered.clusters {
+        let Ok(r) = ObjectRef::of(&c.cilium.proxy) else {
             continue;
         };
         if let Ok(Some(live)) = mgmt.get(&r).await {
-            for (peer, ips) in objects::proxy_peer_ips(&live) {
-                out.entry(peer).or_insert(ips);
+            for (peer, e) in objects::proxy_peer_endpoints(&live) {
+                out.entry(peer).or_insert(e);
             }
         }
     }

@@ -42,8 +42,29 @@ spec:
 }
 
 struct Setup {
+    fleet: meshfleet_spec::Fleet,
+    plan: meshfleet_plan::Plan,
     rendered: Rendered,
     opts: UpOptions,
+}
+
+impl Setup {
+    async fn up(
+        &self,
+        mgmt: &Fake,
+        opts: UpOptions,
+        progress: Arc<Progress>,
+    ) -> Result<up::UpReport, Error> {
+        up::run(
+            mgmt,
+            &self.fleet,
+            &self.plan,
+            &self.rendered,
+            opts,
+            progress,
+        )
+        .await
+    }
 }
 
 fn setup(mesh: bool) -> Setup {
@@ -66,7 +87,12 @@ fn setup(mesh: bool) -> Setup {
         max_connected: 255,
         peers: plan.mesh_peers.clone(),
     };
-    Setup { rendered, opts }
+    Setup {
+        fleet,
+        plan,
+        rendered,
+        opts,
+    }
 }
 
 /// A progress sink that keeps every event.
@@ -84,9 +110,7 @@ async fn converges_every_cluster_with_the_mesh_ca_before_cilium() {
     let s = setup(true);
     let mgmt = Fake::new();
     let (progress, events) = recorder();
-    let report = up::run(&mgmt, &s.rendered, s.opts.clone(), progress)
-        .await
-        .unwrap();
+    let report = s.up(&mgmt, s.opts.clone(), progress).await.unwrap();
     assert!(report.ok(), "{report:?}");
 
     {
@@ -142,14 +166,9 @@ async fn converges_every_cluster_with_the_mesh_ca_before_cilium() {
 async fn a_second_run_creates_nothing_and_writes_the_same_objects() {
     let s = setup(true);
     let mgmt = Fake::new();
-    up::run(
-        &mgmt,
-        &s.rendered,
-        s.opts.clone(),
-        Arc::new(Progress::silent()),
-    )
-    .await
-    .unwrap();
+    s.up(&mgmt, s.opts.clone(), Arc::new(Progress::silent()))
+        .await
+        .unwrap();
     let first = mgmt.w().calls.len();
     let proxy = ObjectRef::new(
         "addons.cluster.x-k8s.io/v1alpha1",
@@ -158,14 +177,10 @@ async fn a_second_run_creates_nothing_and_writes_the_same_objects() {
         &meshfleet_render::proxy_name("a"),
     );
     let before = mgmt.get(&proxy).await.unwrap().unwrap();
-    let report = up::run(
-        &mgmt,
-        &s.rendered,
-        s.opts.clone(),
-        Arc::new(Progress::silent()),
-    )
-    .await
-    .unwrap();
+    let report = s
+        .up(&mgmt, s.opts.clone(), Arc::new(Progress::silent()))
+        .await
+        .unwrap();
     assert!(report.ok(), "{report:?}");
     {
         let w = mgmt.w();
@@ -201,14 +216,10 @@ async fn one_failing_cluster_leaves_the_others_converged_and_meshed() {
     let s = setup(true);
     let mgmt = Fake::new();
     mgmt.w().refuse.insert("b".into());
-    let report = up::run(
-        &mgmt,
-        &s.rendered,
-        s.opts.clone(),
-        Arc::new(Progress::silent()),
-    )
-    .await
-    .unwrap();
+    let report = s
+        .up(&mgmt, s.opts.clone(), Arc::new(Progress::silent()))
+        .await
+        .unwrap();
     assert_eq!(report.failures.keys().collect::<Vec<_>>(), ["b"]);
     assert!(report.failures["b"].contains("refused by the test"));
     assert!(
@@ -235,7 +246,8 @@ async fn a_stuck_cluster_times_out_with_its_reason_and_the_rest_finish() {
     mgmt.w().stuck.insert("c".into());
     let mut opts = s.opts.clone();
     opts.timeout = Duration::from_millis(400);
-    let report = up::run(&mgmt, &s.rendered, opts, Arc::new(Progress::silent()))
+    let report = s
+        .up(&mgmt, opts, Arc::new(Progress::silent()))
         .await
         .unwrap();
     assert_eq!(report.failures.keys().collect::<Vec<_>>(), ["c"]);
@@ -251,14 +263,10 @@ async fn missing_providers_stop_before_anything_is_written() {
     let s = setup(true);
     let mgmt = Fake::new();
     mgmt.w().not_served.insert("TalosControlPlane".into());
-    let err = up::run(
-        &mgmt,
-        &s.rendered,
-        s.opts.clone(),
-        Arc::new(Progress::silent()),
-    )
-    .await
-    .unwrap_err();
+    let err = s
+        .up(&mgmt, s.opts.clone(), Arc::new(Progress::silent()))
+        .await
+        .unwrap_err();
     match &err {
         Error::ProvidersMissing { hint, missing, .. } => {
             assert_eq!(missing.len(), 1);
@@ -273,14 +281,9 @@ async fn missing_providers_stop_before_anything_is_written() {
 async fn down_removes_cilium_before_the_cluster_and_only_what_the_fleet_owns() {
     let s = setup(true);
     let mgmt = Fake::new();
-    up::run(
-        &mgmt,
-        &s.rendered,
-        s.opts.clone(),
-        Arc::new(Progress::silent()),
-    )
-    .await
-    .unwrap();
+    s.up(&mgmt, s.opts.clone(), Arc::new(Progress::silent()))
+        .await
+        .unwrap();
     // Someone else's Secret in the fleet's namespace, named like the IPsec keys.
     mgmt.apply(&serde_json::json!({"apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "acme-ipsec-keys", "namespace": "acme"}}))

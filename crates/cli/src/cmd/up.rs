@@ -154,7 +154,7 @@ async fn converge(
     let progress = Arc::new(Progress::new(move |e| sink.show(e)));
     let opts = options(p, a.timeout, a.concurrency);
     let mesh_on = opts.mesh;
-    let report = match up::run(&mgmt, &p.rendered, opts, progress).await {
+    let report = match up::run(&mgmt, fleet, &p.plan, &p.rendered, opts, progress).await {
         Ok(r) => r,
         Err(e @ meshfleet_lifecycle::Error::ProvidersMissing { .. }) => {
             display.clear();

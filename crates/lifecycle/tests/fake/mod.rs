@@ -112,6 +112,9 @@ impl World {
                 let mut p = obj.clone();
                 p["status"] = json!({"conditions": [{"type": "Ready", "status": "True"}]});
                 self.put("mgmt", p);
+                if obj["spec"]["chartName"] != "cilium" {
+                    return;
+                }
                 self.put(
                     &cluster,
                     json!({"apiVersion": "v1", "kind": "Service",
@@ -139,6 +142,7 @@ impl World {
             .find(|((s, k, _, _), v)| {
                 s == "mgmt"
                     && k == "HelmChartProxy"
+                    && v["spec"]["chartName"] == "cilium"
                     && v["metadata"]["labels"]["meshfleet.io/cluster"] == cluster
             })
             .map(|(_, v)| v.clone());
