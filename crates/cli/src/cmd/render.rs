@@ -116,9 +116,16 @@ pub fn run(ctx: &Ctx, a: RenderArgs) -> anyhow::Result<Exit> {
     for p in &removed {
         ctx.info(&format!("removed stale `{}`", p.display()));
     }
+    // What is true of the rendered objects: the fleet-wide ones and each cluster's objects
+    // apply as they are, but Cilium is held back until the fleet's mesh CA is in the workload
+    // cluster (the proxy selects a label `up` sets), and its first values name no peer.
     ctx.info(&format!(
-        "next: `kubectl apply -f {}` on the management cluster, or `meshfleet up`",
-        out.join(meshfleet_render::FLEET_DIR).display()
+        "next: `meshfleet up` (it also delivers the mesh CA and connects the mesh); by hand: `kubectl apply -f {} -f {}/<cluster>/cluster.yaml`, then for each cluster create `kube-system/{}` in the workload cluster and label its Cluster `{}={}` before Cilium installs — its mesh peers stay unconnected until their endpoints are added to the values",
+        out.join(meshfleet_render::FLEET_DIR).display(),
+        out.display(),
+        meshfleet_render::CA_SECRET_NAME,
+        meshfleet_render::MESH_CA_LABEL,
+        meshfleet_render::MESH_CA_DELIVERED,
     ));
     Ok(Exit::Ok)
 }
