@@ -80,6 +80,8 @@ pub enum Command {
     Render(cmd::render::RenderArgs),
     /// Create or converge the fleet on a management cluster (or the embedded simulator).
     Up(cmd::up::UpArgs),
+    /// Show what `up` would change on the management cluster, per cluster and field.
+    Diff(cmd::diff::DiffArgs),
     /// Show the fleet at a glance: clusters, conditions, nodes, mesh.
     Status(cmd::status::StatusArgs),
     /// Delete the fleet's clusters in the right order and wait until they are gone.

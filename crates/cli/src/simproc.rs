@@ -77,6 +77,85 @@ pub async fn start(
     Ok((sim, kubeconfig))
 }
 
+/// The management cluster of a command that reads a running fleet: with `--sim`, the state
+/// `up --sim` kept beside the fleet file, served in-process for this run; otherwise the
+/// kubeconfig. [`Mgmt::close`] stops the simulator (its state stays).
+pub struct Mgmt {
+    /// The client.
+    pub kube: meshfleet_kube::Kube,
+    sim: Option<meshfleet_sim::Simulator>,
+}
+
+impl Mgmt {
+    /// Connect (serving the kept simulator state first when `sim`).
+    pub async fn open(
+        ctx: &crate::ctx::Ctx,
+        fleet_file: &Path,
+        fleet: &meshfleet_spec::Fleet,
+        sim: bool,
+        kubeconfig: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let name = &fleet.metadata.name;
+        let dir = sim_dir(fleet_file, name);
+        if sim && !dir.join("state").is_dir() {
+            return Err(crate::ctx::Invalid::new(format!(
+                "`--sim`: no simulator state for fleet `{name}` at `{}`\n  hint: create the fleet on the embedded simulator first with `meshfleet up --sim -f {}`",
+                dir.join("state").display(),
+                fleet_file.display()
+            )));
+        }
+        let (simulator, kubeconfig) = if sim {
+            let egress = egress_ip(&fleet.spec.management.egress_cidrs)?;
+            let (s, kc) = start(&dir, egress, speed()?).await?;
+            ctx.info(&format!(
+                "simulator: serving the state kept in `{}` at https://{}",
+                dir.join("state").display(),
+                s.addr()
+            ));
+            (Some(s), Some(kc))
+        } else {
+            (None, kubeconfig.map(Path::to_path_buf))
+        };
+        // The concrete command when `up --sim` left a state here, the general form otherwise.
+        let serve = if dir.join("state").is_dir() {
+            format!(
+                "meshfleet sim serve --state {} --kubeconfig {}",
+                dir.join("state").display(),
+                dir.join("kubeconfig").display()
+            )
+        } else {
+            "meshfleet sim serve --state DIR --kubeconfig FILE".to_string()
+        };
+        let kube = crate::cmd::common::connect_with(
+            kubeconfig.as_deref(),
+            &format!("pass `--kubeconfig FILE`, `--sim` for the simulator kept by `up --sim`, or serve that state with `{serve}`"),
+            &format!("is it running? for the simulator, start it with `{serve}` (or pass `--sim`)"),
+        )
+        .await;
+        match kube {
+            Ok(kube) => Ok(Self {
+                kube,
+                sim: simulator,
+            }),
+            Err(e) => {
+                if let Some(s) = simulator {
+                    let _ = s.shutdown().await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Stop the simulator, if one was started.
+    pub async fn close(self, ctx: &crate::ctx::Ctx) {
+        if let Some(s) = self.sim
+            && let Err(e) = s.shutdown().await
+        {
+            ctx.warn(&format!("the simulator did not stop cleanly: {e}"));
+        }
+    }
+}
+
 /// What `up --sim` uploads as the Talos GCP disk: the simulated project only checks that the
 /// image's source object exists, so a few bytes that say what they are stand in for the
 /// Image Factory download (which needs the internet and is hundreds of megabytes).

@@ -635,10 +635,21 @@ async fn compute_step<A: GcpApi>(
                     Ok(()) => {}
                     Err(e) if e.is_already_exists() => {
                         // Created meanwhile (an earlier attempt or another run): check it is
-                        // what we want.
-                        let have = retry(policy, async || api.compute_get(project, &r).await)
-                            .await
-                            .map_err(|e| fail(Action::Create, e))?;
+                        // what we want. An insert still running (a run killed mid-way) already
+                        // answers 409 while a read still gives 404, so wait for it a while.
+                        let mut have = None;
+                        for attempt in 0..20u32 {
+                            have = retry(policy, async || api.compute_get(project, &r).await)
+                                .await
+                                .map_err(|e| fail(Action::Create, e))?;
+                            if have.is_some() {
+                                break;
+                            }
+                            tokio::time::sleep(std::time::Duration::from_millis(
+                                50 * u64::from(attempt.min(10) + 1),
+                            ))
+                            .await;
+                        }
                         let conflict = match decide(have.as_ref())
                             .map_err(|e| (Action::Create, (kind, name.clone(), e)))?
                         {

@@ -10,11 +10,13 @@
 //!   install Cilium, connect the mesh;
 //! - [`down`]: delete clusters in order (Cilium's proxy, the Cluster, then what nothing owns);
 //! - [`status`]: the fleet at a glance; [`meshstatus`]: the mesh, collected then judged;
-//! - [`kubeconfig`]: the workload clusters' admin kubeconfigs, one context each.
+//! - [`kubeconfig`]: the workload clusters' admin kubeconfigs, one context each;
+//! - [`diff`]: what `up` would change, per cluster and field, and what that will cause.
 
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod diff;
 pub mod down;
 pub mod event;
 pub mod kubeconfig;

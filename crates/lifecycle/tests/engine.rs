@@ -313,3 +313,57 @@ async fn down_removes_cilium_before_the_cluster_and_only_what_the_fleet_owns() {
     assert_eq!(w.count("mgmt", "Cluster"), 0);
     assert_eq!(w.count("mgmt", "HelmChartProxy"), 0);
 }
+
+#[tokio::test]
+async fn diff_is_empty_after_up_and_names_exactly_what_an_edit_changes() {
+    use meshfleet_lifecycle::diff::{self, Action};
+    let s = setup(true);
+    let mgmt = Fake::new();
+    let before = diff::run(&mgmt, &s.fleet, &s.plan, &s.rendered).await.unwrap();
+    assert!(before.clusters.iter().all(|c| c.action == Action::Create));
+
+    s.up(&mgmt, s.opts.clone(), Arc::new(Progress::silent()))
+        .await
+        .unwrap();
+    let after = diff::run(&mgmt, &s.fleet, &s.plan, &s.rendered).await.unwrap();
+    assert!(
+        !after.changed(),
+        "{:#?}",
+        after.clusters.iter().flat_map(|c| &c.changes).collect::<Vec<_>>()
+    );
+
+    // Three control-plane machines for `b` instead of one: that field, on that cluster.
+    let mut fleet = s.fleet.clone();
+    fleet.spec.clusters[1].control_plane.replicas = 3;
+    let rendered = meshfleet_render::render(&fleet, &s.plan).unwrap();
+    let d = diff::run(&mgmt, &fleet, &s.plan, &rendered).await.unwrap();
+    let changed: Vec<_> = d.clusters.iter().filter(|c| c.action != Action::Unchanged).collect();
+    assert_eq!(changed.len(), 1, "{changed:#?}");
+    assert_eq!(changed[0].name, "b");
+    assert_eq!(changed[0].action, Action::Update);
+    let fields: Vec<(&str, &str)> = changed[0]
+        .changes
+        .iter()
+        .map(|c| (c.kind.as_str(), c.field.as_str()))
+        .collect();
+    assert_eq!(fields, [("TalosControlPlane", "spec.replicas")]);
+    assert_eq!(changed[0].changes[0].from, 1);
+    assert_eq!(changed[0].changes[0].to, 3);
+    assert_eq!(
+        changed[0].effects,
+        ["the control plane scales from 1 to 3 machines"]
+    );
+
+    // `c` removed from the file: it is `delete`, the others unchanged.
+    let mut fleet = s.fleet.clone();
+    fleet.spec.clusters.truncate(2);
+    let plan = meshfleet_plan::plan(&fleet, Some(&s.plan.lock)).unwrap();
+    let rendered = meshfleet_render::render(&fleet, &plan).unwrap();
+    let d = diff::run(&mgmt, &fleet, &plan, &rendered).await.unwrap();
+    let actions: Vec<(&str, Action)> = d
+        .clusters
+        .iter()
+        .map(|c| (c.name.as_str(), c.action))
+        .collect();
+    assert_eq!(actions[2], ("c", Action::Delete));
+}

@@ -1,6 +1,7 @@
 //! One module per command: each turns its arguments into options, calls a library, and prints.
 
 pub mod common;
+pub mod diff;
 pub mod down;
 pub mod gcp;
 pub mod init;
@@ -27,6 +28,7 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Exit> {
         Command::Status(a) => status::run(ctx, a),
         Command::Down(a) => down::run(ctx, a),
         Command::Kubeconfig(a) => kubeconfig::run(ctx, a),
+        Command::Diff(a) => diff::run(ctx, a),
         Command::Sim(a) => sim::run(ctx, a),
         Command::Mesh(a) => mesh::run(ctx, a),
         Command::Gcp(a) => gcp::run(ctx, a),

@@ -1,16 +1,15 @@
 //! `meshfleet mesh status`: collect the mesh of a running fleet and judge it against the plan
 //! (both in `meshfleet_lifecycle::meshstatus`), then print the report.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
-use meshfleet_kube::Kube;
 use meshfleet_lifecycle::meshstatus::{self, MeshReport, Planned, Problem, Severity};
 use meshfleet_mesh::time::OffsetDateTime;
 
 use crate::cli::{FleetArg, TableOrJson};
 use crate::cmd::common;
-use crate::ctx::{Ctx, Exit, Invalid};
+use crate::ctx::{Ctx, Exit};
 use crate::output::Table;
 use crate::simproc;
 
@@ -32,18 +31,9 @@ pub struct MeshStatusArgs {
 
 /// `meshfleet mesh status`.
 pub(super) fn run(ctx: &Ctx, a: MeshStatusArgs) -> anyhow::Result<Exit> {
-    let speed = if a.sim { simproc::speed()? } else { 1.0 };
     let p = common::prepare(ctx, &a.fleet.file, false)?;
     let fleet = &p.input.loaded.fleet;
     let name = fleet.metadata.name.clone();
-    let sim_dir = simproc::sim_dir(&p.input.path, &name);
-    if a.sim && !sim_dir.join("state").is_dir() {
-        return Err(Invalid::new(format!(
-            "`--sim`: no simulator state for fleet `{name}` at `{}`\n  hint: create the fleet on the embedded simulator first with `meshfleet up --sim -f {}`",
-            sim_dir.join("state").display(),
-            a.fleet.file.display()
-        )));
-    }
     let planned: Vec<Planned> = if fleet.spec.mesh.enabled {
         p.plan
             .clusters
@@ -60,40 +50,23 @@ pub(super) fn run(ctx: &Ctx, a: MeshStatusArgs) -> anyhow::Result<Exit> {
     let max = u32::from(fleet.spec.mesh.max_connected_clusters);
     let rt = common::runtime()?;
     let report = rt.block_on(async {
-        let sim = if a.sim {
-            let egress = simproc::egress_ip(&fleet.spec.management.egress_cidrs)?;
-            let (sim, kc) = simproc::start(&sim_dir, egress, speed).await?;
-            ctx.info(&format!(
-                "simulator: serving the state kept in `{}` at https://{}",
-                sim_dir.join("state").display(),
-                sim.addr()
-            ));
-            Some((sim, kc))
-        } else {
-            None
-        };
-        let kubeconfig = sim
-            .as_ref()
-            .map(|(_, k)| k.clone())
-            .or(a.kubeconfig.clone());
-        let r = async {
-            let mgmt = connect(kubeconfig.as_deref(), &sim_dir).await?;
-            let facts = meshstatus::collect(&mgmt, &name, &planned).await;
-            anyhow::Ok(meshstatus::evaluate(
-                &name,
-                &planned,
-                max,
-                facts,
-                OffsetDateTime::now_utc(),
-            ))
-        }
-        .await;
-        if let Some((sim, _)) = sim
-            && let Err(e) = sim.shutdown().await
-        {
-            ctx.warn(&format!("the simulator did not stop cleanly: {e}"));
-        }
-        r
+        let mgmt = simproc::Mgmt::open(
+            ctx,
+            &p.input.path,
+            fleet,
+            a.sim,
+            a.kubeconfig.as_deref(),
+        )
+        .await?;
+        let facts = meshstatus::collect(&mgmt.kube, &name, &planned).await;
+        mgmt.close(ctx).await;
+        anyhow::Ok(meshstatus::evaluate(
+            &name,
+            &planned,
+            max,
+            facts,
+            OffsetDateTime::now_utc(),
+        ))
     })?;
     let mut report = report;
     if !fleet.spec.mesh.enabled {
@@ -123,26 +96,6 @@ pub(super) fn run(ctx: &Ctx, a: MeshStatusArgs) -> anyhow::Result<Exit> {
     } else {
         Exit::Ok
     })
-}
-
-/// The management cluster, failing fast with its address and a hint when it does not answer.
-async fn connect(kubeconfig: Option<&Path>, sim_dir: &Path) -> anyhow::Result<Kube> {
-    // The concrete command when `up --sim` left a state here, the general form otherwise.
-    let serve = if sim_dir.join("state").is_dir() {
-        format!(
-            "meshfleet sim serve --state {} --kubeconfig {}",
-            sim_dir.join("state").display(),
-            sim_dir.join("kubeconfig").display()
-        )
-    } else {
-        "meshfleet sim serve --state DIR --kubeconfig FILE".to_string()
-    };
-    common::connect_with(
-        kubeconfig,
-        &format!("pass `--kubeconfig FILE`, `--sim` for the simulator kept by `up --sim`, or serve that state with `{serve}`"),
-        &format!("is it running? for the simulator, start it with `{serve}` (or pass `--sim`)"),
-    )
-    .await
 }
 
 /// The report for people: problems first, then one line per cluster.
