@@ -638,7 +638,7 @@ async fn compute_step<A: GcpApi>(
                         // what we want. An insert still running (a run killed mid-way) already
                         // answers 409 while a read still gives 404, so wait for it a while.
                         let mut have = None;
-                        for attempt in 0..20u32 {
+                        for attempt in 0..12u32 {
                             have = retry(policy, async || api.compute_get(project, &r).await)
                                 .await
                                 .map_err(|e| fail(Action::Create, e))?;
