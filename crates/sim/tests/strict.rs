@@ -563,15 +563,22 @@ async fn a_public_egress_cannot_reach_private_control_planes() {
         ["InternalIP", "ExternalIP"]
     );
     // Workers (their own template, no publicIP) stay private.
-    let ws = get(
-        &kc,
-        &[
-            "machines",
-            "-l",
-            "cluster.x-k8s.io/deployment-name=gcp-a-workers",
-        ],
-    )
-    .unwrap();
+    let ws = eventually("workers provisioned", 60, || async {
+        get(
+            &kc,
+            &[
+                "machines",
+                "-l",
+                "cluster.x-k8s.io/deployment-name=gcp-a-workers",
+            ],
+        )
+        .filter(|l| {
+            l["items"].as_array().is_some_and(|a| {
+                a.len() == 2 && a.iter().all(|w| w["status"]["addresses"].is_array())
+            })
+        })
+    })
+    .await;
     for w in ws["items"].as_array().unwrap() {
         assert_eq!(
             w["status"]["addresses"].as_array().map(Vec::len),
