@@ -6,7 +6,9 @@
 //! changes, [`http`] speaks the Kubernetes REST protocol, [`controllers`] reconcile what the
 //! store holds, [`workload`] gives each simulated cluster its own API under
 //! `/workload/<namespace>/<name>` on the same listener. [`gcp`] fakes the Google Cloud APIs
-//! `meshfleet gcp setup` calls on a second, plain-HTTP listener; the simulated CAPG reads its state.
+//! `meshfleet gcp setup` calls on a second, plain-HTTP listener; the simulated CAPG reads its state
+//! and creates its firewall rules there. [`talos`] reads TalosConfig patches as CABPT and Talos
+//! do, [`ccm`] models the cloud controller managers that give Nodes their provider IDs.
 
 #![warn(missing_docs)]
 // Selector and firewall predicates read closer to their specs unsimplified.

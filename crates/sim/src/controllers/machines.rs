@@ -339,7 +339,7 @@ fn initialise_node(w: &Api, name: &str, cloud: &str, provider_id: &str, addresse
 /// (CAPG `GCPMachineTemplate.spec.template.spec.publicIP`: an `ONE_TO_ONE_NAT` access config,
 /// reported as ExternalIP — `cloud/scope/machine.go`, `cloud/services/compute/instances/reconcile.go`@v1.12.0;
 /// CAPA `AWSMachineSpec.publicIP`: a public subnet and a public address —
-/// `pkg/cloud/services/ec2/instances.go`@v2.11.1). Addresses once given are kept.
+/// `pkg/cloud/services/ec2/instances.go`@v2.11.1).
 fn machine_addresses(api: &Api, m: &Value, infra: Option<&Value>, index: u32) -> Vec<Value> {
     let old = m
         .pointer("/status/addresses")
@@ -352,15 +352,19 @@ fn machine_addresses(api: &Api, m: &Value, infra: Option<&Value>, index: u32) ->
             .map(|a| s(a, "/address").to_string())
             .filter(|a| !a.is_empty())
     };
-    let internal = find("InternalIP").unwrap_or_else(|| node_ip(infra, index));
+    // A running instance keeps the addresses it was created with: a template edited later
+    // changes new machines only.
+    if find("InternalIP").is_some() {
+        return old;
+    }
+    let internal = node_ip(infra, index);
     let mut out = vec![json!({"type": "InternalIP", "address": internal})];
     if machine_template(api, m).and_then(|t| {
         t.pointer("/spec/template/spec/publicIP")
             .and_then(Value::as_bool)
     }) == Some(true)
     {
-        let external = find("ExternalIP").unwrap_or_else(|| external_ip(name_of(m)));
-        out.push(json!({"type": "ExternalIP", "address": external}));
+        out.push(json!({"type": "ExternalIP", "address": external_ip(name_of(m))}));
     }
     out
 }

@@ -1,7 +1,7 @@
 //! The Kubernetes REST protocol over HTTPS: routing, codecs, `Status` errors and fault
-//! injection. Handlers turn requests into [`Store::mutate`] calls. Discovery and OpenAPI are in
-//! [`discovery`], watch streams in [`watch`], the write verbs in [`write`], the pod proxy in
-//! [`proxy`].
+//! injection. Handlers turn requests into [`crate::store::Store::mutate`] calls. Discovery and
+//! OpenAPI are in `discovery`, watch streams in `watch`, the write verbs in `write`, the pod
+//! proxy in `proxy`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;

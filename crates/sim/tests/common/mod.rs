@@ -1,6 +1,8 @@
 //! Test helpers: start a simulator in-process, connect kube-rs, apply fixture files.
 #![allow(dead_code)]
 
+pub mod gcp;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
