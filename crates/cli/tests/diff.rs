@@ -1,0 +1,128 @@
+//! `meshfleet diff` against `meshfleet sim serve`: empty right after `up`, exactly the edited
+//! field after an edit, `delete` for a cluster the file no longer names; exit 0 / 1 / 2.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{BIN, Sim};
+use serde_json::Value;
+
+fn meshfleet(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run meshfleet")
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn diff_json(dir: &Path, kc: &str, want: i32) -> Value {
+    let out = meshfleet(
+        dir,
+        &["diff", "-f", "fleet.yaml", "--kubeconfig", kc, "-o", "json"],
+    );
+    assert_eq!(out.status.code(), Some(want), "{}", show(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)))
+}
+
+fn actions(d: &Value) -> Vec<(String, String)> {
+    d["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["action"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn diff_after_up_edit_and_removal() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = meshfleet(d, &["init", "-f", "fleet.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let sim = Sim::start_at(d, "200", &["--egress-ip", "203.0.113.10"]);
+
+    // Before `up`: every cluster would be created.
+    let before = diff_json(d, sim.kc(), 1);
+    assert!(actions(&before).iter().all(|(_, a)| a == "create"), "{before:#}");
+
+    let out = sim.up("60s");
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let after = diff_json(d, sim.kc(), 0);
+    assert!(
+        actions(&after).iter().all(|(_, a)| a == "unchanged"),
+        "{after:#}"
+    );
+
+    // One more worker in gcp-euw1's pool (3 → 4 over three zones): one MachineDeployment's
+    // replicas, nothing else.
+    let fleet = d.join("fleet.yaml");
+    let text = std::fs::read_to_string(&fleet).unwrap();
+    let edited = text.replacen(
+        "replicas: 3, machineType: n2-standard-4",
+        "replicas: 4, machineType: n2-standard-4",
+        1,
+    );
+    assert_ne!(text, edited, "the example has gcp-euw1's worker pool");
+    std::fs::write(&fleet, &edited).unwrap();
+    let d1 = diff_json(d, sim.kc(), 1);
+    let changed: Vec<&Value> = d1["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] != "unchanged")
+        .collect();
+    assert_eq!(changed.len(), 1, "{d1:#}");
+    assert_eq!(changed[0]["name"], "gcp-euw1");
+    let changes = changed[0]["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{d1:#}");
+    assert_eq!(changes[0]["kind"], "MachineDeployment");
+    assert_eq!(changes[0]["field"], "spec.replicas");
+    assert_eq!(changes[0]["from"], 1);
+    assert_eq!(changes[0]["to"], 2);
+    assert!(
+        changed[0]["effects"][0]
+            .as_str()
+            .unwrap()
+            .contains("scales from 1 to 2"),
+        "{d1:#}"
+    );
+
+    // The table for people names the field too.
+    let out = meshfleet(d, &["diff", "-f", "fleet.yaml", "--kubeconfig", sim.kc()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("spec.replicas: 1 → 2"),
+        "{}",
+        show(&out)
+    );
+
+    // aws-euw1 (the last cluster) out of the file: `delete`, and it is still running.
+    let cut = edited.find("    - name: aws-euw1").expect("aws-euw1 in the example");
+    std::fs::write(&fleet, &edited[..cut]).unwrap();
+    let d2 = diff_json(d, sim.kc(), 1);
+    assert!(
+        actions(&d2).contains(&("aws-euw1".to_owned(), "delete".to_owned())),
+        "{d2:#}"
+    );
+
+    // Invalid input: exit 2.
+    std::fs::write(&fleet, edited.replace("workerPools", "workerPool")).unwrap();
+    let out = meshfleet(d, &["diff", "-f", "fleet.yaml", "--kubeconfig", sim.kc()]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+}
