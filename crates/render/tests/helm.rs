@@ -78,7 +78,7 @@ fn documents(text: &str, lb: bool) -> Vec<Doc> {
     let plan = common::plan(&fleet);
     let r: Rendered = render(&fleet, &plan).expect("render");
     let mut docs: Vec<Doc> = Vec::new();
-    let mut push = |docs: &mut Vec<Doc>, name: String, values: String, peers: Vec<String>| {
+    let push = |docs: &mut Vec<Doc>, name: String, values: String, peers: Vec<String>| {
         if !docs.iter().any(|d| d.values == values) {
             docs.push(Doc {
                 name,
