@@ -721,3 +721,22 @@ fn gcp_cluster_names_start_with_a_letter() {
         "GCP cluster `1gcp-euw1` starts with a digit",
     );
 }
+
+#[test]
+fn machine_deployment_names_fit_in_a_label() {
+    let long = "p".repeat(45);
+    let d = error(
+        &mutate(
+            "{ name: general, replicas: 3, machineType: n2-standard-4 }",
+            &format!("{{ name: {long}, replicas: 3, machineType: n2-standard-4 }}"),
+        ),
+        "spec.clusters[0].workerPools[0].name",
+        &format!(
+            "the pool's MachineDeployment name `gcp-euw1-workers-{long}-d` is 64 characters, more than the 63 a label value allows"
+        ),
+    );
+    assert_eq!(
+        d.hint.as_deref(),
+        Some("shorten the pool name to at most 44 characters")
+    );
+}
