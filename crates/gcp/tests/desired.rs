@@ -6,11 +6,11 @@ use meshfleet_gcp::SetupError;
 use meshfleet_gcp::desired::{self, Diff};
 use serde_json::json;
 
-use common::example_prereq;
+use common::{example_prereq, example_prereq_with_rules};
 
 #[test]
 fn golden_request_bodies() {
-    let p = example_prereq();
+    let p = example_prereq_with_rules();
     insta::assert_json_snapshot!("network", desired::network_body(&p));
     insta::assert_json_snapshot!(
         "subnetwork",
@@ -83,7 +83,7 @@ fn iam_merge_keeps_foreign_bindings_and_adds_only_ours() {
 
 #[test]
 fn created_resources_read_back_as_unchanged() {
-    let p = example_prereq();
+    let p = example_prereq_with_rules();
     let bucket = p.image.bucket.clone().unwrap_or_default();
     let mut net = desired::network_body(&p);
     net["selfLink"] = json!(
@@ -145,7 +145,7 @@ fn created_resources_read_back_as_unchanged() {
 
 #[test]
 fn absent_resources_are_created_with_their_body() {
-    let p = example_prereq();
+    let p = example_prereq_with_rules();
     assert_eq!(
         desired::diff_network(&p, None).ok(),
         Some(Diff::Create(desired::network_body(&p)))
@@ -159,7 +159,7 @@ fn absent_resources_are_created_with_their_body() {
 
 #[test]
 fn owned_fields_that_differ_are_updated() {
-    let p = example_prereq();
+    let p = example_prereq_with_rules();
     let f = &p.firewall_rules[0];
     let mut have = desired::firewall_body(&p, f);
     have["sourceRanges"] = json!(["0.0.0.0/0"]);
@@ -214,7 +214,7 @@ fn owned_fields_that_differ_are_updated() {
 
 #[test]
 fn immutable_differences_are_errors_with_a_hint() {
-    let p = example_prereq();
+    let p = example_prereq_with_rules();
     let s = &p.subnetworks[0];
     let mut have = desired::subnetwork_body(&p, s);
     have["ipCidrRange"] = json!("192.168.0.0/24");

@@ -6,7 +6,7 @@ mod common;
 use meshfleet_gcp::fake::FakeGcp;
 use meshfleet_gcp::{Action, ApiError, Report, SetupError, Status, run};
 
-use common::{example_prereq, fast_options};
+use common::{example_prereq, example_prereq_with_rules, fast_options};
 
 fn block<T>(f: impl Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread()
@@ -39,7 +39,7 @@ const WRITES: [&str; 9] = [
 #[test]
 fn first_run_creates_everything_and_second_run_changes_nothing() {
     let dir = tempfile::tempdir().expect("tmp");
-    let p = example_prereq();
+    let p = example_prereq_with_rules();
     let opts = fast_options(dir.path());
     let fake = FakeGcp::new();
     let mut finished = 0;
@@ -240,7 +240,7 @@ fn transient_failures_are_retried() {
 #[test]
 fn a_lost_response_is_recognised_on_retry() {
     let dir = tempfile::tempdir().expect("tmp");
-    let p = example_prereq();
+    let p = example_prereq_with_rules();
     let fake = FakeGcp::new();
     // The write happened but the answer was lost: the retry sees 409 (or the same request id).
     fake.fail_next_after_effect(
@@ -433,7 +433,7 @@ fn an_operation_error_is_surfaced() {
 #[test]
 fn drifted_fields_are_updated_once() {
     let dir = tempfile::tempdir().expect("tmp");
-    let p = example_prereq();
+    let p = example_prereq_with_rules();
     let opts = fast_options(dir.path());
     let fake = FakeGcp::new();
     block(run(&fake, &p, &opts, |_| {})).expect("run");
@@ -530,7 +530,7 @@ fn an_existing_image_needs_no_raw_disk() {
 #[test]
 fn independent_compute_resources_are_written_concurrently_and_reported_in_order() {
     let dir = tempfile::tempdir().expect("tmp");
-    let p = example_prereq();
+    let p = example_prereq_with_rules();
     let opts = fast_options(dir.path());
     let fake = FakeGcp::new();
     fake.state().insert_latency = std::time::Duration::from_millis(40);

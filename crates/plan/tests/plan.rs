@@ -605,10 +605,11 @@ fn mesh_rules_are_one_each_with_aggregated_sources() {
 
 #[test]
 fn mesh_options_change_the_ports() {
+    // LoadBalancer needs a cloud's CCM, which only AWS has (validation refuses it on GCP).
     let p = ok(
         &fleet(
             "  mesh: { tunnelProtocol: geneve, encryption: wireguard, apiserverService: LoadBalancer }\n",
-            THREE,
+            &[("c", "aws", "eu-west-1"), ("d", "aws", "us-east-1")],
         ),
         None,
     );

@@ -382,3 +382,44 @@ pub fn cluster_objects(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_spread_evenly_first_zones_first() {
+        assert_eq!(split_replicas(3, 3), [1, 1, 1]);
+        assert_eq!(split_replicas(4, 3), [2, 1, 1]);
+        assert_eq!(split_replicas(2, 3), [1, 1, 0]);
+        assert_eq!(split_replicas(5, 1), [5]);
+        assert_eq!(split_replicas(5, 0), [5]);
+    }
+
+    #[test]
+    fn health_checks_always_allow_one_and_skip_single_machines() {
+        assert_eq!(max_unhealthy(0), None);
+        assert_eq!(max_unhealthy(1), None);
+        assert_eq!(max_unhealthy(2), Some(1));
+        assert_eq!(max_unhealthy(3), Some(1));
+        assert_eq!(max_unhealthy(5), Some(2));
+        assert_eq!(max_unhealthy(10), Some(4));
+    }
+
+    #[test]
+    fn deployment_names_use_the_zone_suffix() {
+        assert_eq!(
+            deployment_name("c", "p", "europe-west1", "europe-west1-b"),
+            "c-workers-p-b"
+        );
+        assert_eq!(
+            deployment_name("c", "p", "eu-west-1", "eu-west-1a"),
+            "c-workers-p-a"
+        );
+        assert_eq!(
+            deployment_name("c", "p", "us-west-2", "us-west-2-lax-1a"),
+            "c-workers-p-lax-1a"
+        );
+        assert_eq!(deployment_name("c", "p", "r", "other"), "c-workers-p-other");
+    }
+}

@@ -15,6 +15,12 @@
 //!   providerID, addresses and topology labels. It runs as a DaemonSet on the control-plane
 //!   nodes with `hostNetwork` (`daemonSet.enabled`: "You can run it without CNI plugin"): it
 //!   must initialise nodes before Cilium, which is held back until the mesh CA is delivered.
+//!   The providerID it sets is the one Talos reads from the platform, and it is exactly the one
+//!   the infrastructure provider puts on the Machine, which is what Cluster API compares:
+//!   `aws:///<zone>/<instance-id>` (siderolabs/talos:`internal/app/machined/pkg/runtime/v1alpha1/platform/aws/aws.go`@v1.13.9;
+//!   CAPA `GenerateProviderID` via `pkg/cloud/scope/machine.go`@v2.11.1) and
+//!   `gce://<project>/<zone>/<instance>` (Talos `platform/gcp/gcp.go`@v1.13.9; CAPG
+//!   `cloud/providerid/providerid.go`@v1.12.0).
 //! - **AWS CCM** where LoadBalancer Services are needed (`mesh.apiserverService:
 //!   LoadBalancer` on an AWS cluster): kubernetes/cloud-provider-aws chart
 //!   `charts/aws-cloud-controller-manager` version 0.0.11 (tag

@@ -920,3 +920,61 @@ fn templates_are_named_by_content_and_references_follow() {
         names(&r, "TalosConfigTemplate")
     );
 }
+
+#[test]
+fn required_providers_cover_the_fleet() {
+    use meshfleet_render::{ProviderType, required_providers};
+    let (fleet, _, _) = example();
+    let reqs = required_providers(&fleet);
+    let specs: Vec<(ProviderType, String)> = reqs
+        .iter()
+        .map(|r| (r.type_, r.clusterctl_spec()))
+        .collect();
+    assert_eq!(
+        specs,
+        [
+            (ProviderType::Core, "cluster-api:v1.14.0".to_owned()),
+            (ProviderType::Bootstrap, "talos:v0.6.12".to_owned()),
+            (ProviderType::ControlPlane, "talos:v0.5.12".to_owned()),
+            (ProviderType::Infrastructure, "aws:v2.11.1".to_owned()),
+            (ProviderType::Infrastructure, "gcp:v1.12.0".to_owned()),
+            (ProviderType::Addon, "helm:v0.6.4".to_owned()),
+        ]
+    );
+    // Every kind meshfleet renders is served by one of them.
+    let r = render(&fleet, &common::plan(&fleet)).expect("render");
+    for o in r.all_objects() {
+        let (v, k) = (
+            o["apiVersion"].as_str().expect("v"),
+            o["kind"].as_str().expect("k"),
+        );
+        if k == "Namespace" {
+            continue;
+        }
+        assert!(
+            reqs.iter().any(|r| r.kinds.contains(&(v, k))),
+            "no provider serves {v} {k}"
+        );
+    }
+    assert!(reqs[2].why.contains("v1.12"), "{}", reqs[2].why);
+    let aws_only = common::parse(&common::aws_fleet_text("apiserverService: NodePort"));
+    assert!(
+        required_providers(&aws_only)
+            .iter()
+            .all(|r| r.name != "gcp")
+    );
+}
+
+#[test]
+fn management_egress_decides_public_addresses() {
+    let mut fleet = common::parse(&common::example_fleet_text());
+    assert!(meshfleet_render::management_is_public(&fleet));
+    fleet.spec.management.egress_cidrs = vec!["10.1.0.0/16".into(), "100.64.1.0/24".into()];
+    assert!(!meshfleet_render::management_is_public(&fleet));
+    fleet
+        .spec
+        .management
+        .egress_cidrs
+        .push("2001:db8::/48".into());
+    assert!(meshfleet_render::management_is_public(&fleet));
+}

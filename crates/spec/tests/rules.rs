@@ -626,3 +626,117 @@ fn defaults_fill_what_is_absent() {
     assert_eq!(s.clusters[0].control_plane.disk_gib, 50);
     assert_eq!(s.pod_security.exemptions.namespaces, vec!["kube-system"]);
 }
+
+#[track_caller]
+fn warning(text: &str, path: &str, message: &str) -> Diagnostic {
+    expect(text, Severity::Warning, path, message)
+}
+
+#[test]
+fn releases_are_checked_against_the_table() {
+    let d = warning(
+        &mutate("talos: v1.13.9", "talos: v1.13.99"),
+        "spec.versions.talos",
+        "Talos `v1.13.99` is newer than the newest v1.13 release meshfleet knows",
+    );
+    assert!(
+        d.hint.as_deref().unwrap_or_default().contains("`v1.13.9`"),
+        "{d:?}"
+    );
+    warning(
+        &mutate("talos: v1.13.9", "talos: v1.14.1"),
+        "spec.versions.talos",
+        "Talos `v1.14.1` is from a line with no release meshfleet knows",
+    );
+    let d = warning(
+        &mutate("kubernetes: v1.35.4", "kubernetes: v1.35.40"),
+        "spec.versions.kubernetes",
+        "Kubernetes `v1.35.40` is newer than the newest v1.35 release meshfleet knows",
+    );
+    assert!(
+        d.hint.as_deref().unwrap_or_default().contains("`v1.35.4`"),
+        "{d:?}"
+    );
+    // A pair outside the support matrix stays an error, whatever the table says.
+    error(
+        &mutate("kubernetes: v1.35.4", "kubernetes: v1.30.5"),
+        "spec.versions.kubernetes",
+        "Kubernetes `v1.30.5` is not supported by Talos `v1.13.9`",
+    );
+}
+
+#[test]
+fn multi_document_patches_need_talos_1_14() {
+    let with = |talos: &str| {
+        mutate("talos: v1.13.9", &format!("talos: {talos}")).replacen(
+            "  providers:\n",
+            "  talos: { patchFormat: multiDocument }\n  providers:\n",
+            1,
+        )
+    };
+    let d = error(
+        &with("v1.13.9"),
+        "spec.talos.patchFormat",
+        "the multi-document patch form needs Talos v1.14 or newer, and the fleet runs `v1.13.9`",
+    );
+    assert_eq!(d.value.as_deref(), Some("multiDocument"));
+    warning(
+        &with("v1.14.1"),
+        "spec.talos.patchFormat",
+        "the Talos bootstrap provider v0.6.12 cannot decode multi-document patches (it is built on Talos machinery v1.13)",
+    );
+    let loaded = parse(&mutate(
+        "  providers:\n",
+        "  talos: { patchFormat: v1alpha1 }\n  providers:\n",
+    ))
+    .expect("v1alpha1 is always fine");
+    assert!(loaded.warnings.is_empty());
+}
+
+#[test]
+fn load_balancer_clustermesh_is_refused_on_gcp() {
+    let d = error(
+        &mutate(
+            "apiserverService: NodePort",
+            "apiserverService: LoadBalancer",
+        ),
+        "spec.mesh.apiserverService",
+        "a LoadBalancer clustermesh-apiserver needs a GCP cloud controller manager on `gcp-euw1`, `gcp-use1`, and none can be delivered",
+    );
+    assert!(d.hint.as_deref().unwrap_or_default().contains("NodePort"));
+    // Without the mesh the Service is never created.
+    let off = mutate(
+        "apiserverService: NodePort",
+        "apiserverService: LoadBalancer",
+    )
+    .replacen("enabled: true", "enabled: false", 1);
+    assert!(parse(&off).is_ok());
+}
+
+#[test]
+fn gcp_cluster_names_start_with_a_letter() {
+    error(
+        &mutate("- name: gcp-euw1", "- name: 1gcp-euw1"),
+        "spec.clusters[0].name",
+        "GCP cluster `1gcp-euw1` starts with a digit",
+    );
+}
+
+#[test]
+fn machine_deployment_names_fit_in_a_label() {
+    let long = "p".repeat(45);
+    let d = error(
+        &mutate(
+            "{ name: general, replicas: 3, machineType: n2-standard-4 }",
+            &format!("{{ name: {long}, replicas: 3, machineType: n2-standard-4 }}"),
+        ),
+        "spec.clusters[0].workerPools[0].name",
+        &format!(
+            "the pool's MachineDeployment name `gcp-euw1-workers-{long}-d` is 64 characters, more than the 63 a label value allows"
+        ),
+    );
+    assert_eq!(
+        d.hint.as_deref(),
+        Some("shorten the pool name to at most 44 characters")
+    );
+}

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use meshfleet_gcp::{GcpPrerequisites, RetryPolicy, SetupOptions};
+use meshfleet_render::{Allowed, GcpFirewallRule};
 
 /// The GCP prerequisites of `examples/fleet.yaml`.
 pub fn example_prereq() -> GcpPrerequisites {
@@ -22,6 +23,31 @@ pub fn example_prereq() -> GcpPrerequisites {
     meshfleet_render::gcp_prerequisites(&fleet, &plan)
         .expect("renders")
         .expect("example fleet has GCP clusters")
+}
+
+/// The example's prerequisites plus firewall rules for `gcp setup` to own. The rendered
+/// prerequisites list none (every planned rule is cluster-scoped, and CAPG owns those through
+/// the GCPCluster), but the setup still converges any rule it is given; these exercise that.
+pub fn example_prereq_with_rules() -> GcpPrerequisites {
+    let mut p = example_prereq();
+    assert!(
+        p.firewall_rules.is_empty(),
+        "render gives gcp setup no firewall rules: CAPG owns the cluster-scoped ones"
+    );
+    p.firewall_rules = (0..12u16)
+        .map(|i| GcpFirewallRule {
+            name: format!("meshfleet-setup-rule-{i}"),
+            description: format!("meshfleet: test rule {i}"),
+            direction: "INGRESS",
+            source_ranges: vec!["203.0.113.0/24".to_owned()],
+            target_tags: vec!["gcp-euw1-control-plane".to_owned()],
+            allowed: vec![Allowed {
+                ip_protocol: "TCP",
+                ports: vec![(10000 + i).to_string()],
+            }],
+        })
+        .collect();
+    p
 }
 
 /// Options with millisecond backoffs, keys under `dir/keys`, the image from `dir/talos.raw.tar.gz`.

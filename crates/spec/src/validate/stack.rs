@@ -33,6 +33,40 @@ pub(crate) fn check(r: &mut Report, fleet: &Fleet) {
     patch_format(r, fleet, talos);
     gcp_load_balancer(r, fleet);
     gcp_names(r, fleet);
+    deployment_names(r, fleet);
+}
+
+/// Workers get one MachineDeployment per zone, named `<cluster>-workers-<pool>-<zone suffix>`
+/// (the zone without its region, e.g. `b` for `europe-west1-b`), and Cluster API copies that
+/// name into the label `cluster.x-k8s.io/deployment-name`, whose values are at most 63
+/// characters.
+fn deployment_names(r: &mut Report, fleet: &Fleet) {
+    for (i, c) in fleet.spec.clusters.iter().enumerate() {
+        let suffix = c
+            .zones
+            .iter()
+            .map(|z| {
+                z.strip_prefix(c.region.as_str())
+                    .map(|s| s.trim_start_matches('-'))
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or(z)
+            })
+            .max_by_key(|s| s.len())
+            .unwrap_or("");
+        for (p, pool) in c.worker_pools.iter().enumerate() {
+            let name = format!("{}-workers-{}-{suffix}", c.name, pool.name);
+            if name.len() > 63 {
+                r.push(
+                    Diagnostic::error(
+                        format!("spec.clusters[{i}].workerPools[{p}].name"),
+                        format!("the pool's MachineDeployment name `{name}` is {} characters, more than the 63 a label value allows", name.len()),
+                    )
+                    .with_value(&pool.name)
+                    .with_hint(format!("shorten the pool name to at most {} characters", 63usize.saturating_sub(name.len() - pool.name.len()))),
+                );
+            }
+        }
+    }
 }
 
 fn release(r: &mut Report, path: &str, what: &str, text: &str, found: Release, list: &str) {
