@@ -92,4 +92,6 @@ pub enum Command {
     Mesh(cmd::mesh::MeshArgs),
     /// Google Cloud prerequisites.
     Gcp(cmd::lifecycle::GcpArgs),
+    /// AWS prerequisites.
+    Aws(cmd::aws::AwsArgs),
 }
