@@ -27,6 +27,19 @@ pub fn home_region(p: &AwsPrerequisites, explicit: Option<&str>) -> String {
         .unwrap_or_else(|| "us-east-1".to_owned())
 }
 
+/// The region account-wide reads (STS `GetCallerIdentity`, EC2 `DescribeRegions`) are sent
+/// to: `us-east-1`, which every account of the commercial partition has enabled, so that a
+/// misspelt or disabled fleet region is reported as such instead of failing to resolve
+/// `ec2.<region>.amazonaws.com`; the home region itself in the China and GovCloud partitions,
+/// whose accounts cannot call `us-east-1`.
+pub fn probe_region(home: &str) -> String {
+    if home.starts_with("cn-") || home.starts_with("us-gov-") || home.starts_with("us-iso") {
+        home.to_owned()
+    } else {
+        "us-east-1".to_owned()
+    }
+}
+
 /// The `CreateStack`/`UpdateStack` request of CAPA's IAM stack.
 pub fn stack_request(p: &AwsPrerequisites) -> StackRequest {
     StackRequest {

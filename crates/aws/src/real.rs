@@ -22,6 +22,8 @@ const EMULATOR_KEY: &str = "meshfleet-emulator";
 #[derive(Debug, Clone)]
 pub struct SdkApi {
     config: SdkConfig,
+    /// Where account-wide reads go ([`crate::desired::probe_region`]).
+    probe: String,
 }
 
 impl SdkApi {
@@ -32,6 +34,7 @@ impl SdkApi {
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
             .build_https();
+        let probe = crate::desired::probe_region(&home);
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .http_client(http)
             .region(Region::new(home));
@@ -51,6 +54,7 @@ impl SdkApi {
         }
         Ok(Self {
             config: loader.load().await,
+            probe,
         })
     }
 
@@ -118,16 +122,15 @@ fn has_credentials_error(e: &(dyn std::error::Error + 'static)) -> bool {
 
 impl AwsApi for SdkApi {
     async fn caller_identity(&self) -> Result<CallerIdentity, ApiError> {
-        let region = self
-            .config
-            .region()
-            .map(|r| r.to_string())
-            .unwrap_or_default();
-        let out = aws_sdk_sts::Client::new(&self.config)
+        let region = self.probe.as_str();
+        let conf = aws_sdk_sts::config::Builder::from(&self.config)
+            .region(Region::new(region.to_owned()))
+            .build();
+        let out = aws_sdk_sts::Client::from_conf(conf)
             .get_caller_identity()
             .send()
             .await
-            .map_err(|e| convert("sts:GetCallerIdentity", &region, e))?;
+            .map_err(|e| convert("sts:GetCallerIdentity", region, e))?;
         Ok(CallerIdentity {
             account: out.account().unwrap_or_default().to_owned(),
             arn: out.arn().unwrap_or_default().to_owned(),
@@ -135,11 +138,7 @@ impl AwsApi for SdkApi {
     }
 
     async fn describe_regions(&self) -> Result<Vec<RegionInfo>, ApiError> {
-        let region = self
-            .config
-            .region()
-            .map(|r| r.to_string())
-            .unwrap_or_default();
+        let region = self.probe.clone();
         let out = self
             .ec2(&region)
             .describe_regions()

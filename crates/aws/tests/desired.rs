@@ -268,6 +268,14 @@ fn home_region_is_explicit_or_first() {
 }
 
 #[test]
+fn account_wide_reads_go_to_an_enabled_region_of_the_partition() {
+    assert_eq!(desired::probe_region("eu-west-1"), "us-east-1");
+    assert_eq!(desired::probe_region("mars-north-1"), "us-east-1");
+    assert_eq!(desired::probe_region("cn-north-1"), "cn-north-1");
+    assert_eq!(desired::probe_region("us-gov-west-1"), "us-gov-west-1");
+}
+
+#[test]
 fn denied_action_is_read_from_the_message() {
     assert_eq!(
         denied_action(

@@ -54,6 +54,10 @@ pub const ACCOUNT: &str = "123456789012";
 /// Sidero Labs' account, owner of the public Talos AMIs.
 pub const TALOS_OWNER: &str = "540036508848";
 
+/// CAPA's AMI owner when `imageLookupOrg` is empty
+/// (cluster-api-provider-aws:`pkg/cloud/services/ec2/ami.go`@v2.11.1, `DefaultMachineAMIOwnerID`).
+const CAPA_DEFAULT_OWNER: &str = "819546954734";
+
 /// Regions the fake lists; the last three are opt-in regions not enabled for the account.
 const REGIONS: [&str; 14] = [
     "ap-northeast-1",
@@ -306,27 +310,124 @@ impl Aws {
         ami_name: &str,
         instance_profile: Option<&str>,
     ) -> Option<String> {
-        self.read(|st| {
-            let ami = st
-                .images
-                .iter()
-                .find(|i| i.region == region && i.owner == ami_owner && i.name == ami_name);
-            match ami {
-                Some(i) if i.state == "available" => {}
-                _ => {
-                    return Some(format!(
-                        "found no AMIs with name \"{ami_name}\", architecture \"x86_64\", ownerID \"{ami_owner}\" in {region} (`meshfleet aws setup` checks the Talos AMI)"
-                    ));
-                }
-            }
-            if let Some(p) = instance_profile.filter(|p| !p.is_empty())
-                && !st.instance_profiles().contains(p)
-            {
+        let ami_ok = self.read(|st| {
+            st.images.iter().any(|i| {
+                i.region == region
+                    && i.owner == ami_owner
+                    && i.name == ami_name
+                    && i.state == "available"
+            })
+        });
+        if !ami_ok {
+            return Some(format!(
+                "found no AMIs with name \"{ami_name}\", architecture \"x86_64\", ownerID \"{ami_owner}\" in {region} (`meshfleet aws setup` checks the Talos AMI)"
+            ));
+        }
+        self.profile_missing(instance_profile.filter(|p| !p.is_empty()))
+    }
+
+    /// [`Aws::capa_missing`] for an AWSMachine's (or AWSMachineTemplate's `template`) `spec` in
+    /// the AWSCluster's `region`: `ami.id` when set, else the owner `imageLookupOrg` (CAPA's
+    /// default owner when empty) and the `imageLookupFormat` name, which must be literal (the
+    /// fake does not expand CAPA's `{{.K8sVersion}}` templates: such a spec is not checked for
+    /// its AMI); `iamInstanceProfile` when set (cluster-api-provider-aws:
+    /// `api/v1beta2/awsmachine_types.go`@v2.11.1 names these fields).
+    pub fn capa_machine_missing(&self, region: &str, spec: &Value) -> Option<String> {
+        let field = |p: &str| {
+            spec.pointer(p)
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+        };
+        let profile = field("/iamInstanceProfile");
+        if let Some(id) = field("/ami/id") {
+            let found = self.read(|st| {
+                st.images
+                    .iter()
+                    .any(|i| i.region == region && i.id == id && i.state == "available")
+            });
+            if !found {
                 return Some(format!(
-                    "InvalidParameterValue: Value ({p}) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name (run `meshfleet aws setup` to create CAPA's IAM stack)"
+                    "InvalidAMIID.NotFound: The image id '[{id}]' does not exist in {region}"
                 ));
             }
-            None
-        })
+            return self.profile_missing(profile);
+        }
+        match field("/imageLookupFormat") {
+            Some(name) if !name.contains("{{") => self.capa_missing(
+                region,
+                field("/imageLookupOrg").unwrap_or(CAPA_DEFAULT_OWNER),
+                name,
+                profile,
+            ),
+            _ => self.profile_missing(profile),
+        }
+    }
+
+    fn profile_missing(&self, profile: Option<&str>) -> Option<String> {
+        let p = profile?;
+        if self.read(|st| st.instance_profiles().contains(p)) {
+            return None;
+        }
+        Some(format!(
+            "InvalidParameterValue: Value ({p}) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name (run `meshfleet aws setup` to create CAPA's IAM stack)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const TEMPLATE: &str = r#"{"Resources":{"P":{"Type":"AWS::IAM::InstanceProfile","Properties":{"InstanceProfileName":"nodes.cluster-api-provider-aws.sigs.k8s.io"}}}}"#;
+
+    fn put_stack(aws: &Aws, status: &str) {
+        aws.with_state(|st| {
+            st.stacks.insert(
+                "eu-west-1/s".to_owned(),
+                Stack {
+                    id: "arn".to_owned(),
+                    status: status.to_owned(),
+                    settles_to: status.to_owned(),
+                    settles_at: 0,
+                    template: TEMPLATE.to_owned(),
+                    created: 0,
+                    events: Vec::new(),
+                },
+            )
+        });
+    }
+
+    #[test]
+    fn capa_needs_the_ami_and_the_instance_profile() {
+        let aws = Aws::open(None, "http://x".to_owned(), 1.0).unwrap();
+        let spec = json!({
+            "imageLookupOrg": TALOS_OWNER,
+            "imageLookupFormat": "talos-v1.13.9-eu-west-1-amd64",
+            "iamInstanceProfile": "nodes.cluster-api-provider-aws.sigs.k8s.io",
+        });
+        let why = aws.capa_machine_missing("eu-west-1", &spec).unwrap();
+        assert!(
+            why.starts_with("found no AMIs with name \"talos-v1.13.9-eu-west-1-amd64\""),
+            "{why}"
+        );
+        aws.publish_image("eu-west-1", TALOS_OWNER, "talos-v1.13.9-eu-west-1-amd64");
+        // Published in another region only: still missing here.
+        assert!(aws.capa_machine_missing("us-east-1", &spec).is_some());
+        let why = aws.capa_machine_missing("eu-west-1", &spec).unwrap();
+        assert!(why.contains("Invalid IAM Instance Profile"), "{why}");
+        // A rolled-back stack holds no instance profile.
+        put_stack(&aws, "ROLLBACK_COMPLETE");
+        assert!(aws.capa_machine_missing("eu-west-1", &spec).is_some());
+        put_stack(&aws, "CREATE_COMPLETE");
+        assert_eq!(aws.capa_machine_missing("eu-west-1", &spec), None);
+        // An explicit AMI id.
+        let by_id = json!({"ami": {"id": "ami-404"}});
+        assert!(
+            aws.capa_machine_missing("eu-west-1", &by_id)
+                .unwrap()
+                .contains("InvalidAMIID.NotFound")
+        );
     }
 }
