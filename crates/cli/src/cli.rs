@@ -94,4 +94,6 @@ pub enum Command {
     Gcp(cmd::lifecycle::GcpArgs),
     /// AWS prerequisites.
     Aws(cmd::aws::AwsArgs),
+    /// Check, reading only, that every cloud the fleet uses is ready (dry runs of gcp/aws setup).
+    Doctor(cmd::doctor::DoctorArgs),
 }

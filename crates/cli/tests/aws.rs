@@ -290,3 +290,52 @@ fn bad_input_is_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+#[test]
+fn doctor_is_ready_only_after_gcp_and_aws_setup() {
+    let (dir, fleet) = fleet_dir();
+    let sim = Sim::start(dir.path(), "50");
+    sim.seed(true, true);
+    let gcp = sim._process.gcp_url();
+    let doctor = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["doctor", "-f"])
+            .arg(&fleet)
+            .args(["--gcp-endpoint", &gcp, "--aws-endpoint", &sim.aws])
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_DEFAULT_REGION")
+            .output()
+            .expect("run doctor")
+    };
+    let before = doctor(&["-o", "json"]);
+    assert_eq!(before.status.code(), Some(1), "{}", stderr(&before));
+    let v: Value = serde_json::from_slice(&before.stdout).expect("JSON");
+    assert_eq!(v["ready"], false);
+    let clouds: Vec<&str> = v["clouds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["cloud"].as_str().unwrap())
+        .collect();
+    assert_eq!(clouds, ["gcp", "aws"]);
+    assert!(
+        stderr(&before).contains("run `meshfleet aws setup"),
+        "{}",
+        stderr(&before)
+    );
+    assert_eq!(sim.stack_status(), None, "doctor wrote");
+    sim._process.gcp_setup();
+    let out = setup(&sim, &fleet, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let after = doctor(&[]);
+    assert_eq!(
+        after.status.code(),
+        Some(0),
+        "{}\n{}",
+        stderr(&after),
+        String::from_utf8_lossy(&after.stdout)
+    );
+    assert!(stderr(&after).contains("gcp: ready") && stderr(&after).contains("aws: ready"));
+}

@@ -2,6 +2,7 @@
 
 pub mod aws;
 pub mod common;
+pub mod doctor;
 pub mod gcp;
 pub mod init;
 pub mod lifecycle;
@@ -29,5 +30,6 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Exit> {
         Command::Mesh(a) => mesh::run(ctx, a),
         Command::Gcp(a) => gcp::run(ctx, a),
         Command::Aws(a) => aws::run(ctx, a),
+        Command::Doctor(a) => doctor::run(ctx, a),
     }
 }
