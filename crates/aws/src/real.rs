@@ -27,9 +27,33 @@ pub struct SdkApi {
 }
 
 impl SdkApi {
-    /// Load the default chain for `home` (the region of global calls), or point every client
+    /// Load the default chain for `home` (the region of the IAM stack), or point every client
     /// at `endpoint`.
     pub async fn new(endpoint: Option<&str>, home: String) -> Result<Self, SetupError> {
+        // Emulators accept any credentials; with an endpoint and none in the environment the
+        // SDK still needs some to sign.
+        let emulator = endpoint.is_some()
+            && std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
+            && std::env::var_os("AWS_PROFILE").is_none();
+        let creds = emulator.then(|| {
+            Credentials::new(EMULATOR_KEY, EMULATOR_KEY, None, None, "meshfleet-emulator")
+        });
+        Ok(Self::build(endpoint, home, creds).await)
+    }
+
+    /// The same with explicit static credentials instead of the default chain (an emulator's
+    /// users, e.g. moto's IAM users in tests of missing permissions).
+    pub async fn with_credentials(
+        endpoint: Option<&str>,
+        home: String,
+        access_key: &str,
+        secret_key: &str,
+    ) -> Self {
+        let creds = Credentials::new(access_key, secret_key, None, None, "meshfleet-static");
+        Self::build(endpoint, home, Some(creds)).await
+    }
+
+    async fn build(endpoint: Option<&str>, home: String, creds: Option<Credentials>) -> Self {
         // rustls with ring: the workspace's TLS stack, instead of the SDK default (aws-lc-rs).
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
@@ -40,22 +64,14 @@ impl SdkApi {
             .region(Region::new(home));
         if let Some(url) = endpoint {
             loader = loader.endpoint_url(url);
-            if std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
-                && std::env::var_os("AWS_PROFILE").is_none()
-            {
-                loader = loader.credentials_provider(Credentials::new(
-                    EMULATOR_KEY,
-                    EMULATOR_KEY,
-                    None,
-                    None,
-                    "meshfleet-emulator",
-                ));
-            }
         }
-        Ok(Self {
+        if let Some(c) = creds {
+            loader = loader.credentials_provider(c);
+        }
+        Self {
             config: loader.load().await,
             probe,
-        })
+        }
     }
 
     fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
@@ -82,14 +98,30 @@ fn convert<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let full = DisplayErrorContext(&e).to_string();
+    let full = chain_text(&e);
     let out = match &e {
-        SdkError::ServiceError(ctx) => ApiError::service(
-            action,
-            ctx.raw().status().as_u16(),
-            ctx.err().code().unwrap_or_default(),
-            ctx.err().message().unwrap_or_default(),
-        ),
+        SdkError::ServiceError(ctx) => {
+            let (mut code, mut message) = (
+                ctx.err().code().unwrap_or_default().to_owned(),
+                ctx.err().message().unwrap_or_default().to_owned(),
+            );
+            if code.is_empty() {
+                // moto 5.2.5 answers IAM denials as `<ErrorResponse><Errors><Error>`, which is
+                // neither the awsQuery nor the ec2Query error shape, so the SDK finds no code:
+                // read the body's first `<Code>` and `<Message>` instead.
+                let body = ctx
+                    .raw()
+                    .body()
+                    .bytes()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                code = xml_text(&body, "Code").unwrap_or_default();
+                if message.is_empty() {
+                    message = xml_text(&body, "Message").unwrap_or_default();
+                }
+            }
+            ApiError::service(action, ctx.raw().status().as_u16(), &code, message)
+        }
         SdkError::ResponseError(ctx) => ApiError::service(
             action,
             ctx.raw().status().as_u16(),
@@ -105,6 +137,40 @@ where
         _ => ApiError::other(action, Failed::Client, full),
     };
     out.in_region(region)
+}
+
+/// The text of the first `<tag>…</tag>` of an XML body (entities decoded).
+fn xml_text(body: &str, tag: &str) -> Option<String> {
+    let start = body.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let end = start + body[start..].find(&format!("</{tag}>"))?;
+    Some(
+        body[start..end]
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&"),
+    )
+}
+
+/// The error and its causes as one readable line: each cause's own message once, without the
+/// SDK's `Debug` dump ([`DisplayErrorContext`] appends one), and the credential chain's
+/// per-provider attempts when credentials failed.
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = err.source();
+    }
+    if parts.is_empty() {
+        // Only the context type knows more.
+        return DisplayErrorContext(e).to_string();
+    }
+    parts.join(": ")
 }
 
 /// Whether the failure was loading credentials (the SDK reports it as a dispatch or

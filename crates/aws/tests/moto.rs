@@ -61,6 +61,12 @@ fn moto_command() -> Option<Command> {
 /// Start moto with Talos `versions` published in `regions`; `None` (after a loud message) when
 /// moto is not installed.
 fn moto(versions: &[&str], regions: &[&str]) -> Option<Moto> {
+    moto_with(versions, regions, None)
+}
+
+/// [`moto`], with IAM enforced after the first `no_auth` requests
+/// (`INITIAL_NO_AUTH_ACTION_COUNT`).
+fn moto_with(versions: &[&str], regions: &[&str], no_auth: Option<u32>) -> Option<Moto> {
     let Some(mut cmd) = moto_command() else {
         if std::env::var("MESHFLEET_REQUIRE_MOTO").as_deref() == Ok("1") {
             panic!(
@@ -96,6 +102,9 @@ fn moto(versions: &[&str], regions: &[&str]) -> Option<Moto> {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
+    if let Some(n) = no_auth {
+        cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
+    }
     let child = cmd
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .env("MOTO_AMIS_PATH", &amis_path)
@@ -333,6 +342,79 @@ async fn an_opt_in_region_against_moto() {
     let e = run(&a, &p, &options(&m), |_| {}).await.unwrap_err();
     assert!(
         matches!(&e.error, SetupError::Region { region, .. } if region == "ap-east-1"),
+        "{:?}",
+        e.error
+    );
+}
+
+/// A moto IAM user allowed `actions` only; returns its access key and secret.
+fn limited_user(m: &Moto, actions: &[&str]) -> (String, String) {
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
+    });
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import boto3,sys\nc=boto3.client('iam',endpoint_url=sys.argv[1],region_name='us-east-1',aws_access_key_id='t',aws_secret_access_key='t')\nc.create_user(UserName='ci')\nk=c.create_access_key(UserName='ci')['AccessKey']\nc.put_user_policy(UserName='ci',PolicyName='setup',PolicyDocument=sys.argv[2])\nprint(k['AccessKeyId'], k['SecretAccessKey'])",
+            &m.url,
+            &policy.to_string(),
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut it = text.split_whitespace();
+    (it.next().unwrap().to_owned(), it.next().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn a_missing_permission_names_the_action_against_moto() {
+    // Three unauthenticated calls create the user, its key and its policy; then moto enforces
+    // IAM for every request.
+    let Some(m) = moto_with(&["v1.13.9"], &["eu-west-1"], Some(3)) else {
+        return;
+    };
+    let mut p = common::example_prereq();
+    p.ssh_key_name = None;
+    // Not CloudFormation's writes: moto 5.2.5 checks SigV4 against its own re-encoding of the
+    // form body, which differs from the SDK's for a template's characters
+    // (`SignatureDoesNotMatch`); the denial of a read shows the same path.
+    let (key, secret) = limited_user(&m, &["sts:GetCallerIdentity", "ec2:DescribeRegions"]);
+    let a = SdkApi::with_credentials(Some(&m.url), "eu-west-1".into(), &key, &secret).await;
+    let e = run(&a, &p, &options(&m), |_| {}).await.unwrap_err();
+    assert!(
+        matches!(&e.error, SetupError::Permission { action, .. } if action == "ec2:DescribeImages"),
+        "{:?}",
+        e.error
+    );
+    assert!(
+        e.error.to_string().contains("allow `ec2:DescribeImages`"),
+        "{}",
+        e.error
+    );
+    assert_eq!(e.report.steps.last().map(|s| s.kind), Some("ami"));
+    // Rejected keys are credentials errors, with the fix.
+    let a = SdkApi::with_credentials(
+        Some(&m.url),
+        "eu-west-1".into(),
+        "AKIAUNKNOWN000000000",
+        "x",
+    )
+    .await;
+    let e = run(&a, &p, &options(&m), |_| {}).await.unwrap_err();
+    assert!(
+        matches!(
+            &e.error,
+            SetupError::Credentials {
+                what: "were rejected",
+                ..
+            }
+        ),
         "{:?}",
         e.error
     );
