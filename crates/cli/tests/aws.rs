@@ -19,7 +19,7 @@ const AMI: &str = "talos-v1.13.9-eu-west-1-amd64";
 
 /// A simulator process (killed on drop) with its AWS base URL.
 struct Sim {
-    _process: common::Sim,
+    process: common::Sim,
     aws: String,
 }
 
@@ -31,10 +31,7 @@ impl Sim {
         let text = std::fs::read_to_string(PathBuf::from(p)).expect("endpoints file");
         let v: Value = serde_json::from_str(&text).expect("endpoints JSON");
         let aws = v["aws"].as_str().expect("aws endpoint").to_owned();
-        Sim {
-            _process: process,
-            aws,
-        }
+        Sim { process, aws }
     }
 
     fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
@@ -296,7 +293,7 @@ fn doctor_is_ready_only_after_gcp_and_aws_setup() {
     let (dir, fleet) = fleet_dir();
     let sim = Sim::start(dir.path(), "50");
     sim.seed(true, true);
-    let gcp = sim._process.gcp_url();
+    let gcp = sim.process.gcp_url();
     let doctor = |extra: &[&str]| {
         Command::new(BIN)
             .args(["doctor", "-f"])
@@ -326,7 +323,7 @@ fn doctor_is_ready_only_after_gcp_and_aws_setup() {
         stderr(&before)
     );
     assert_eq!(sim.stack_status(), None, "doctor wrote");
-    sim._process.gcp_setup();
+    sim.process.gcp_setup();
     let out = setup(&sim, &fleet, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let after = doctor(&[]);
