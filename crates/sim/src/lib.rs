@@ -344,6 +344,11 @@ impl Simulator {
         self.world.gcp_url()
     }
 
+    /// `http://127.0.0.1:PORT` of the AWS API fake.
+    pub fn aws_url(&self) -> &str {
+        self.world.aws.url()
+    }
+
     /// Shared state (for in-process tests and tools).
     pub fn world(&self) -> &Arc<World> {
         &self.world
