@@ -413,3 +413,29 @@ async fn the_stack_lives_in_the_explicit_region() {
         && s.name == "us-east-1"
         && s.detail.contains("holds the IAM stack")));
 }
+
+#[tokio::test]
+async fn names_taken_outside_the_stack_point_at_the_other_region() {
+    let f = ready();
+    let p = common::example_prereq();
+    f.fail_next_create(
+        "AWSIAMRoleNodes: nodes.cluster-api-provider-aws.sigs.k8s.io already exists in stack arn:aws:cloudformation:us-east-1:123456789012:stack/cluster-api-provider-aws-sigs-k8s-io/1",
+    );
+    let e = run(&f, &p, &common::fast_options(), |_| {})
+        .await
+        .unwrap_err();
+    let msg = e.error.to_string();
+    assert!(
+        msg.contains("AWS_REGION") && msg.contains("this stack lives in eu-west-1"),
+        "{msg}"
+    );
+    // The next run replaces the rolled-back stack and tries again (and says so when it works).
+    let r = run(&f, &p, &common::fast_options(), |_| {}).await.unwrap();
+    assert!(
+        r.steps
+            .last()
+            .unwrap()
+            .detail
+            .starts_with("replaced a rolled-back stack")
+    );
+}
