@@ -94,4 +94,8 @@ pub enum Command {
     Mesh(cmd::mesh::MeshArgs),
     /// Google Cloud prerequisites.
     Gcp(cmd::gcp::GcpArgs),
+    /// AWS prerequisites.
+    Aws(cmd::aws::AwsArgs),
+    /// Check, reading only, that every cloud the fleet uses is ready (dry runs of gcp/aws setup).
+    Doctor(cmd::doctor::DoctorArgs),
 }

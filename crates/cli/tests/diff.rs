@@ -59,7 +59,10 @@ fn diff_after_up_edit_and_removal() {
 
     // Before `up`: every cluster would be created.
     let before = diff_json(d, sim.kc(), 1);
-    assert!(actions(&before).iter().all(|(_, a)| a == "create"), "{before:#}");
+    assert!(
+        actions(&before).iter().all(|(_, a)| a == "create"),
+        "{before:#}"
+    );
 
     let out = sim.up("60s");
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -113,7 +116,9 @@ fn diff_after_up_edit_and_removal() {
     );
 
     // aws-euw1 (the last cluster) out of the file: `delete`, and it is still running.
-    let cut = edited.find("    - name: aws-euw1").expect("aws-euw1 in the example");
+    let cut = edited
+        .find("    - name: aws-euw1")
+        .expect("aws-euw1 in the example");
     std::fs::write(&fleet, &edited[..cut]).unwrap();
     let d2 = diff_json(d, sim.kc(), 1);
     assert!(

@@ -319,17 +319,25 @@ async fn diff_is_empty_after_up_and_names_exactly_what_an_edit_changes() {
     use meshfleet_lifecycle::diff::{self, Action};
     let s = setup(true);
     let mgmt = Fake::new();
-    let before = diff::run(&mgmt, &s.fleet, &s.plan, &s.rendered).await.unwrap();
+    let before = diff::run(&mgmt, &s.fleet, &s.plan, &s.rendered)
+        .await
+        .unwrap();
     assert!(before.clusters.iter().all(|c| c.action == Action::Create));
 
     s.up(&mgmt, s.opts.clone(), Arc::new(Progress::silent()))
         .await
         .unwrap();
-    let after = diff::run(&mgmt, &s.fleet, &s.plan, &s.rendered).await.unwrap();
+    let after = diff::run(&mgmt, &s.fleet, &s.plan, &s.rendered)
+        .await
+        .unwrap();
     assert!(
         !after.changed(),
         "{:#?}",
-        after.clusters.iter().flat_map(|c| &c.changes).collect::<Vec<_>>()
+        after
+            .clusters
+            .iter()
+            .flat_map(|c| &c.changes)
+            .collect::<Vec<_>>()
     );
 
     // Three control-plane machines for `b` instead of one: that field, on that cluster.
@@ -337,7 +345,11 @@ async fn diff_is_empty_after_up_and_names_exactly_what_an_edit_changes() {
     fleet.spec.clusters[1].control_plane.replicas = 3;
     let rendered = meshfleet_render::render(&fleet, &s.plan).unwrap();
     let d = diff::run(&mgmt, &fleet, &s.plan, &rendered).await.unwrap();
-    let changed: Vec<_> = d.clusters.iter().filter(|c| c.action != Action::Unchanged).collect();
+    let changed: Vec<_> = d
+        .clusters
+        .iter()
+        .filter(|c| c.action != Action::Unchanged)
+        .collect();
     assert_eq!(changed.len(), 1, "{changed:#?}");
     assert_eq!(changed[0].name, "b");
     assert_eq!(changed[0].action, Action::Update);

@@ -20,9 +20,12 @@ pub const API_VERSION: &str = crate::api::CAPA_V1BETA2;
 /// Sidero Labs' AWS account, owner of the public Talos AMIs.
 pub const TALOS_AMI_OWNER: &str = "540036508848";
 
+/// The architecture of the Talos AMIs the machines use (Talos' naming).
+pub const TALOS_AMI_ARCH: &str = "amd64";
+
 /// Name of the public Talos AMI of a release in a region (Sidero's uploader naming).
 pub fn ami_name(talos: &str, region: &str) -> String {
-    format!("talos-{talos}-{region}-amd64")
+    format!("talos-{talos}-{region}-{TALOS_AMI_ARCH}")
 }
 
 /// The instance profiles `clusterawsadm bootstrap iam` creates.

@@ -45,8 +45,8 @@ pub use cilium::{
 pub use gcp::{Allowed, GcpFirewallRule};
 pub use meta::{CLUSTER_LABEL, FLEET_LABEL, POOL_LABEL};
 pub use prereq::{
-    GcpImage, GcpNat, GcpNetwork, GcpPrerequisites, GcpRouter, GcpServiceAccount, GcpSubnetwork,
-    Interconnect,
+    AwsAmi, AwsIam, AwsPrerequisites, AwsRegion, AwsVpc, GcpImage, GcpNat, GcpNetwork,
+    GcpPrerequisites, GcpRouter, GcpServiceAccount, GcpSubnetwork, Interconnect,
 };
 pub use providers::{ProviderRequirement, ProviderType, required_providers};
 
@@ -329,6 +329,16 @@ pub fn gcp_prerequisites(
 ) -> Result<Option<GcpPrerequisites>, RenderError> {
     let contexts = contexts(fleet, plan)?;
     Ok(prereq::gcp(fleet, plan, &contexts))
+}
+
+/// The AWS prerequisites of a planned fleet (what `prerequisites/aws.yaml` holds), or `None`
+/// when no cluster runs on AWS. `meshfleet aws setup` converges exactly this.
+pub fn aws_prerequisites(
+    fleet: &Fleet,
+    plan: &Plan,
+) -> Result<Option<AwsPrerequisites>, RenderError> {
+    let contexts = contexts(fleet, plan)?;
+    Ok(prereq::aws(fleet, plan, &contexts))
 }
 
 /// Render every manifest of a planned fleet. Pure: no file system, network or clock.

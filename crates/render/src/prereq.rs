@@ -243,47 +243,74 @@ pub fn gcp(fleet: &Fleet, plan: &Plan, contexts: &[Ctx<'_>]) -> Option<GcpPrereq
     })
 }
 
-#[derive(Serialize)]
+/// `prerequisites/aws.yaml`: everything that must exist in the AWS account before CAPA can
+/// create machines. Public so `meshfleet-aws` converges the same data render writes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AwsPrerequisites {
-    api_version: &'static str,
-    kind: &'static str,
-    fleet: String,
-    iam: AwsIam,
-    regions: Vec<AwsRegion>,
+    /// `meshfleet.io/v1alpha1`.
+    pub api_version: &'static str,
+    /// `AwsPrerequisites`.
+    pub kind: &'static str,
+    /// Fleet name.
+    pub fleet: String,
+    /// CAPA's IAM (roles, instance profiles, managed policies).
+    pub iam: AwsIam,
+    /// The EC2 key pair every region must already have (`providers.aws.sshKeyName`): CAPA
+    /// passes it to RunInstances, which fails when it is missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh_key_name: Option<String>,
+    /// One entry per region an AWS cluster runs in, sorted by region.
+    pub regions: Vec<AwsRegion>,
+    /// Cross-provider links the operator has to build (informational).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    interconnects: Vec<Interconnect>,
+    pub interconnects: Vec<Interconnect>,
 }
 
-#[derive(Serialize)]
+/// CAPA's IAM, as `clusterawsadm bootstrap iam create-cloudformation-stack` lays it out.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct AwsIam {
+pub struct AwsIam {
     /// The stack `clusterawsadm bootstrap iam create-cloudformation-stack` creates.
-    cloud_formation_stack: &'static str,
-    instance_profiles: Vec<&'static str>,
+    pub cloud_formation_stack: &'static str,
+    /// The instance profiles the AWSMachineTemplates name.
+    pub instance_profiles: Vec<&'static str>,
 }
 
-#[derive(Serialize)]
+/// One AWS region of the fleet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct AwsRegion {
-    region: String,
-    ami: AwsAmi,
-    vpcs: Vec<AwsVpc>,
+pub struct AwsRegion {
+    /// Region name, e.g. `eu-west-1`.
+    pub region: String,
+    /// The Talos AMI the AWSMachineTemplates look up there.
+    pub ami: AwsAmi,
+    /// One VPC per cluster in the region.
+    pub vpcs: Vec<AwsVpc>,
 }
 
-#[derive(Serialize)]
+/// The public Talos AMI a region must have.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct AwsAmi {
-    owner: &'static str,
-    name: String,
+pub struct AwsAmi {
+    /// Owning account (Sidero Labs).
+    pub owner: &'static str,
+    /// Exact AMI name, `talos-<version>-<region>-<arch>`.
+    pub name: String,
+    /// Architecture in Talos' naming (`amd64`).
+    pub arch: &'static str,
 }
 
-#[derive(Serialize)]
+/// A cluster's VPC.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct AwsVpc {
-    cluster: String,
-    cidr_block: String,
-    zones: Vec<String>,
+pub struct AwsVpc {
+    /// Cluster name.
+    pub cluster: String,
+    /// The planned node CIDR.
+    pub cidr_block: String,
+    /// Availability zones.
+    pub zones: Vec<String>,
 }
 
 /// `prerequisites/aws.yaml`, when any cluster runs on AWS.
@@ -313,6 +340,13 @@ pub fn aws(fleet: &Fleet, plan: &Plan, contexts: &[Ctx<'_>]) -> Option<AwsPrereq
                 "nodes.cluster-api-provider-aws.sigs.k8s.io",
             ],
         },
+        ssh_key_name: fleet
+            .spec
+            .providers
+            .aws
+            .as_ref()
+            .and_then(|a| a.ssh_key_name.clone())
+            .filter(|k| !k.is_empty()),
         regions: regions
             .into_iter()
             .map(|(region, vpcs)| AwsRegion {
@@ -320,6 +354,7 @@ pub fn aws(fleet: &Fleet, plan: &Plan, contexts: &[Ctx<'_>]) -> Option<AwsPrereq
                 ami: AwsAmi {
                     owner: aws::TALOS_AMI_OWNER,
                     name: aws::ami_name(&fleet.spec.versions.talos, region),
+                    arch: aws::TALOS_AMI_ARCH,
                 },
                 vpcs,
             })

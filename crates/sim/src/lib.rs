@@ -7,13 +7,16 @@
 //! store holds, [`workload`] gives each simulated cluster its own API under
 //! `/workload/<namespace>/<name>` on the same listener. [`gcp`] fakes the Google Cloud APIs
 //! `meshfleet gcp setup` calls on a second, plain-HTTP listener; the simulated CAPG reads its state
-//! and creates its firewall rules there. [`talos`] reads TalosConfig patches as CABPT and Talos
-//! do, [`ccm`] models the cloud controller managers that give Nodes their provider IDs.
+//! and creates its firewall rules there. [`aws`] fakes the AWS APIs `meshfleet aws setup` calls on
+//! a third; [`aws::Aws::capa_missing`] says why the simulated CAPA cannot launch a machine.
+//! [`talos`] reads TalosConfig patches as CABPT and Talos do, [`ccm`] models the cloud controller
+//! managers that give Nodes their provider IDs.
 
 #![warn(missing_docs)]
 // Selector and firewall predicates read closer to their specs unsimplified.
 #![allow(clippy::nonminimal_bool)]
 
+pub mod aws;
 pub mod caaph;
 pub mod ccm;
 pub mod controllers;
@@ -61,6 +64,8 @@ pub struct SimConfig {
     pub faults: f64,
     /// Address of the plain-HTTP Google Cloud API fake (`127.0.0.1:0` picks a free port).
     pub gcp_listen: SocketAddr,
+    /// Address of the plain-HTTP AWS API fake (`127.0.0.1:0` picks a free port).
+    pub aws_listen: SocketAddr,
 }
 
 impl SimConfig {
@@ -75,6 +80,7 @@ impl SimConfig {
             crds_dir: None,
             faults: 0.0,
             gcp_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            aws_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 }
@@ -113,6 +119,9 @@ pub enum SimError {
     /// The saved GCP state could not be loaded.
     #[error(transparent)]
     Gcp(#[from] gcp::GcpError),
+    /// The saved AWS state could not be loaded.
+    #[error(transparent)]
+    Aws(#[from] aws::AwsError),
     /// The endpoints file could not be written.
     #[error("cannot write `{path}`: {source}")]
     Endpoints {
@@ -149,6 +158,8 @@ pub struct World {
     pub addr: SocketAddr,
     /// The Google Cloud API fake.
     pub gcp: Arc<gcp::Gcp>,
+    /// The AWS API fake.
+    pub aws: Arc<aws::Aws>,
 }
 
 impl World {
@@ -290,6 +301,17 @@ impl World {
     /// Save every store (no-op without `--state`).
     pub fn flush(&self) -> Result<(), SimError> {
         self.management.store.flush()?;
+        if let Err(source) = self.aws.flush() {
+            return Err(SimError::Store(store::StoreError::Io {
+                path: self
+                    .cfg
+                    .state_dir
+                    .as_ref()
+                    .map(|d| d.join("aws.json"))
+                    .unwrap_or_default(),
+                source,
+            }));
+        }
         if let Err(source) = self.gcp.flush() {
             return Err(SimError::Store(store::StoreError::Io {
                 path: self
@@ -324,6 +346,11 @@ impl Simulator {
     /// `http://127.0.0.1:PORT` of the Google Cloud API fake.
     pub fn gcp_url(&self) -> &str {
         self.world.gcp_url()
+    }
+
+    /// `http://127.0.0.1:PORT` of the AWS API fake.
+    pub fn aws_url(&self) -> &str {
+        self.world.aws.url()
     }
 
     /// Shared state (for in-process tests and tools).
@@ -411,6 +438,28 @@ pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
         cfg.speed,
         cfg.faults,
     )?);
+    let aws_listener = tokio::net::TcpListener::bind(cfg.aws_listen)
+        .await
+        .map_err(|source| SimError::Listen {
+            addr: cfg.aws_listen,
+            source,
+        })?;
+    let aws_addr = aws_listener
+        .local_addr()
+        .map_err(|source| SimError::Listen {
+            addr: cfg.aws_listen,
+            source,
+        })?;
+    let aws_host = match aws_addr.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        IpAddr::V4(ip) => ip.to_string(),
+    };
+    let aws = Arc::new(aws::Aws::open(
+        cfg.state_dir.as_ref().map(|d| d.join("aws.json")),
+        format!("http://{aws_host}:{}", aws_addr.port()),
+        cfg.speed,
+    )?);
     let management = Arc::new(Api {
         name: "management".into(),
         store,
@@ -425,6 +474,7 @@ pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
         mesh: Mutex::new(BTreeMap::new()),
         addr,
         gcp,
+        aws,
     });
     workload::seed_management(&world.management)?;
     // Workload clusters that existed before a restart come back with their objects.
@@ -466,14 +516,21 @@ pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
             }
         }));
     }
+    tasks.push(tokio::spawn(aws::serve(
+        world.aws.clone(),
+        aws_listener,
+        stop_rx.clone(),
+    )));
     let kubeconfig = {
         let id = world.lock_identity();
         id.kubeconfig("meshfleet-sim", &world.server_url(), &id.token, "default")
     };
     // Written before the kubeconfig: clients that wait for the kubeconfig find both.
     let endpoints = endpoints_path(&world.cfg.kubeconfig);
-    let body =
-        serde_json::to_vec_pretty(&serde_json::json!({"gcp": world.gcp_url()})).unwrap_or_default();
+    let body = serde_json::to_vec_pretty(
+        &serde_json::json!({"gcp": world.gcp_url(), "aws": world.aws.url()}),
+    )
+    .unwrap_or_default();
     store::write_atomic(&endpoints, &body).map_err(|source| SimError::Endpoints {
         path: endpoints.clone(),
         source,
@@ -488,7 +545,7 @@ pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
 }
 
 /// `<kubeconfig>.endpoints.json`: where the simulator's cloud API fakes listen
-/// (`{"gcp": "http://127.0.0.1:PORT"}`).
+/// (`{"gcp": "http://127.0.0.1:PORT", "aws": "http://127.0.0.1:PORT"}`).
 pub fn endpoints_path(kubeconfig: &std::path::Path) -> PathBuf {
     let mut name = kubeconfig.as_os_str().to_owned();
     name.push(".endpoints.json");

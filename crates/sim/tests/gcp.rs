@@ -24,7 +24,14 @@ async fn endpoints_file_names_the_gcp_url() {
             .ends_with("kubeconfig.endpoints.json")
     );
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    assert_eq!(v, json!({"gcp": url}));
+    assert_eq!(v["gcp"], json!(url));
+    // The AWS fake listens beside it (crates/sim/src/aws).
+    assert!(
+        v["aws"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("http://127.0.0.1:") && a != url),
+        "{v}"
+    );
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     sim.stop().await;
 }

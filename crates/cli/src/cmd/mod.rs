@@ -1,7 +1,9 @@
 //! One module per command: each turns its arguments into options, calls a library, and prints.
 
+pub mod aws;
 pub mod common;
 pub mod diff;
+pub mod doctor;
 pub mod down;
 pub mod gcp;
 pub mod init;
@@ -32,5 +34,7 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Exit> {
         Command::Sim(a) => sim::run(ctx, a),
         Command::Mesh(a) => mesh::run(ctx, a),
         Command::Gcp(a) => gcp::run(ctx, a),
+        Command::Aws(a) => aws::run(ctx, a),
+        Command::Doctor(a) => doctor::run(ctx, a),
     }
 }

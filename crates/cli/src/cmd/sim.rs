@@ -48,6 +48,9 @@ pub struct ServeArgs {
     /// Address of the plain-HTTP Google Cloud API fake (its URL goes to `<kubeconfig>.endpoints.json`).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub gcp_listen: SocketAddr,
+    /// Address of the plain-HTTP AWS API fake (its URL goes to `<kubeconfig>.endpoints.json`).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub aws_listen: SocketAddr,
 }
 
 /// Run a sim subcommand.
@@ -85,6 +88,7 @@ fn serve(ctx: &Ctx, a: ServeArgs) -> anyhow::Result<Exit> {
     cfg.crds_dir = a.crds;
     cfg.faults = a.faults;
     cfg.gcp_listen = a.gcp_listen;
+    cfg.aws_listen = a.aws_listen;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -98,10 +102,11 @@ fn serve(ctx: &Ctx, a: ServeArgs) -> anyhow::Result<Exit> {
             Err(e) => return Err(e.into()),
         };
         ctx.info(&format!(
-            "simulator listening on https://{} (kubeconfig `{}`), Google Cloud APIs on {}",
+            "simulator listening on https://{} (kubeconfig `{}`), Google Cloud APIs on {}, AWS APIs on {}",
             sim.addr(),
             a.kubeconfig.display(),
-            sim.gcp_url()
+            sim.gcp_url(),
+            sim.aws_url()
         ));
         // The address line is printed even with --quiet: scripts that pass port 0 need it.
         if ctx.quiet {

@@ -50,14 +50,8 @@ pub(super) fn run(ctx: &Ctx, a: MeshStatusArgs) -> anyhow::Result<Exit> {
     let max = u32::from(fleet.spec.mesh.max_connected_clusters);
     let rt = common::runtime()?;
     let report = rt.block_on(async {
-        let mgmt = simproc::Mgmt::open(
-            ctx,
-            &p.input.path,
-            fleet,
-            a.sim,
-            a.kubeconfig.as_deref(),
-        )
-        .await?;
+        let mgmt =
+            simproc::Mgmt::open(ctx, &p.input.path, fleet, a.sim, a.kubeconfig.as_deref()).await?;
         let facts = meshstatus::collect(&mgmt.kube, &name, &planned).await;
         mgmt.close(ctx).await;
         anyhow::Ok(meshstatus::evaluate(

@@ -1,0 +1,182 @@
+//! `meshfleet aws setup`: plan the fleet in memory, take its AWS prerequisites (the same data
+//! `render` writes to `prerequisites/aws.yaml`) and converge the account with `meshfleet-aws`.
+//!
+//! stdout carries only the report (table or JSON); progress goes to stderr. Credentials come
+//! from the default AWS chain and are never printed.
+
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use meshfleet_aws::{Report, SetupOptions, StepEvent};
+use serde_json::json;
+
+use crate::cli::{FleetArg, TableOrJson};
+use crate::cmd::common;
+use crate::ctx::{Ctx, Exit, Invalid};
+use crate::output::{self, Table};
+
+/// `meshfleet aws …`.
+#[derive(Debug, Args)]
+pub struct AwsArgs {
+    #[command(subcommand)]
+    pub command: AwsCommand,
+}
+
+/// `aws` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AwsCommand {
+    /// Create the AWS prerequisites (CAPA's IAM stack) and check the Talos AMIs and key pairs.
+    Setup(AwsSetupArgs),
+}
+
+/// Arguments of `aws setup`.
+#[derive(Debug, Args)]
+pub struct AwsSetupArgs {
+    #[command(flatten)]
+    pub fleet: FleetArg,
+    /// Print what would change and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// AWS API endpoint override for every service and region, e.g. moto's or the simulator's.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: TableOrJson,
+}
+
+/// `meshfleet aws …`.
+pub fn run(ctx: &Ctx, a: AwsArgs) -> anyhow::Result<Exit> {
+    match a.command {
+        AwsCommand::Setup(s) => setup(ctx, s),
+    }
+}
+
+/// The region the caller configured through the environment, which the SDK's chain would also
+/// use: where an existing CAPA stack is expected to live.
+fn configured_region() -> Option<String> {
+    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|r| !r.is_empty()))
+}
+
+fn setup(ctx: &Ctx, a: AwsSetupArgs) -> anyhow::Result<Exit> {
+    if let Some(e) = &a.endpoint
+        && !(e.starts_with("http://") || e.starts_with("https://"))
+    {
+        return Err(Invalid::new(format!(
+            "--endpoint `{e}` is not an http(s) URL\n  hint: e.g. --endpoint http://127.0.0.1:5000 (moto), or the simulator's `aws` entry in <kubeconfig>.endpoints.json"
+        )));
+    }
+    let input = common::load_fleet(ctx, &a.fleet.file)?;
+    let lock = common::load_lock(&input)?;
+    let plan = common::plan_fleet(ctx, &input, lock.lock.as_ref())?;
+    let prereq = meshfleet_render::aws_prerequisites(&input.loaded.fleet, &plan)
+        .map_err(|e| Invalid::new(e.to_string()))?;
+    let Some(prereq) = prereq else {
+        ctx.info("no cluster of this fleet runs on AWS: nothing to do");
+        print(ctx, a.output, &Report::default())?;
+        return Ok(Exit::Ok);
+    };
+    let opts = SetupOptions {
+        endpoint: a.endpoint.clone(),
+        dry_run: a.dry_run,
+        stack_region: configured_region(),
+        retry: Default::default(),
+    };
+    ctx.info(&format!(
+        "aws setup: fleet {} in {}{}{}",
+        prereq.fleet,
+        prereq
+            .regions
+            .iter()
+            .map(|r| r.region.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        a.endpoint
+            .as_deref()
+            .map(|e| format!(" via {e}"))
+            .unwrap_or_default(),
+        if a.dry_run {
+            " (dry run: reads only)"
+        } else {
+            ""
+        }
+    ));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let started = Instant::now();
+    let mut step_start = Instant::now();
+    let progress = |e: &StepEvent<'_>| match e {
+        StepEvent::Started { .. } => step_start = Instant::now(),
+        StepEvent::Waiting { kind, name } => ctx.info(&format!(
+            "  {kind:<15} {name:<50} waiting for CloudFormation"
+        )),
+        StepEvent::Finished(row) => ctx.info(&format!(
+            "  {:<15} {:<50} {:<9} {}{}",
+            row.kind,
+            row.name,
+            row.action.as_str(),
+            row.status.as_str(),
+            if step_start.elapsed().as_millis() >= 1000 {
+                format!(" ({:.1}s)", step_start.elapsed().as_secs_f64())
+            } else {
+                String::new()
+            }
+        )),
+    };
+    match rt.block_on(meshfleet_aws::setup(&prereq, &opts, progress)) {
+        Ok(report) => {
+            let changed = report
+                .steps
+                .iter()
+                .filter(|s| s.action != meshfleet_aws::Action::Unchanged)
+                .count();
+            ctx.info(&format!(
+                "{} {changed} of {} steps in {:.1}s",
+                if a.dry_run { "would change" } else { "changed" },
+                report.steps.len(),
+                started.elapsed().as_secs_f64()
+            ));
+            print(ctx, a.output, &report)?;
+            if !a.dry_run {
+                ctx.info(meshfleet_aws::CAPA_CREDENTIALS_HINT);
+            }
+            Ok(Exit::Ok)
+        }
+        Err(failure) => {
+            print(ctx, a.output, &failure.report)?;
+            if failure.error.is_invalid_input() {
+                return Err(Invalid::new(failure.error.to_string()));
+            }
+            ctx.error(&failure.error.to_string());
+            Ok(Exit::Failed)
+        }
+    }
+}
+
+fn print(ctx: &Ctx, format: TableOrJson, report: &Report) -> anyhow::Result<()> {
+    match format {
+        TableOrJson::Json => output::json(&json!({ "steps": report.steps })),
+        TableOrJson::Table => {
+            if report.steps.is_empty() {
+                return Ok(());
+            }
+            let mut t = Table::new(["KIND", "NAME", "ACTION", "STATUS", "DETAIL"]);
+            for s in &report.steps {
+                t.row([
+                    s.kind.to_owned(),
+                    s.name.clone(),
+                    s.action.as_str().to_owned(),
+                    s.status.as_str().to_owned(),
+                    s.detail.clone(),
+                ]);
+            }
+            print!("{}", t.render(ctx.colour_out));
+            Ok(())
+        }
+    }
+}
