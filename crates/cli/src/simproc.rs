@@ -191,6 +191,42 @@ pub async fn gcp_setup(
         .count())
 }
 
+/// The simulated counterpart of `meshfleet aws setup`. The simulated account first gets what
+/// a real one already has: Sidero's public Talos AMI of the fleet's version in each region (the
+/// simulator holds no catalogue of releases) and the key pair the fleet names (a user creates it;
+/// `aws setup` only checks it). Then `aws setup` runs against the simulator's AWS endpoint, so
+/// its CAPA finds the instance profiles it needs. Returns how many steps changed something.
+pub async fn aws_setup(
+    sim: &meshfleet_sim::Simulator,
+    prereq: &meshfleet_render::AwsPrerequisites,
+) -> anyhow::Result<usize> {
+    let aws = &sim.world().aws;
+    for r in &prereq.regions {
+        aws.publish_image(&r.region, r.ami.owner, &r.ami.name);
+        if let Some(k) = &prereq.ssh_key_name {
+            aws.add_key_pair(&r.region, k);
+        }
+    }
+    let opts = meshfleet_aws::SetupOptions {
+        endpoint: Some(sim.aws_url().to_string()),
+        dry_run: false,
+        stack_region: None,
+        // The simulator's stacks settle in 300 ms divided by its speed.
+        retry: meshfleet_aws::RetryPolicy {
+            poll: std::time::Duration::from_millis(100),
+            ..Default::default()
+        },
+    };
+    let report = meshfleet_aws::setup(prereq, &opts, |_| {})
+        .await
+        .map_err(|f| anyhow::anyhow!("simulated AWS setup failed: {}", f.error))?;
+    Ok(report
+        .steps
+        .iter()
+        .filter(|s| s.action != meshfleet_aws::Action::Unchanged)
+        .count())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -534,6 +534,7 @@ fn gcp_clusters_wait_for_the_network_gcp_setup_makes() {
     // No `gcp setup`: the simulated project has no network, so CAPG never readies the GCP
     // clusters' infrastructure, while the AWS cluster converges.
     let sim = common::Sim::spawn(d, SPEED, &["--egress-ip", "203.0.113.10"]);
+    sim.aws_setup();
     let out = sim.up("6s");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = text(&out.stderr);
@@ -761,8 +762,9 @@ fn timed_up(n: usize, speed: &str) -> Duration {
     let d = dir.path();
     std::fs::write(d.join("fleet.yaml"), fleet_of(n)).unwrap();
     let sim = Sim::spawn_unvalidated(d, speed, &["--egress-ip", "203.0.113.10"]);
-    // The cloud prerequisites are made before, as `gcp setup` is run before `up`.
+    // The cloud prerequisites are made before, as `gcp setup` and `aws setup` are run before `up`.
     sim.gcp_setup();
+    sim.aws_setup();
     let start = Instant::now();
     let out = meshfleet(
         d,

@@ -233,7 +233,7 @@ fn walk(r: &ObjectRef, path: &str, desired: &Value, live: Option<&Value>, out: &
         }
         (Value::Object(d), None | Some(Value::Null)) if d.is_empty() => {}
         _ => {
-            if live != Some(desired) && !(desired.is_null() && live.is_none()) {
+            if !live.is_some_and(|l| subset(desired, l)) && !(desired.is_null() && live.is_none()) {
                 out.push(Change {
                     kind: r.kind.clone(),
                     name: r.name.clone(),
@@ -243,6 +243,22 @@ fn walk(r: &ObjectRef, path: &str, desired: &Value, live: Option<&Value>, out: &
                 });
             }
         }
+    }
+}
+
+/// Does `live` hold everything `desired` sets? Objects may carry more keys (defaults the API
+/// server filled in, such as a firewall rule's `priority` inside a list); lists must have the
+/// same length, element by element; scalars must be equal.
+fn subset(desired: &Value, live: &Value) -> bool {
+    match (desired, live) {
+        (Value::Object(d), Value::Object(l)) => d.iter().all(|(k, v)| match l.get(k) {
+            Some(lv) => subset(v, lv),
+            None => v.is_null(),
+        }),
+        (Value::Array(d), Value::Array(l)) => {
+            d.len() == l.len() && d.iter().zip(l).all(|(a, b)| subset(a, b))
+        }
+        _ => desired == live,
     }
 }
 

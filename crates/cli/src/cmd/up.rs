@@ -62,30 +62,44 @@ pub fn run(ctx: &Ctx, a: UpArgs) -> anyhow::Result<Exit> {
         } else {
             None
         };
-        let prereq = match &sim {
-            Some(_) => meshfleet_render::gcp_prerequisites(&p.input.loaded.fleet, &p.plan)
-                .map_err(|e| Invalid::new(e.to_string()))?,
-            None => None,
+        let (gcp, aws) = match &sim {
+            Some(_) => (
+                meshfleet_render::gcp_prerequisites(&p.input.loaded.fleet, &p.plan)
+                    .map_err(|e| Invalid::new(e.to_string()))?,
+                meshfleet_render::aws_prerequisites(&p.input.loaded.fleet, &p.plan)
+                    .map_err(|e| Invalid::new(e.to_string()))?,
+            ),
+            None => (None, None),
         };
-        // The simulated project is prepared alongside the apply, as CAPG on a real project
-        // waits for a network that is still being made: the infrastructure waits overlap.
+        // The simulated project and account are prepared alongside the apply, as CAPG and
+        // CAPA on real ones wait for what is still being made: the infrastructure waits overlap.
         let cloud = async {
-            let (Some((sim, _, dir)), Some(prereq)) = (&sim, &prereq) else {
+            let Some((sim, _, dir)) = &sim else {
                 return std::future::pending::<anyhow::Error>().await;
             };
             let started = Instant::now();
-            match simproc::gcp_setup(sim, dir, prereq).await {
-                Ok(changed) => {
-                    ctx.info(&format!(
+            if let Some(prereq) = &gcp {
+                match simproc::gcp_setup(sim, dir, prereq).await {
+                    Ok(changed) => ctx.info(&format!(
                         "simulator: GCP project `{}` prepared as `meshfleet gcp setup` would ({changed} changes, {:.1}s; Google APIs at {})",
                         prereq.project,
                         started.elapsed().as_secs_f64(),
                         sim.gcp_url()
-                    ));
-                    std::future::pending::<anyhow::Error>().await
+                    )),
+                    Err(e) => return e,
                 }
-                Err(e) => e,
             }
+            if let Some(prereq) = &aws {
+                match simproc::aws_setup(sim, prereq).await {
+                    Ok(changed) => ctx.info(&format!(
+                        "simulator: AWS account prepared as `meshfleet aws setup` would ({changed} changes, {:.1}s; AWS APIs at {})",
+                        started.elapsed().as_secs_f64(),
+                        sim.aws_url()
+                    )),
+                    Err(e) => return e,
+                }
+            }
+            std::future::pending::<anyhow::Error>().await
         };
         let kubeconfig = sim.as_ref().map(|(_, k, _)| k.clone()).or(a.kubeconfig.clone());
         // Ctrl-C stops at once: every step is a convergent apply, so a re-run picks up here.

@@ -48,6 +48,7 @@ impl Sim {
         let sim = Self::spawn(dir, speed, extra);
         if dir.join("fleet.yaml").exists() {
             sim.gcp_setup();
+            sim.aws_setup();
         }
         sim
     }
@@ -108,11 +109,7 @@ impl Sim {
 
     /// The simulated Google APIs' base URL, from `<kubeconfig>.endpoints.json`.
     pub fn gcp_url(&self) -> String {
-        let mut p = self.kubeconfig.clone().into_os_string();
-        p.push(".endpoints.json");
-        let text = std::fs::read_to_string(PathBuf::from(p)).expect("endpoints file");
-        let v: Value = serde_json::from_str(&text).expect("endpoints JSON");
-        v["gcp"].as_str().expect("gcp endpoint").to_string()
+        self.endpoint("gcp")
     }
 
     /// `meshfleet up` of `dir/fleet.yaml` against this simulator with `--timeout`.
@@ -156,6 +153,80 @@ impl Sim {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+
+    /// An endpoint of `<kubeconfig>.endpoints.json` (`gcp`, `aws`).
+    pub fn endpoint(&self, which: &str) -> String {
+        let mut p = self.kubeconfig.clone().into_os_string();
+        p.push(".endpoints.json");
+        let text = std::fs::read_to_string(PathBuf::from(p)).expect("endpoints file");
+        let v: Value = serde_json::from_str(&text).expect("endpoints JSON");
+        v[which].as_str().expect("endpoint").to_string()
+    }
+
+    /// When `dir/fleet.yaml` has AWS clusters: give the simulated account what a real one
+    /// already has (Sidero's public Talos AMI in each region, the key pair the fleet names),
+    /// then run `meshfleet aws setup` against it, as a user would before `up`.
+    pub fn aws_setup(&self) {
+        let out_dir = self.dir.join(".harness-render");
+        let out = Command::new(BIN)
+            .args(["render", "-f", "fleet.yaml", "--out"])
+            .arg(&out_dir)
+            .current_dir(&self.dir)
+            .output()
+            .expect("run render");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "render: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let Ok(text) = std::fs::read_to_string(out_dir.join("prerequisites/aws.yaml")) else {
+            let _ = std::fs::remove_dir_all(&out_dir);
+            return;
+        };
+        let _ = std::fs::remove_dir_all(&out_dir);
+        let prereq: Value = serde_saphyr::from_str(&text).expect("aws.yaml");
+        let regions = prereq["regions"].as_array().cloned().unwrap_or_default();
+        let images: Vec<Value> = regions
+            .iter()
+            .map(|r| {
+                serde_json::json!({"region": r["region"], "name": r["ami"]["name"],
+                    "owner": r["ami"]["owner"]})
+            })
+            .collect();
+        let keys: Vec<Value> = match prereq["sshKeyName"].as_str() {
+            Some(k) => regions
+                .iter()
+                .map(|r| serde_json::json!({"region": r["region"], "name": k}))
+                .collect(),
+            None => Vec::new(),
+        };
+        let url = self.endpoint("aws");
+        let body = serde_json::json!({"images": images, "keyPairs": keys}).to_string();
+        post(&url, "/_sim/aws/seed", &body);
+        let out = Command::new(BIN)
+            .args([
+                "aws",
+                "setup",
+                "-f",
+                "fleet.yaml",
+                "-o",
+                "json",
+                "--endpoint",
+            ])
+            .arg(&url)
+            .current_dir(&self.dir)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run aws setup");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "aws setup failed:\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 impl Drop for Sim {
@@ -163,4 +234,23 @@ impl Drop for Sim {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A plain-HTTP POST to a local endpoint (`http://127.0.0.1:PORT`), panicking unless 2xx.
+fn post(base: &str, path: &str, body: &str) {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).expect("read");
+    assert!(
+        reply.starts_with("HTTP/1.1 2") || reply.starts_with("HTTP/1.0 2"),
+        "{path}: {reply}"
+    );
 }

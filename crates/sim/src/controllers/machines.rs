@@ -134,6 +134,32 @@ pub(super) fn machines(world: &World, timers: &mut Timers) {
             );
             continue;
         }
+        // CAPA resolves the AMI its AWSMachineTemplate looks up and the instance profile
+        // before RunInstances; either missing fails the instance with `InstanceReady` False,
+        // reason `InstanceProvisionFailed`, and the Machine waits on its infrastructure
+        // (cluster-api-provider-aws:`pkg/cloud/services/ec2/instances.go` CreateInstance and
+        // `controllers/awsmachine_controller.go`@v2.11.1). A machine already running keeps running.
+        if infra_kind == "AWSCluster"
+            && !matches!(s(m, "/status/phase"), "Provisioned" | "Running")
+            && let Some(why) = machine_template(api, m).and_then(|t| {
+                world.aws.capa_machine_missing(
+                    infra_obj.map(|v| s(v, "/spec/region")).unwrap_or(""),
+                    &t["spec"]["template"]["spec"],
+                )
+            })
+        {
+            let node = waiting_node("");
+            set_status(
+                api,
+                &k,
+                json!({"phase": "Provisioning", "conditions": machine_conditions(g,
+                    (Some(true), "Ready", ""),
+                    (Some(false), "InstanceProvisionFailed", &why),
+                    (None, "InspectionFailed", &node),
+                    (None, "InspectionFailed", &node))}),
+            );
+            continue;
+        }
         let booted = matches!(s(m, "/status/phase"), "Provisioned" | "Running")
             || timers.elapsed(world, &id, delays::MACHINE);
         let provider_id = if infra_kind == "AWSCluster" {
