@@ -233,7 +233,11 @@ fn walk(r: &ObjectRef, path: &str, desired: &Value, live: Option<&Value>, out: &
         }
         (Value::Object(d), None | Some(Value::Null)) if d.is_empty() => {}
         _ => {
-            if !live.is_some_and(|l| subset(desired, l)) && !(desired.is_null() && live.is_none()) {
+            let same = match live {
+                Some(l) => subset(desired, l),
+                None => desired.is_null(),
+            };
+            if !same {
                 out.push(Change {
                     kind: r.kind.clone(),
                     name: r.name.clone(),
