@@ -1,5 +1,6 @@
 //! `meshfleet diff` against `meshfleet sim serve`: empty right after `up`, exactly the edited
-//! field after an edit, `delete` for a cluster the file no longer names; exit 0 / 1 / 2.
+//! field after an edit, `delete` for a cluster the file no longer names (which a plain `up`
+//! leaves running and names, and `down --cluster` deletes); exit 0 / 1 / 2.
 
 mod common;
 
@@ -124,6 +125,43 @@ fn diff_after_up_edit_and_removal() {
     assert!(
         actions(&d2).contains(&("aws-euw1".to_owned(), "delete".to_owned())),
         "{d2:#}"
+    );
+
+    // A plain `up` leaves it running and says so by name; `down --cluster` deletes it.
+    let out = sim.up("60s");
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("cluster `aws-euw1` runs for fleet `hackathon` but is no longer in")
+            && err.contains("meshfleet down --cluster aws-euw1"),
+        "{err}"
+    );
+    let d3 = diff_json(d, sim.kc(), 1);
+    assert!(
+        actions(&d3).contains(&("aws-euw1".to_owned(), "delete".to_owned())),
+        "still there after a plain up: {d3:#}"
+    );
+    let out = meshfleet(
+        d,
+        &[
+            "down",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--cluster",
+            "aws-euw1",
+            "--timeout",
+            "60s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let d4 = diff_json(d, sim.kc(), 0);
+    assert!(
+        actions(&d4)
+            .iter()
+            .all(|(n, a)| n != "aws-euw1" && a == "unchanged"),
+        "{d4:#}"
     );
 
     // Invalid input: exit 2.

@@ -62,6 +62,13 @@ pub async fn run<A: Api>(
         .filter(|c| opts.cluster.as_ref().is_none_or(|n| n == &c.name))
         .cloned()
         .collect();
+    if let Some(n) = &opts.cluster
+        && targets.is_empty()
+    {
+        // A cluster the file no longer names (the caller checked that the fleet holds it): its
+        // objects are found by their labels.
+        targets.push(ClusterObjects::named(n.clone()));
+    }
     if opts.cluster.is_none() {
         // Clusters of this fleet that the fleet file no longer names go too: nothing else
         // would ever delete them.

@@ -66,6 +66,9 @@ pub struct UpReport {
     pub failures: BTreeMap<String, String>,
     /// Mesh problems by cluster (`(fleet)` for fleet-wide ones).
     pub mesh_problems: BTreeMap<String, Vec<String>>,
+    /// Clusters the management cluster holds for this fleet that the fleet file no longer
+    /// names. `up` never deletes them: that takes `down --cluster NAME`.
+    pub not_in_file: Vec<String>,
 }
 
 impl UpReport {
@@ -129,7 +132,10 @@ pub async fn run<A: Api>(
         outcomes.push(o);
     }
 
-    let mut report = UpReport::default();
+    let mut report = UpReport {
+        not_in_file: not_in_file(mgmt, &shared.opts.fleet, rendered).await?,
+        ..UpReport::default()
+    };
     if shared.opts.mesh {
         report.mesh_problems = connect_mesh(&shared, &outcomes, timeout).await?;
     }
@@ -140,6 +146,30 @@ pub async fn run<A: Api>(
         }
     }
     Ok(report)
+}
+
+/// The fleet's live Clusters (by the fleet label) that `rendered` does not name, sorted.
+pub async fn not_in_file<A: Api>(
+    mgmt: &A,
+    fleet: &str,
+    rendered: &Rendered,
+) -> Result<Vec<String>, Error> {
+    let selector = format!("{}={fleet}", objects::FLEET_LABEL);
+    let live = match mgmt
+        .list(objects::CAPI_VERSION, "Cluster", Some(fleet), &selector)
+        .await
+    {
+        Ok(l) => l,
+        Err(KubeError::NotServed { .. }) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out: Vec<String> = live
+        .iter()
+        .filter_map(|c| c.pointer("/metadata/name")?.as_str().map(str::to_string))
+        .filter(|n| !rendered.clusters.iter().any(|c| &c.name == n))
+        .collect();
+    out.sort();
+    Ok(out)
 }
 
 /// Apply the fleet-wide objects that are not some cluster's add-on (the Namespace first): each

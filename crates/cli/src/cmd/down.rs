@@ -33,20 +33,7 @@ pub struct DownArgs {
 pub fn run(ctx: &Ctx, a: DownArgs) -> anyhow::Result<Exit> {
     let p = common::prepare(ctx, &a.fleet.file, false)?;
     let fleet = &p.input.loaded.fleet;
-    if let Some(c) = &a.cluster
-        && !p.rendered.clusters.iter().any(|x| &x.name == c)
-    {
-        return Err(Invalid::new(format!(
-            "`--cluster {c}` is not a cluster of fleet `{}`\n  hint: one of {}",
-            fleet.metadata.name,
-            p.rendered
-                .clusters
-                .iter()
-                .map(|x| format!("`{}`", x.name))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
+
     let opts = DownOptions {
         fleet: fleet.metadata.name.clone(),
         cluster: a.cluster.clone(),
@@ -55,6 +42,29 @@ pub fn run(ctx: &Ctx, a: DownArgs) -> anyhow::Result<Exit> {
     let rt = common::runtime()?;
     let report = rt.block_on(async {
         let mgmt = common::connect(a.kubeconfig.as_deref()).await?;
+        // A cluster the file no longer names can still be deleted by name, when the
+        // management cluster holds it for this fleet.
+        if let Some(c) = &a.cluster
+            && !p.rendered.clusters.iter().any(|x| &x.name == c)
+        {
+            let orphans = meshfleet_lifecycle::up::not_in_file(&mgmt, &opts.fleet, &p.rendered)
+                .await
+                .map_err(common::engine_error)?;
+            if !orphans.contains(c) {
+                let mut known: Vec<String> = p
+                    .rendered
+                    .clusters
+                    .iter()
+                    .map(|x| format!("`{}`", x.name))
+                    .collect();
+                known.extend(orphans.iter().map(|o| format!("`{o}` (not in the file)")));
+                return Err(Invalid::new(format!(
+                    "`--cluster {c}` is not a cluster of fleet `{}`\n  hint: one of {}",
+                    fleet.metadata.name,
+                    known.join(", ")
+                )));
+            }
+        }
         let c = ctx.clone();
         let progress = Arc::new(Progress::new(move |e: &Event| match e {
             Event::Warning(m) => c.warn(m),

@@ -187,6 +187,13 @@ async fn converge(
         meshfleet_lifecycle::status::collect(&mgmt, &fleet.metadata.name, &expected, mesh_on).await;
     print!("{}", status::table(&st, mesh_on, ctx.colour_out));
 
+    for c in &report.not_in_file {
+        ctx.warn(&format!(
+            "cluster `{c}` runs for fleet `{}` but is no longer in `{}`: `up` does not delete it\n  hint: `meshfleet diff` shows it as `delete`; `meshfleet down --cluster {c}` deletes it (or put it back in the file)",
+            fleet.metadata.name,
+            p.input.path.display()
+        ));
+    }
     for (c, f) in &report.failures {
         ctx.error(&format!("cluster `{c}`: {f}"));
     }
