@@ -141,6 +141,11 @@ fn diff_after_up_edit_and_removal() {
         actions(&d3).contains(&("aws-euw1".to_owned(), "delete".to_owned())),
         "still there after a plain up: {d3:#}"
     );
+    let lock = std::fs::read_to_string(d.join("meshfleet.lock")).unwrap();
+    assert!(
+        lock.contains("retired:\n  aws-euw1:\n    meshId: 3"),
+        "the lock holds its mesh ID and CIDRs while it runs: {lock}"
+    );
     let out = meshfleet(
         d,
         &[
@@ -156,6 +161,11 @@ fn diff_after_up_edit_and_removal() {
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let lock = std::fs::read_to_string(d.join("meshfleet.lock")).unwrap();
+    assert!(
+        !lock.contains("retired:\n") && lock.contains("retiredMeshIds:\n  aws-euw1: 3"),
+        "seen deleted: its CIDRs are free, its mesh ID stays retired: {lock}"
+    );
     let d4 = diff_json(d, sim.kc(), 0);
     assert!(
         actions(&d4)

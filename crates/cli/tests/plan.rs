@@ -124,7 +124,7 @@ fn a_changed_plan_replaces_the_lock_by_rename() {
 }
 
 #[test]
-fn removed_clusters_are_marked_and_their_id_retired() {
+fn removed_clusters_are_marked_and_retired_with_their_allocation() {
     let (dir, path) = setup(&with_extra_cluster());
     assert_eq!(run(dir.path(), &["plan"]).status.code(), Some(0));
     std::fs::write(&path, EXAMPLE).unwrap();
@@ -132,10 +132,19 @@ fn removed_clusters_are_marked_and_their_id_retired() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     let row = out.lines().find(|l| l.contains("aws-use1")).unwrap();
-    assert!(row.starts_with('-'), "{out}");
-    assert!(out.contains("retires meshId `4`"), "{out}");
+    assert!(row.starts_with('-') && row.contains("(retired)"), "{out}");
+    assert!(out.contains("retired: keeps meshId `4`"), "{out}");
     let lock = std::fs::read_to_string(dir.path().join("meshfleet.lock")).unwrap();
-    assert!(lock.contains("retiredMeshIds:\n  aws-use1: 4"), "{lock}");
+    assert!(
+        lock.contains("retired:\n  aws-use1:\n    meshId: 4"),
+        "{lock}"
+    );
+    // A later plan still shows it, retired, without calling it a change again.
+    let o = run(dir.path(), &["plan"]);
+    let out = stdout(&o);
+    let row = out.lines().find(|l| l.contains("aws-use1")).unwrap();
+    assert!(row.contains("(retired)"), "{out}");
+    assert!(!out.contains("Changes against meshfleet.lock"), "{out}");
 }
 
 #[test]

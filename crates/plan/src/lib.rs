@@ -117,7 +117,7 @@ pub fn plan(fleet: &Fleet, lock: Option<&Lock>) -> Result<Plan, Report> {
     let mut fixed: Vec<Fixed> = Vec::new();
     let mut nets: Vec<[Option<IpNet>; 3]> = vec![[None; 3]; clusters.len()];
     for (i, c) in clusters.iter().enumerate() {
-        let locked = lock.clusters.get(&c.name).map(|l| l.network);
+        let locked = held(lock, &c.name).map(|l| l.network);
         let pins = c.network.clone().unwrap_or_default();
         for (k, pin) in [&pins.pods, &pins.services, &pins.nodes]
             .into_iter()
@@ -146,16 +146,26 @@ pub fn plan(fleet: &Fleet, lock: Option<&Lock>) -> Result<Plan, Report> {
     }
     check_fixed_overlaps(&mut r, fleet, &fixed);
 
+    // Clusters the lock holds (live before, or retired) that the fleet no longer names: they
+    // may still run, so their mesh IDs and CIDRs stay theirs until meshfleet sees them deleted.
+    let still_held: Vec<(&String, &LockedCluster)> = lock
+        .clusters
+        .iter()
+        .chain(&lock.retired)
+        .filter(|(n, _)| !index.contains_key(n.as_str()))
+        .collect();
+
     // Fixed mesh IDs.
     let retired_by: HashMap<u16, &str> = lock
         .retired_mesh_ids
         .iter()
         .map(|(n, &id)| (id, n.as_str()))
+        .chain(still_held.iter().map(|(n, c)| (c.mesh_id, n.as_str())))
         .collect();
     let mut ids: Vec<Option<u16>> = vec![None; clusters.len()];
     let mut id_owner: BTreeMap<u16, (usize, Source)> = BTreeMap::new();
     for (i, c) in clusters.iter().enumerate() {
-        let (id, source) = match (c.mesh_id, lock.clusters.get(&c.name)) {
+        let (id, source) = match (c.mesh_id, held(lock, &c.name)) {
             (Some(id), _) => (id, Source::Pin),
             (None, Some(l)) => (l.mesh_id, Source::Lock),
             (None, None) => continue,
@@ -215,6 +225,11 @@ pub fn plan(fleet: &Fleet, lock: Option<&Lock>) -> Result<Plan, Report> {
     for f in &fixed {
         taken.insert(f.span);
     }
+    for (_, c) in &still_held {
+        for k in 0..3 {
+            taken.insert(Span::of(&cidr_of(&c.network, k)));
+        }
+    }
     for k in 0..3 {
         let Some((pool, prefix)) = pools[k] else {
             continue;
@@ -254,7 +269,12 @@ pub fn plan(fleet: &Fleet, lock: Option<&Lock>) -> Result<Plan, Report> {
     }
 
     // Free mesh IDs: a re-added cluster gets its old ID back; the others take the lowest free.
-    let retired: BTreeSet<u16> = lock.retired_mesh_ids.values().copied().collect();
+    let retired: BTreeSet<u16> = lock
+        .retired_mesh_ids
+        .values()
+        .copied()
+        .chain(still_held.iter().map(|(_, c)| c.mesh_id))
+        .collect();
     let mut reclaimed: BTreeSet<&str> = BTreeSet::new();
     for (i, c) in clusters.iter().enumerate() {
         if ids[i].is_none()
@@ -308,6 +328,7 @@ pub fn plan(fleet: &Fleet, lock: Option<&Lock>) -> Result<Plan, Report> {
     let mut new_lock = Lock {
         fleet: name.clone(),
         clusters: BTreeMap::new(),
+        retired: BTreeMap::new(),
         retired_mesh_ids: lock.retired_mesh_ids.clone(),
     };
     let mut changes = Vec::new();
@@ -336,7 +357,16 @@ pub fn plan(fleet: &Fleet, lock: Option<&Lock>) -> Result<Plan, Report> {
             network,
         });
         let entry = LockedCluster { mesh_id, network };
-        match lock.clusters.get(&c.name) {
+        match held(lock, &c.name) {
+            Some(old) if lock.retired.contains_key(&c.name) && *old == entry => {
+                changes.push(Change {
+                    kind: ChangeKind::Added,
+                    cluster: c.name.clone(),
+                    detail: format!(
+                        "back from retired: meshId `{mesh_id}`, pods `{pods}`, services `{services}`, nodes `{nodes}`, as before"
+                    ),
+                });
+            }
             None => {
                 let again = if reclaimed.contains(c.name.as_str()) {
                     " (its mesh ID before it was removed)"
@@ -375,17 +405,17 @@ pub fn plan(fleet: &Fleet, lock: Option<&Lock>) -> Result<Plan, Report> {
         }
         new_lock.clusters.insert(c.name.clone(), entry);
     }
-    for (gone, old) in &lock.clusters {
-        if index.contains_key(gone.as_str()) {
-            continue;
+    for (gone, old) in &still_held {
+        new_lock.retired.insert((*gone).clone(), (*old).clone());
+        if !lock.clusters.contains_key(gone.as_str()) {
+            continue; // retired before: no change
         }
-        new_lock.retired_mesh_ids.insert(gone.clone(), old.mesh_id);
         changes.push(Change {
             kind: ChangeKind::Removed,
-            cluster: gone.clone(),
+            cluster: (*gone).clone(),
             detail: format!(
-                "frees pods `{}`, services `{}`, nodes `{}`; retires meshId `{}`",
-                old.network.pods, old.network.services, old.network.nodes, old.mesh_id
+                "retired: keeps meshId `{}`, pods `{}`, services `{}`, nodes `{}` until meshfleet sees it deleted (`meshfleet down --cluster {gone}`)",
+                old.mesh_id, old.network.pods, old.network.services, old.network.nodes
             ),
         });
     }
@@ -468,6 +498,12 @@ fn parse_pools(r: &mut Report, fleet: &Fleet) -> [Option<(IpNet, u8)>; 3] {
 }
 
 /// A lock that is not what `plan` writes (hand-edited or corrupted) is refused with a hint.
+/// What the lock holds for `name`: its live entry, or its retired one (a cluster put back in
+/// the file gets its allocation back).
+fn held<'l>(lock: &'l Lock, name: &str) -> Option<&'l LockedCluster> {
+    lock.clusters.get(name).or_else(|| lock.retired.get(name))
+}
+
 fn check_lock(r: &mut Report, lock: &Lock, index: &HashMap<&str, usize>) {
     let hint = "meshfleet.lock is written by `meshfleet plan`: restore it from version control";
     for (name, c) in &lock.clusters {

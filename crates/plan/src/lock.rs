@@ -21,7 +21,14 @@ pub struct Lock {
     /// Live allocations by cluster name.
     #[serde(default)]
     pub clusters: BTreeMap<String, LockedCluster>,
-    /// Mesh IDs of removed clusters, never handed out again while remembered here.
+    /// Clusters removed from the fleet file that meshfleet has not yet seen deleted: they may
+    /// still run and be meshed, so they keep their mesh ID and their CIDRs, and no other
+    /// cluster can get either.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub retired: BTreeMap<String, LockedCluster>,
+    /// Mesh IDs of removed clusters seen deleted: their CIDRs are free again, but the IDs are
+    /// never handed out again while remembered here (other clusters may still hold identities
+    /// minted with them).
     #[serde(default)]
     pub retired_mesh_ids: BTreeMap<String, u16>,
 }
@@ -87,6 +94,18 @@ pub const LOCK_HEADER: &str = "\
 ";
 
 impl Lock {
+    /// meshfleet has seen the retired cluster `name` deleted: its CIDRs are freed, its mesh ID
+    /// stays retired. Returns whether the lock changed.
+    pub fn seen_deleted(&mut self, name: &str) -> bool {
+        match self.retired.remove(name) {
+            Some(c) => {
+                self.retired_mesh_ids.insert(name.to_owned(), c.mesh_id);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Parse a lock file's text.
     pub fn parse(text: &str) -> Result<Self, LockError> {
         serde_saphyr::from_str(text).map_err(|e| LockError(e.to_string()))

@@ -260,7 +260,8 @@ pub enum ChangeKind {
     Added,
     /// Allocation changed (only through an explicit pin).
     Changed,
-    /// In the lock, no longer in the fleet: its blocks are freed, its mesh ID retired.
+    /// In the lock, no longer in the fleet: retired, it keeps its mesh ID and blocks until
+    /// meshfleet sees it deleted; then the blocks are freed and the ID stays retired.
     Removed,
 }
 

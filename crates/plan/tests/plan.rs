@@ -157,14 +157,21 @@ fn adding_a_cluster_anywhere_moves_nothing() {
 }
 
 #[test]
-fn removing_a_cluster_retires_its_mesh_id_and_frees_its_blocks() {
+fn removing_a_cluster_retires_it_with_its_id_and_blocks_until_seen_deleted() {
     let f = fleet("", THREE);
     let first = ok(&f, None);
+    let b_before = first.cluster("b").unwrap().clone();
     let mut g = f.clone();
     let b = g.spec.clusters.remove(1);
     let second = ok(&g, Some(&first.lock));
-    assert_eq!(second.lock.retired_mesh_ids.get("b"), Some(&2));
     assert!(!second.lock.clusters.contains_key("b"));
+    let held = second
+        .lock
+        .retired
+        .get("b")
+        .expect("b is retired, not forgotten");
+    assert_eq!(held.mesh_id, 2);
+    assert_eq!(held.network, b_before.network);
     let removed: Vec<_> = second
         .changes
         .iter()
@@ -172,27 +179,69 @@ fn removing_a_cluster_retires_its_mesh_id_and_frees_its_blocks() {
         .collect();
     assert_eq!(removed.len(), 1);
     assert_eq!(removed[0].cluster, "b");
-    assert!(removed[0].detail.contains("retires meshId `2`"));
+    assert!(
+        removed[0].detail.contains("retired: keeps meshId `2`"),
+        "{}",
+        removed[0].detail
+    );
 
-    // A newcomer takes the freed blocks but never the retired ID.
+    // Removed and a newcomer added in the same edit: the newcomer gets neither b's ID nor its
+    // blocks, since b may still be running and meshed.
+    let mut same_edit = f.clone();
+    same_edit.spec.clusters.remove(1);
+    same_edit.spec.clusters.push(renamed(&b, "e"));
+    let at_once = ok(&same_edit, Some(&first.lock));
+    let e = at_once.cluster("e").unwrap();
+    assert_ne!(e.mesh_id, 2);
+    assert_ne!(e.network.pods, b_before.network.pods);
+    assert_ne!(e.network.nodes, b_before.network.nodes);
+
+    // A later newcomer neither.
     g.spec.clusters.push(renamed(&b, "e"));
     let third = ok(&g, Some(&second.lock));
     let e = third.cluster("e").unwrap();
     assert_eq!(e.mesh_id, 4, "the retired ID 2 is not reused");
-    assert_eq!(e.network.pods, net("10.65.0.0/16"), "freed block reused");
-    assert_eq!(third.lock.retired_mesh_ids.get("b"), Some(&2));
+    assert_ne!(
+        e.network.pods, b_before.network.pods,
+        "b's blocks stay held"
+    );
+    assert!(third.lock.retired.contains_key("b"));
 
-    // The removed cluster, re-added under its name, gets its old ID back.
-    g.spec.clusters.push(b);
-    let fourth = ok(&g, Some(&third.lock));
-    assert_eq!(fourth.cluster("b").unwrap().mesh_id, 2);
-    assert!(!fourth.lock.retired_mesh_ids.contains_key("b"));
-    let added = fourth.changes.iter().find(|c| c.cluster == "b").unwrap();
+    // Once meshfleet has seen b deleted, its blocks are free again; its ID stays retired.
+    let mut seen = third.lock.clone();
+    assert!(seen.seen_deleted("b"));
+    assert!(!seen.seen_deleted("b"), "only once");
+    assert_eq!(seen.retired_mesh_ids.get("b"), Some(&2));
+    g.spec.clusters.push(renamed(&b, "f"));
+    let fourth = ok(&g, Some(&seen));
+    let fcl = fourth.cluster("f").unwrap();
+    assert_eq!(
+        fcl.network.pods, b_before.network.pods,
+        "freed block reused"
+    );
+    assert_ne!(fcl.mesh_id, 2, "the ID is never reused");
+
+    // Put back under its name, b gets its old ID back.
+    let mut h = g.clone();
+    h.spec.clusters.pop();
+    h.spec.clusters.push(b.clone());
+    let fifth = ok(&h, Some(&seen));
+    assert_eq!(fifth.cluster("b").unwrap().mesh_id, 2);
+    assert!(!fifth.lock.retired_mesh_ids.contains_key("b"));
+    let added = fifth.changes.iter().find(|c| c.cluster == "b").unwrap();
     assert!(
         added.detail.contains("before it was removed"),
         "{}",
         added.detail
     );
+
+    // Put back while still retired, it gets its whole allocation back.
+    let mut k = f.clone();
+    k.spec.clusters[1] = b;
+    let back = ok(&k, Some(&second.lock));
+    assert_eq!(back.cluster("b").unwrap().network, b_before.network);
+    assert_eq!(back.cluster("b").unwrap().mesh_id, 2);
+    assert!(back.lock.retired.is_empty());
 }
 
 #[test]

@@ -22,6 +22,8 @@ enum Op {
     },
     /// Remove the cluster at `pos` (modulo the length).
     Remove { pos: usize },
+    /// meshfleet saw a retired cluster deleted (`down --cluster`).
+    SeenDeleted { pos: usize },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -29,6 +31,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (any::<usize>(), any::<bool>(), prop::option::weighted(0.2, 1u16..=255), prop::bool::weighted(0.2))
             .prop_map(|(pos, reuse, pin_id, pin_pods)| Op::Add { pos, reuse, pin_id, pin_pods }),
         2 => any::<usize>().prop_map(|pos| Op::Remove { pos }),
+        1 => any::<usize>().prop_map(|pos| Op::SeenDeleted { pos }),
     ]
 }
 
@@ -41,6 +44,37 @@ fn base() -> Fleet {
 }
 
 const MAX_LIVE: usize = 12;
+
+/// Live and retired clusters together: none may share a mesh ID or overlap another's pod or
+/// node CIDRs, since a retired cluster may still run and be meshed. Nor may anyone hold a mesh
+/// ID retired for another name.
+fn check_held(p: &Plan) -> Result<(), TestCaseError> {
+    let mut all: Vec<(String, u16, IpNet, IpNet)> = p
+        .clusters
+        .iter()
+        .map(|c| (c.name.clone(), c.mesh_id, c.network.pods, c.network.nodes))
+        .collect();
+    all.extend(
+        p.lock
+            .retired
+            .iter()
+            .map(|(n, c)| (n.clone(), c.mesh_id, c.network.pods, c.network.nodes)),
+    );
+    for (i, a) in all.iter().enumerate() {
+        for b in &all[i + 1..] {
+            prop_assert_ne!(a.1, b.1, "mesh ID of {} and {}", &a.0, &b.0);
+            for (x, y) in [(a.2, b.2), (a.3, b.3), (a.2, b.3), (a.3, b.2)] {
+                prop_assert!(!overlaps(&x, &y), "{} and {} overlap", &a.0, &b.0);
+            }
+        }
+        for (name, id) in &p.lock.retired_mesh_ids {
+            if *id == a.1 {
+                prop_assert_eq!(name, &a.0, "retired ID {} held by {}", id, &a.0);
+            }
+        }
+    }
+    Ok(())
+}
 
 fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
@@ -130,7 +164,9 @@ proptest! {
                     };
                     let mut c = common::renamed(&template, &name);
                     let held: BTreeSet<u16> = prev.clusters.iter().map(|c| c.mesh_id).chain(
-                        lock.iter().flat_map(|l| l.retired_mesh_ids.values().copied())).collect();
+                        lock.iter().flat_map(|l| l.retired_mesh_ids.values().copied()))
+                        .chain(lock.iter().flat_map(|l| l.retired.values().map(|c| c.mesh_id)))
+                        .collect();
                     if let Some(id) = pin_id.filter(|id| !held.contains(id)) {
                         c.mesh_id = Some(id);
                     }
@@ -152,10 +188,20 @@ proptest! {
                     let c = fleet.spec.clusters.remove(pos % fleet.spec.clusters.len());
                     removed.push(c.name);
                 }
+                Op::SeenDeleted { pos } => {
+                    let Some(l) = lock.as_mut() else { continue };
+                    let names: Vec<String> = l.retired.keys().cloned().collect();
+                    if names.is_empty() {
+                        continue;
+                    }
+                    let name = &names[pos % names.len()];
+                    prop_assert!(l.seen_deleted(name));
+                }
             }
 
             let next = plan(&fleet, lock.as_ref()).map_err(|r| TestCaseError::fail(format!("{:?}", r.errors)))?;
             check_disjoint(&next)?;
+            check_held(&next)?;
 
             // Existing clusters keep their blocks and IDs.
             for c in &next.clusters {
@@ -181,10 +227,18 @@ proptest! {
                     }
                 }
             }
-            // Every removed cluster's ID is remembered.
+            // Every removed cluster is retired with its whole allocation, until seen deleted.
             for (name, old) in lock.iter().flat_map(|l| l.clusters.iter()) {
                 if next.cluster(name).is_none() {
-                    prop_assert_eq!(next.lock.retired_mesh_ids.get(name), Some(&old.mesh_id));
+                    prop_assert_eq!(next.lock.retired.get(name), Some(old));
+                }
+            }
+            let retired_ids: BTreeMap<&String, &u16> = lock.iter().flat_map(|l| l.retired.iter().map(|(n, c)| (n, &c.mesh_id))).collect();
+            for c in &next.clusters {
+                for (name, id) in &retired_ids {
+                    if **id == c.mesh_id {
+                        prop_assert_eq!(*name, &c.name, "held ID {} reused", id);
+                    }
                 }
             }
             // Same input, same bytes.

@@ -160,7 +160,14 @@ impl LockFile {
     /// Write the plan's lock (atomically, 0644) when its bytes differ from what was read, so an
     /// unchanged fleet leaves the file and its timestamp alone. Returns whether it wrote.
     pub fn record(&self, ctx: &Ctx, plan: &Plan) -> anyhow::Result<bool> {
-        let new = self.new_text(plan)?;
+        self.write(ctx, &plan.lock)
+    }
+
+    /// Write `lock` (atomically, 0644) when its text differs from what was read.
+    pub fn write(&self, ctx: &Ctx, lock: &Lock) -> anyhow::Result<bool> {
+        let new = lock
+            .to_yaml()
+            .map_err(|e| anyhow::anyhow!("cannot serialise `{}`: {e}", self.path.display()))?;
         if self.text.as_deref() == Some(new.as_str()) {
             return Ok(false);
         }

@@ -76,6 +76,23 @@ pub fn run(ctx: &Ctx, a: DownArgs) -> anyhow::Result<Exit> {
             .await
             .map_err(common::engine_error)
     })?;
+    // meshfleet has now seen these clusters deleted: those the lock held as retired free their
+    // CIDRs (their mesh IDs stay retired).
+    let lock_file = common::load_lock(&p.input)?;
+    if let Some(mut lock) = lock_file.lock.clone() {
+        let mut freed = Vec::new();
+        for name in &report.deleted {
+            if lock.seen_deleted(name) {
+                freed.push(name.as_str());
+            }
+        }
+        if !freed.is_empty() && lock_file.write(ctx, &lock)? {
+            ctx.info(&format!(
+                "freed the CIDRs of {} in meshfleet.lock (their mesh IDs stay retired)",
+                freed.join(", ")
+            ));
+        }
+    }
     for (name, e) in &report.failures {
         ctx.error(&format!("cluster `{name}`: {e}"));
     }

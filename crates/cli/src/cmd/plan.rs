@@ -143,11 +143,28 @@ fn table(plan: &Plan, old: Option<&Lock>, colour: bool) -> String {
             plain(Some(ChangeKind::Removed)),
             ch.cluster.clone(),
             String::new(),
-            String::new(),
+            "(retired)".to_string(),
             cell(&|g| g.mesh_id.to_string()),
             cell(&|g| g.network.pods.to_string()),
             cell(&|g| g.network.services.to_string()),
             cell(&|g| g.network.nodes.to_string()),
+        ]);
+    }
+    // Clusters retired by an earlier plan, still holding their ID and blocks until meshfleet
+    // sees them deleted.
+    for (name, g) in &plan.lock.retired {
+        if plan.changes.iter().any(|c| &c.cluster == name) {
+            continue;
+        }
+        t.row([
+            plain(Some(ChangeKind::Removed)),
+            name.clone(),
+            String::new(),
+            "(retired)".to_string(),
+            g.mesh_id.to_string(),
+            g.network.pods.to_string(),
+            g.network.services.to_string(),
+            g.network.nodes.to_string(),
         ]);
     }
     for (i, line) in t.render(colour).lines().enumerate() {
