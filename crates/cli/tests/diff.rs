@@ -174,6 +174,40 @@ fn diff_after_up_edit_and_removal() {
         "{d4:#}"
     );
 
+    // gcp-use1 out of the file too, and `up --prune`: the others drop it from their mesh, then
+    // it is deleted and the lock frees its CIDRs.
+    let now = std::fs::read_to_string(&fleet).unwrap();
+    let cut = now
+        .find("    - name: gcp-use1")
+        .expect("gcp-use1 in the example");
+    std::fs::write(&fleet, &now[..cut]).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "up",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            sim.kc(),
+            "--prune",
+        ])
+        .args(["--timeout", "60s"])
+        .current_dir(d)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run up --prune");
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let d5 = diff_json(d, sim.kc(), 0);
+    assert_eq!(
+        actions(&d5),
+        [("gcp-euw1".to_owned(), "unchanged".to_owned())],
+        "{d5:#}"
+    );
+    let lock = std::fs::read_to_string(d.join("meshfleet.lock")).unwrap();
+    assert!(
+        lock.contains("  gcp-use1: 2") && !lock.contains("retired:\n"),
+        "{lock}"
+    );
+
     // Invalid input: exit 2.
     std::fs::write(&fleet, edited.replace("workerPools", "workerPool")).unwrap();
     let out = meshfleet(d, &["diff", "-f", "fleet.yaml", "--kubeconfig", sim.kc()]);

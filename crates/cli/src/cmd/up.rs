@@ -34,6 +34,10 @@ pub struct UpArgs {
     /// How many clusters converge at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// Also delete the clusters the management cluster holds for this fleet that the fleet
+    /// file no longer names (after the others have dropped them from their mesh).
+    #[arg(long)]
+    pub prune: bool,
 }
 
 /// `meshfleet up`.
@@ -187,9 +191,43 @@ async fn converge(
         meshfleet_lifecycle::status::collect(&mgmt, &fleet.metadata.name, &expected, mesh_on).await;
     print!("{}", status::table(&st, mesh_on, ctx.colour_out));
 
-    for c in &report.not_in_file {
+    let mut pruned = Vec::new();
+    if a.prune {
+        for c in &report.not_in_file {
+            // The remaining clusters' Cilium values no longer name it (this run applied them),
+            // so its mesh peers are gone first; then Cluster API deletes it.
+            let opts = meshfleet_lifecycle::down::DownOptions {
+                fleet: fleet.metadata.name.clone(),
+                cluster: Some(c.clone()),
+                timeout: a.timeout,
+            };
+            let c2 = ctx.clone();
+            let sink = Arc::new(Progress::new(move |e| {
+                if let meshfleet_lifecycle::Event::Info(m) = e {
+                    c2.info(m)
+                }
+            }));
+            let r = meshfleet_lifecycle::down::run(&mgmt, &p.rendered, &opts, sink)
+                .await
+                .map_err(common::engine_error)?;
+            for (n, e) in &r.failures {
+                ctx.error(&format!("cluster `{n}` could not be pruned: {e}"));
+            }
+            if r.ok() {
+                pruned.extend(r.deleted);
+            }
+        }
+        let lock_file = common::load_lock(&p.input)?;
+        if let Some(mut lock) = lock_file.lock.clone() {
+            let freed = pruned.iter().filter(|n| lock.seen_deleted(n)).count();
+            if freed > 0 {
+                lock_file.write(ctx, &lock)?;
+            }
+        }
+    }
+    for c in report.not_in_file.iter().filter(|c| !pruned.contains(c)) {
         ctx.warn(&format!(
-            "cluster `{c}` runs for fleet `{}` but is no longer in `{}`: `up` does not delete it\n  hint: `meshfleet diff` shows it as `delete`; `meshfleet down --cluster {c}` deletes it (or put it back in the file)",
+            "cluster `{c}` runs for fleet `{}` but is no longer in `{}`: `up` does not delete it\n  hint: `meshfleet diff` shows it as `delete`; `meshfleet up --prune` or `meshfleet down --cluster {c}` deletes it (or put it back in the file)",
             fleet.metadata.name,
             p.input.path.display()
         ));
@@ -202,7 +240,7 @@ async fn converge(
             ctx.error(&format!("mesh `{c}`: {p}"));
         }
     }
-    let ok = report.ok();
+    let ok = report.ok() && (!a.prune || pruned.len() == report.not_in_file.len());
     ctx.info(&format!(
         "{} in {:.1}s",
         if ok { "converged" } else { "failed" },
