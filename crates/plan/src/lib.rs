@@ -155,6 +155,35 @@ pub fn plan(fleet: &Fleet, lock: Option<&Lock>) -> Result<Plan, Report> {
         .filter(|(n, _)| !index.contains_key(n.as_str()))
         .collect();
 
+    // A pin may not take a block a retired cluster still holds: that cluster may still run and
+    // be meshed, so its pods and nodes must stay unique until meshfleet sees it deleted.
+    for f in fixed.iter().filter(|f| f.source == Source::Pin) {
+        for (gone, held) in &still_held {
+            if let Some(k) =
+                (0..3).find(|&k| f.span.overlaps(&Span::of(&cidr_of(&held.network, k))))
+            {
+                let c = &clusters[f.cluster];
+                r.push(
+                    Diagnostic::error(
+                        format!("spec.clusters[{}].network.{}", f.cluster, KINDS[f.kind]),
+                        format!(
+                            "{} `{}` of cluster `{}` overlaps {} `{}` of retired cluster `{gone}`, which may still run",
+                            KINDS[f.kind],
+                            f.net,
+                            c.name,
+                            KINDS[k],
+                            cidr_of(&held.network, k)
+                        ),
+                    )
+                    .with_value(f.net)
+                    .with_hint(format!(
+                        "pin another block, or delete `{gone}` first (`meshfleet down --cluster {gone}`): meshfleet.lock frees its blocks once it has seen it deleted"
+                    )),
+                );
+            }
+        }
+    }
+
     // Fixed mesh IDs.
     let retired_by: HashMap<u16, &str> = lock
         .retired_mesh_ids

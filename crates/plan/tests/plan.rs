@@ -317,6 +317,45 @@ fn a_pin_that_differs_from_the_lock_is_a_change() {
 }
 
 #[test]
+fn a_pin_on_a_retired_clusters_block_is_an_error_until_it_is_seen_deleted() {
+    let f = fleet("", THREE);
+    let first = ok(&f, None);
+    let b_pods = first.cluster("b").unwrap().network.pods;
+    let mut g = f.clone();
+    let b = g.spec.clusters.remove(1);
+    let mut e = renamed(&b, "e");
+    e.network = Some(meshfleet_spec::ClusterNetwork {
+        pods: Some(b_pods.to_string()),
+        ..Default::default()
+    });
+    g.spec.clusters.push(e);
+    let r = err(&g, Some(&first.lock));
+    let d = &r.errors[0];
+    assert_eq!(d.path, "spec.clusters[2].network.pods");
+    assert!(
+        d.message
+            .contains("of retired cluster `b`, which may still run"),
+        "{}",
+        d.message
+    );
+    assert!(
+        d.hint
+            .as_ref()
+            .unwrap()
+            .contains("meshfleet down --cluster b")
+    );
+
+    // Once meshfleet has seen `b` deleted, the block is free for a pin.
+    let mut g2 = f.clone();
+    g2.spec.clusters.remove(1);
+    let second = ok(&g2, Some(&first.lock));
+    let mut seen = second.lock.clone();
+    assert!(seen.seen_deleted("b"));
+    let p = ok(&g, Some(&seen));
+    assert_eq!(p.cluster("e").unwrap().network.pods, b_pods);
+}
+
+#[test]
 fn a_pin_that_takes_another_clusters_locked_block_is_an_error() {
     let f = fleet("", THREE);
     let first = ok(&f, None);

@@ -173,7 +173,10 @@ proptest! {
                     if pin_pods {
                         // Outside every pool and unique per name, as a person would pin.
                         let k = counter % 256;
-                        let taken = prev.clusters.iter().any(|p| p.network.pods == format!("192.168.{k}.0/24").parse::<IpNet>().unwrap());
+                        let want: IpNet = format!("192.168.{k}.0/24").parse().unwrap();
+                        // Nor a block a retired cluster still holds (the planner refuses that).
+                        let taken = prev.clusters.iter().any(|p| p.network.pods == want)
+                            || lock.iter().flat_map(|l| l.retired.values()).any(|r| r.network.pods == want);
                         if !taken {
                             c.network = Some(ClusterNetwork { pods: Some(format!("192.168.{k}.0/24")), ..Default::default() });
                         }
