@@ -128,23 +128,26 @@ impl Sim {
     pub fn gcp_setup(&self) {
         let image = self.dir.join("talos-gcp.raw.tar.gz");
         std::fs::write(&image, b"test stand-in for the Talos GCP disk\n").unwrap();
-        let out = Command::new(BIN)
-            .args([
-                "gcp",
-                "setup",
-                "-f",
-                "fleet.yaml",
-                "-o",
-                "json",
-                "--endpoint",
-            ])
-            .arg(self.gcp_url())
-            .arg("--image-source")
-            .arg(&image)
-            .current_dir(&self.dir)
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("run gcp setup");
+        let url = self.gcp_url();
+        let out = rerun_on_failure(|| {
+            Command::new(BIN)
+                .args([
+                    "gcp",
+                    "setup",
+                    "-f",
+                    "fleet.yaml",
+                    "-o",
+                    "json",
+                    "--endpoint",
+                ])
+                .arg(&url)
+                .arg("--image-source")
+                .arg(&image)
+                .current_dir(&self.dir)
+                .env("NO_COLOR", "1")
+                .output()
+                .expect("run gcp setup")
+        });
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -204,21 +207,23 @@ impl Sim {
         let url = self.endpoint("aws");
         let body = serde_json::json!({"images": images, "keyPairs": keys}).to_string();
         post(&url, "/_sim/aws/seed", &body);
-        let out = Command::new(BIN)
-            .args([
-                "aws",
-                "setup",
-                "-f",
-                "fleet.yaml",
-                "-o",
-                "json",
-                "--endpoint",
-            ])
-            .arg(&url)
-            .current_dir(&self.dir)
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("run aws setup");
+        let out = rerun_on_failure(|| {
+            Command::new(BIN)
+                .args([
+                    "aws",
+                    "setup",
+                    "-f",
+                    "fleet.yaml",
+                    "-o",
+                    "json",
+                    "--endpoint",
+                ])
+                .arg(&url)
+                .current_dir(&self.dir)
+                .env("NO_COLOR", "1")
+                .output()
+                .expect("run aws setup")
+        });
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -253,4 +258,19 @@ fn post(base: &str, path: &str, body: &str) {
         reply.starts_with("HTTP/1.1 2") || reply.starts_with("HTTP/1.0 2"),
         "{path}: {reply}"
     );
+}
+
+/// Run a setup again when it failed at run time (exit 1), as a user does: setups are built to
+/// be re-run, and a simulator started with `--faults` also injects faults into the cloud fakes
+/// (a failed key creation is not retried within one run, since it is not idempotent). Invalid
+/// input (exit 2) is not retried.
+fn rerun_on_failure(mut run: impl FnMut() -> Output) -> Output {
+    let mut out = run();
+    for _ in 0..3 {
+        if out.status.code() != Some(1) {
+            break;
+        }
+        out = run();
+    }
+    out
 }
