@@ -151,21 +151,9 @@ pub async fn run<A: Api>(
             effects,
         });
     }
-    let selector = format!("{}={ns}", objects::FLEET_LABEL);
-    let live = match mgmt
-        .list(objects::CAPI_VERSION, api::CLUSTER, Some(ns), &selector)
-        .await
-    {
-        Ok(l) => l,
-        Err(meshfleet_kube::KubeError::NotServed { .. }) => Vec::new(),
-        Err(e) => return Err(e.into()),
-    };
-    let mut gone: Vec<String> = live
-        .iter()
-        .filter_map(|c| c.pointer("/metadata/name")?.as_str().map(str::to_string))
-        .filter(|n| !rendered.clusters.iter().any(|c| &c.name == n))
-        .collect();
-    gone.sort();
+    // Clusters held for this fleet that the file no longer names: `up` leaves them, so they
+    // are what `up --prune` or `down --cluster` would delete.
+    let gone = crate::up::not_in_file(mgmt, ns, rendered).await?;
     for name in gone {
         out.push(ClusterDiff {
             changes: vec![Change {
