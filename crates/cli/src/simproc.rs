@@ -146,6 +146,13 @@ impl Mgmt {
         }
     }
 
+    /// The Google and AWS API endpoints of the simulator this command serves, if any.
+    pub fn cloud_urls(&self) -> Option<(String, String)> {
+        self.sim
+            .as_ref()
+            .map(|s| (s.gcp_url().to_string(), s.aws_url().to_string()))
+    }
+
     /// Stop the simulator, if one was started.
     pub async fn close(self, ctx: &crate::ctx::Ctx) {
         if let Some(s) = self.sim
@@ -184,11 +191,63 @@ pub async fn gcp_setup(
     let report = meshfleet_gcp::setup(prereq, &opts, |_| {})
         .await
         .map_err(|f| anyhow::anyhow!("simulated GCP setup failed: {}", f.error))?;
+    // What a user does next on a real management cluster: hand the key to CAPG.
+    let key = opts.key_dir.join(format!(
+        "{}-{}.json",
+        prereq.project, prereq.service_account.name
+    ));
+    let bytes = std::fs::read(&key)
+        .with_context(|| format!("cannot read CAPG's key `{}`", key.display()))?;
+    install_credentials(dir, &GCP_CREDENTIALS, &bytes).await?;
     Ok(report
         .steps
         .iter()
         .filter(|s| s.action != meshfleet_gcp::Action::Unchanged)
         .count())
+}
+
+/// The access key of the simulated AWS account's credentials profile (the fake checks none).
+const SIM_AWS_KEY: &str = "meshfleet-sim";
+
+/// A provider's credentials Secret: namespace, name, key, provider label.
+struct CredentialsSecret(&'static str, &'static str, &'static str, &'static str);
+
+/// CAPG's (kubernetes-sigs/cluster-api-provider-gcp:`config/default/credentials.yaml`@v1.12.0).
+const GCP_CREDENTIALS: CredentialsSecret = CredentialsSecret(
+    "capg-system",
+    "capg-manager-bootstrap-credentials",
+    "credentials.json",
+    "infrastructure-gcp",
+);
+/// CAPA's (kubernetes-sigs/cluster-api-provider-aws:`config/default/credentials.yaml`@v2.11.1).
+const AWS_CREDENTIALS: CredentialsSecret = CredentialsSecret(
+    "capa-system",
+    "capa-manager-bootstrap-credentials",
+    "credentials",
+    "infrastructure-aws",
+);
+
+/// Write a provider's credentials Secret into the simulated management cluster through its
+/// API, as `clusterctl init` does from `<CLOUD>_B64ENCODED_CREDENTIALS` on a real one.
+async fn install_credentials(
+    dir: &Path,
+    c: &CredentialsSecret,
+    value: &[u8],
+) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let CredentialsSecret(ns, name, key, label) = c;
+    let kube = meshfleet_kube::Kube::from_path(Some(&dir.join("kubeconfig")))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach the simulator: {e}"))?;
+    let secret = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": name, "namespace": ns, "labels": {"cluster.x-k8s.io/provider": label}},
+        "data": {*key: base64::engine::general_purpose::STANDARD.encode(value)},
+    });
+    kube.apply(&secret)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot write `{ns}/{name}` into the simulator: {e}"))?;
+    Ok(())
 }
 
 /// The simulated counterpart of `meshfleet aws setup`. The simulated account first gets what
@@ -198,6 +257,7 @@ pub async fn gcp_setup(
 /// its CAPA finds the instance profiles it needs. Returns how many steps changed something.
 pub async fn aws_setup(
     sim: &meshfleet_sim::Simulator,
+    dir: &Path,
     prereq: &meshfleet_render::AwsPrerequisites,
 ) -> anyhow::Result<usize> {
     let aws = &sim.world().aws;
@@ -220,6 +280,17 @@ pub async fn aws_setup(
     let report = meshfleet_aws::setup(prereq, &opts, |_| {})
         .await
         .map_err(|f| anyhow::anyhow!("simulated AWS setup failed: {}", f.error))?;
+    // The simulated account takes any key; the profile has the form
+    // `clusterawsadm bootstrap credentials encode-as-profile` prints.
+    let profile = format!(
+        "[default]\naws_access_key_id = {SIM_AWS_KEY}\naws_secret_access_key = {SIM_AWS_KEY}\nregion = {}\n",
+        prereq
+            .regions
+            .first()
+            .map(|r| r.region.as_str())
+            .unwrap_or("us-east-1")
+    );
+    install_credentials(dir, &AWS_CREDENTIALS, profile.as_bytes()).await?;
     Ok(report
         .steps
         .iter()

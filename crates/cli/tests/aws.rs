@@ -288,45 +288,178 @@ fn bad_input_is_exit_2() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
 
+fn have_kubectl() -> bool {
+    let ok = Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert_ne!(
+            std::env::var("MESHFLEET_REQUIRE_KUBECTL").as_deref(),
+            Ok("1"),
+            "kubectl is required but missing"
+        );
+        eprintln!("!!! SKIPPING: `kubectl` not found on PATH");
+    }
+    ok
+}
+
+fn kubectl(sim: &Sim, args: &[&str]) {
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&sim.process.kubeconfig)
+        .args(args)
+        .output()
+        .expect("run kubectl");
+    assert!(out.status.success(), "kubectl {args:?}: {}", stderr(&out));
+}
+
+/// The checks of a `doctor -o json` run, by name.
+fn checks(out: &Output) -> std::collections::BTreeMap<String, Value> {
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(out)
+        )
+    });
+    v["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| (c["check"].as_str().unwrap().to_owned(), c.clone()))
+        .collect()
+}
+
 #[test]
-fn doctor_is_ready_only_after_gcp_and_aws_setup() {
+fn doctor_reports_each_missing_piece_with_its_fix_until_all_is_ok() {
+    if !have_kubectl() {
+        return;
+    }
     let (dir, fleet) = fleet_dir();
     let sim = Sim::start(dir.path(), "50");
     sim.seed(true, true);
     let gcp = sim.process.gcp_url();
-    let doctor = |extra: &[&str]| {
+    let doctor = |kubeconfig: &Path| {
         Command::new(BIN)
-            .args(["doctor", "-f"])
+            .args(["doctor", "-o", "json", "-f"])
             .arg(&fleet)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
             .args(["--gcp-endpoint", &gcp, "--aws-endpoint", &sim.aws])
-            .args(extra)
             .env("NO_COLOR", "1")
             .env_remove("AWS_REGION")
             .env_remove("AWS_DEFAULT_REGION")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ACCESS_KEY_ID")
             .output()
             .expect("run doctor")
     };
-    let before = doctor(&["-o", "json"]);
+    let kc = sim.process.kubeconfig.clone();
+    let capg = "credentials capg-system/capg-manager-bootstrap-credentials";
+    let capa = "credentials capa-system/capa-manager-bootstrap-credentials";
+
+    // Before any setup: the providers are there (the simulator is an initialised management
+    // cluster), their credentials and both clouds' prerequisites are not; nothing is written.
+    let before = doctor(&kc);
     assert_eq!(before.status.code(), Some(1), "{}", stderr(&before));
-    let v: Value = serde_json::from_slice(&before.stdout).expect("JSON");
-    assert_eq!(v["ready"], false);
-    let clouds: Vec<&str> = v["clouds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["cloud"].as_str().unwrap())
-        .collect();
-    assert_eq!(clouds, ["gcp", "aws"]);
+    let c = checks(&before);
+    assert_eq!(c["fleet"]["status"], "ok");
+    assert_eq!(c["management cluster"]["status"], "ok");
+    for p in [
+        "cluster-api",
+        "bootstrap-talos",
+        "control-plane-talos",
+        "infrastructure-gcp",
+        "infrastructure-aws",
+        "addon-helm",
+    ] {
+        assert_eq!(c[&format!("provider {p}")]["status"], "ok", "{p}: {:?}", c);
+    }
+    assert_eq!(c[capg]["status"], "missing");
+    assert_eq!(c[capa]["status"], "missing");
     assert!(
-        stderr(&before).contains("run `meshfleet aws setup"),
-        "{}",
-        stderr(&before)
+        c[capa]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("AWS_B64ENCODED_CREDENTIALS")
     );
+    for cloud in ["gcp", "aws"] {
+        let k = &c[&format!("{cloud} prerequisites")];
+        assert_eq!(k["status"], "missing", "{k}");
+        assert!(
+            k["fix"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("meshfleet {cloud} setup -f ")),
+            "{k}"
+        );
+    }
+    assert!(stderr(&before).contains("not ready"), "{}", stderr(&before));
     assert_eq!(sim.stack_status(), None, "doctor wrote");
+
+    // A provider older than meshfleet's objects need is wrong, with the upgrade line.
+    let patch = |v: &str| {
+        kubectl(
+            &sim,
+            &[
+                "-n",
+                "capa-system",
+                "patch",
+                "providers.clusterctl.cluster.x-k8s.io",
+                "infrastructure-aws",
+                "--type=merge",
+                "-p",
+                &format!("{{\"version\":\"{v}\"}}"),
+            ],
+        )
+    };
+    patch("v2.10.0");
+    let c = checks(&doctor(&kc));
+    let capa_provider = &c["provider infrastructure-aws"];
+    assert_eq!(capa_provider["status"], "wrong", "{capa_provider}");
+    assert_eq!(
+        capa_provider["fix"],
+        "clusterctl upgrade apply --infrastructure capa-system/aws:v2.11.1"
+    );
+    patch("v2.11.1");
+
+    // The clouds, then the credentials: the GCP fix is run as printed (its first command: the
+    // simulator runs no controller Deployments to restart), the AWS profile as
+    // `clusterawsadm bootstrap credentials encode-as-profile` would print it.
     sim.process.gcp_setup();
     let out = setup(&sim, &fleet, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let after = doctor(&[]);
+    let c = checks(&doctor(&kc));
+    assert_eq!(c["gcp prerequisites"]["status"], "ok", "{:?}", c);
+    assert_eq!(c["aws prerequisites"]["status"], "ok", "{:?}", c);
+    let fix = c[capg]["fix"].as_str().unwrap().to_owned();
+    let first = fix.split(" && ").next().unwrap();
+    let out = Command::new("sh")
+        .args(["-c", first])
+        .env("KUBECONFIG", &kc)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{first}: {}", stderr(&out));
+    let profile = dir.path().join("profile");
+    std::fs::write(
+        &profile,
+        "[default]\naws_access_key_id = AKIDEXAMPLE\naws_secret_access_key = example\nregion = eu-west-1\n",
+    )
+    .unwrap();
+    kubectl(
+        &sim,
+        &[
+            "-n",
+            "capa-system",
+            "create",
+            "secret",
+            "generic",
+            "capa-manager-bootstrap-credentials",
+            &format!("--from-file=credentials={}", profile.display()),
+        ],
+    );
+    let after = doctor(&kc);
     assert_eq!(
         after.status.code(),
         Some(0),
@@ -334,5 +467,36 @@ fn doctor_is_ready_only_after_gcp_and_aws_setup() {
         stderr(&after),
         String::from_utf8_lossy(&after.stdout)
     );
-    assert!(stderr(&after).contains("gcp: ready") && stderr(&after).contains("aws: ready"));
+    let c = checks(&after);
+    assert_eq!(c[capg]["status"], "ok");
+    assert!(
+        c[capg]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("capg-controller@")
+    );
+    assert!(!String::from_utf8_lossy(&after.stdout).contains("AKIDEXAMPLE"));
+    assert!(
+        stderr(&after).contains("doctor: ready"),
+        "{}",
+        stderr(&after)
+    );
+
+    // A management cluster that does not answer is one wrong line, not a crash.
+    let dead = dir.path().join("dead-kubeconfig");
+    let text = std::fs::read_to_string(&kc).unwrap();
+    let at = text.find("https://127.0.0.1:").expect("server URL") + "https://127.0.0.1:".len();
+    let port: String = text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    std::fs::write(
+        &dead,
+        text.replace(&format!("127.0.0.1:{port}"), "127.0.0.1:1"),
+    )
+    .unwrap();
+    let out = doctor(&dead);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let c = checks(&out);
+    assert_eq!(c["management cluster"]["status"], "wrong", "{:?}", c);
 }

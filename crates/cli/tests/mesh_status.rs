@@ -267,6 +267,20 @@ fn sim_flag_reads_the_state_up_sim_kept() {
     for c in st["clusters"].as_array().unwrap() {
         assert_eq!(c["connectedPeers"].as_array().unwrap().len(), 1, "{c}");
     }
+    // `doctor --sim` checks what `up --sim` prepared (providers, their credentials, the
+    // simulated project and account): every required check is ok.
+    let out = meshfleet(d, &["doctor", "--sim", "-f", "fleet.yaml", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks = v["checks"].as_array().unwrap();
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["check"].as_str().unwrap().starts_with("credentials "))
+    );
+    for c in checks.iter().filter(|c| c["required"] == true) {
+        assert_eq!(c["status"], "ok", "{c}");
+    }
 }
 
 /// Closing the clustermesh-apiserver's NodePort in one cluster's security group (what an

@@ -158,6 +158,91 @@ fn nat_body(r: &GcpRouter) -> Value {
     })
 }
 
+/// What a create would set, in one line for the step report (a dry run shows it before
+/// anything is written): a firewall rule's direction, protocols and ports, sources and targets;
+/// a router's Cloud NAT; a subnetwork's range; the network's mode; the image's source.
+pub fn describe(kind: &str, body: &Value) -> String {
+    let list = |v: &Value| -> String {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default()
+    };
+    match kind {
+        "firewall" => {
+            let allowed: Vec<String> = body["allowed"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| {
+                    let proto = a["IPProtocol"].as_str().unwrap_or_default();
+                    match list(&a["ports"]) {
+                        ports if ports.is_empty() => proto.to_owned(),
+                        ports => format!("{proto}:{ports}"),
+                    }
+                })
+                .collect();
+            let targets = match list(&body["targetTags"]) {
+                t if t.is_empty() => "every instance of the network".to_owned(),
+                t => format!("tags {t}"),
+            };
+            format!(
+                "{} allow {} from {} to {targets}",
+                body["direction"].as_str().unwrap_or("INGRESS"),
+                allowed.join(" "),
+                list(&body["sourceRanges"])
+            )
+        }
+        "router" => body["nats"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|n| {
+                format!(
+                    "Cloud NAT `{}` ({} addresses, {})",
+                    n["name"].as_str().unwrap_or_default(),
+                    n["natIpAllocateOption"].as_str().unwrap_or_default(),
+                    n["sourceSubnetworkIpRangesToNat"]
+                        .as_str()
+                        .unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        "subnetwork" => format!(
+            "{} in {}{}",
+            body["ipCidrRange"].as_str().unwrap_or_default(),
+            body["region"].as_str().unwrap_or_default(),
+            if body["privateIpGoogleAccess"] == true {
+                ", Private Google Access"
+            } else {
+                ""
+            }
+        ),
+        "network" => format!(
+            "{} subnets, {} routing",
+            if body["autoCreateSubnetworks"] == true {
+                "auto-mode"
+            } else {
+                "custom"
+            },
+            body["routingConfig"]["routingMode"]
+                .as_str()
+                .unwrap_or_default()
+        ),
+        "image" => format!(
+            "{} from {}",
+            body["architecture"].as_str().unwrap_or_default(),
+            body["rawDisk"]["source"].as_str().unwrap_or_default()
+        ),
+        _ => String::new(),
+    }
+}
+
 /// `routers.insert` body: the Cloud Router carrying the region's Cloud NAT.
 pub fn router_body(p: &GcpPrerequisites, r: &GcpRouter) -> Value {
     json!({

@@ -625,7 +625,7 @@ async fn compute_step<A: GcpApi>(
     match diff {
         Diff::Unchanged => Ok((Action::Unchanged, String::new())),
         Diff::Create(body) => {
-            let mut detail = String::new();
+            let mut detail = desired::describe(kind, &body);
             if !opts.dry_run {
                 match retry(policy, async || {
                     api.compute_insert(project, &r, &body, &request_id).await

@@ -549,3 +549,46 @@ fn independent_compute_resources_are_written_concurrently_and_reported_in_order(
     let planned: Vec<&str> = p.firewall_rules.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(reported, planned, "reported in the plan's order");
 }
+
+#[test]
+fn a_dry_run_says_what_each_create_would_set() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = example_prereq_with_rules();
+    let mut opts = fast_options(dir.path());
+    opts.dry_run = true;
+    let r = block(run(&FakeGcp::new(), &p, &opts, |_| {})).expect("dry run");
+    let detail = |kind: &str| {
+        r.steps
+            .iter()
+            .find(|s| s.kind == kind)
+            .map(|s| s.detail.clone())
+            .unwrap_or_else(|| panic!("no {kind} step: {r:#?}"))
+    };
+    let f = &p.firewall_rules[0];
+    let fw = detail("firewall");
+    assert!(fw.starts_with("INGRESS allow "), "{fw}");
+    for part in f.source_ranges.iter().chain(&f.target_tags) {
+        assert!(fw.contains(part.as_str()), "{fw} lacks {part}");
+    }
+    for a in &f.allowed {
+        assert!(
+            fw.contains(&a.ip_protocol.to_ascii_lowercase()),
+            "{fw} lacks {}",
+            a.ip_protocol
+        );
+        for port in &a.ports {
+            assert!(fw.contains(port.as_str()), "{fw} lacks {port}");
+        }
+    }
+    let router = detail("router");
+    assert!(
+        router.contains(&format!("Cloud NAT `{}`", p.routers[0].nat.name)),
+        "{router}"
+    );
+    let subnet = detail("subnetwork");
+    assert!(
+        subnet.starts_with(&p.subnetworks[0].ip_cidr_range),
+        "{subnet}"
+    );
+    assert!(detail("network").contains("custom subnets"));
+}

@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod diff;
+pub mod doctor;
 pub mod down;
 pub mod event;
 pub mod kubeconfig;

@@ -341,6 +341,19 @@ impl Registry {
                 c,
                 true,
             ),
+            // clusterctl's provider inventory: one entry per provider `clusterctl init`
+            // installed (kubernetes-sigs/cluster-api:`cmd/clusterctl/api/v1alpha3/provider_type.go`@v1.14.0;
+            // no status subresource).
+            rt(
+                "clusterctl.cluster.x-k8s.io",
+                "v1alpha3",
+                "Provider",
+                "providers",
+                true,
+                &[],
+                &[],
+                false,
+            ),
         ]);
         let col = |name: &str, path: &str| serde_json::json!({"name": name, "type": "string", "jsonPath": path});
         let avail = |t: &str| format!(".status.conditions[?(@.type==\"{t}\")].status");

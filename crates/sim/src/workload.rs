@@ -41,9 +41,52 @@ pub fn seed(api: &Api) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The management cluster: standard namespaces and its own (always Ready) node.
+/// The providers the simulator's controllers stand for, as `clusterctl init` would have
+/// recorded them: (namespace, providerName, inventory type, version). The versions are the
+/// releases whose code the simulated controllers follow (the citations in `controllers/`).
+pub const PROVIDERS: [(&str, &str, &str, &str); 6] = [
+    ("capi-system", "cluster-api", "CoreProvider", "v1.14.0"),
+    ("cabpt-system", "talos", "BootstrapProvider", "v0.6.12"),
+    ("cacppt-system", "talos", "ControlPlaneProvider", "v0.5.12"),
+    ("capg-system", "gcp", "InfrastructureProvider", "v1.12.0"),
+    ("capa-system", "aws", "InfrastructureProvider", "v2.11.1"),
+    ("caaph-system", "helm", "AddonProvider", "v0.6.4"),
+];
+
+/// clusterctl's name and `cluster.x-k8s.io/provider` label for an inventory entry
+/// (`ManifestLabel`, cluster-api:`cmd/clusterctl/api/v1alpha3/labels.go`@v1.14.0).
+fn manifest_label(name: &str, type_: &str) -> String {
+    match type_ {
+        "BootstrapProvider" => format!("bootstrap-{name}"),
+        "ControlPlaneProvider" => format!("control-plane-{name}"),
+        "InfrastructureProvider" => format!("infrastructure-{name}"),
+        "AddonProvider" => format!("addon-{name}"),
+        _ => name.to_string(),
+    }
+}
+
+/// The management cluster: standard namespaces, its own (always Ready) node, and the provider
+/// namespaces and inventory `clusterctl init` leaves. The providers' credentials Secrets are
+/// not seeded: on a real cluster they hold the user's cloud credentials, so `up --sim` writes
+/// them as a user would (and `doctor` reports them missing until then).
 pub fn seed_management(api: &Api) -> Result<(), StoreError> {
     seed(api)?;
+    for (ns, name, type_, version) in PROVIDERS {
+        namespace(api, ns)?;
+        let label = manifest_label(name, type_);
+        ensure(
+            api,
+            &Key::new("clusterctl.cluster.x-k8s.io/providers", ns, &label),
+            json!({
+                "apiVersion": "clusterctl.cluster.x-k8s.io/v1alpha3", "kind": "Provider",
+                "metadata": {"name": label, "namespace": ns, "labels": {
+                    "cluster.x-k8s.io/provider": label,
+                    "clusterctl.cluster.x-k8s.io": "",
+                    "clusterctl.cluster.x-k8s.io/core": "inventory"}},
+                "providerName": name, "type": type_, "version": version,
+            }),
+        )?;
+    }
     ensure(
         api,
         &Key::new("/nodes", "", "meshfleet-sim"),

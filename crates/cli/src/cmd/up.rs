@@ -94,7 +94,7 @@ pub fn run(ctx: &Ctx, a: UpArgs) -> anyhow::Result<Exit> {
                 }
             }
             if let Some(prereq) = &aws {
-                match simproc::aws_setup(sim, prereq).await {
+                match simproc::aws_setup(sim, dir, prereq).await {
                     Ok(changed) => ctx.info(&format!(
                         "simulator: AWS account prepared as `meshfleet aws setup` would ({changed} changes, {:.1}s; AWS APIs at {})",
                         started.elapsed().as_secs_f64(),
