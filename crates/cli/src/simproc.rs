@@ -198,7 +198,7 @@ pub async fn gcp_setup(
     ));
     let bytes = std::fs::read(&key)
         .with_context(|| format!("cannot read CAPG's key `{}`", key.display()))?;
-    install_credentials(dir, &GCP_CREDENTIALS, &bytes).await?;
+    install_credentials(dir, &meshfleet_lifecycle::credentials::GCP, &bytes).await?;
     Ok(report
         .steps
         .iter()
@@ -209,44 +209,25 @@ pub async fn gcp_setup(
 /// The access key of the simulated AWS account's credentials profile (the fake checks none).
 const SIM_AWS_KEY: &str = "meshfleet-sim";
 
-/// A provider's credentials Secret: namespace, name, key, provider label.
-struct CredentialsSecret(&'static str, &'static str, &'static str, &'static str);
-
-/// CAPG's (kubernetes-sigs/cluster-api-provider-gcp:`config/default/credentials.yaml`@v1.12.0).
-const GCP_CREDENTIALS: CredentialsSecret = CredentialsSecret(
-    "capg-system",
-    "capg-manager-bootstrap-credentials",
-    "credentials.json",
-    "infrastructure-gcp",
-);
-/// CAPA's (kubernetes-sigs/cluster-api-provider-aws:`config/default/credentials.yaml`@v2.11.1).
-const AWS_CREDENTIALS: CredentialsSecret = CredentialsSecret(
-    "capa-system",
-    "capa-manager-bootstrap-credentials",
-    "credentials",
-    "infrastructure-aws",
-);
-
 /// Write a provider's credentials Secret into the simulated management cluster through its
 /// API, as `clusterctl init` does from `<CLOUD>_B64ENCODED_CREDENTIALS` on a real one.
 async fn install_credentials(
     dir: &Path,
-    c: &CredentialsSecret,
+    c: &meshfleet_lifecycle::credentials::CredentialsSecret,
     value: &[u8],
 ) -> anyhow::Result<()> {
-    use base64::Engine as _;
-    let CredentialsSecret(ns, name, key, label) = c;
     let kube = meshfleet_kube::Kube::from_path(Some(&dir.join("kubeconfig")))
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach the simulator: {e}"))?;
-    let secret = serde_json::json!({
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": {"name": name, "namespace": ns, "labels": {"cluster.x-k8s.io/provider": label}},
-        "data": {*key: base64::engine::general_purpose::STANDARD.encode(value)},
-    });
-    kube.apply(&secret)
+    meshfleet_lifecycle::credentials::install(&kube, c, c.default_namespace, value, false)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot write `{ns}/{name}` into the simulator: {e}"))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot write `{}/{}` into the simulator: {e}",
+                c.default_namespace,
+                c.name
+            )
+        })?;
     Ok(())
 }
 
@@ -290,7 +271,12 @@ pub async fn aws_setup(
             .map(|r| r.region.as_str())
             .unwrap_or("us-east-1")
     );
-    install_credentials(dir, &AWS_CREDENTIALS, profile.as_bytes()).await?;
+    install_credentials(
+        dir,
+        &meshfleet_lifecycle::credentials::AWS,
+        profile.as_bytes(),
+    )
+    .await?;
     Ok(report
         .steps
         .iter()

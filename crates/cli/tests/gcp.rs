@@ -561,3 +561,85 @@ spec:
     assert!(stderr(&out).contains("nothing to do"), "{}", stderr(&out));
     assert!(json_steps(&out).is_empty());
 }
+
+#[test]
+fn kubeconfig_hands_the_key_to_capg_once() {
+    let (dir, fleet, image) = fleet_dir();
+    let sim = Sim::start(dir.path(), "50");
+    let kc = sim._process.kubeconfig.clone();
+    let with_kc = |extra: &[&str]| {
+        let mut args = vec!["-o", "json", "--kubeconfig", kc.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        setup(&sim, &fleet, &image, &args)
+    };
+    let last = |out: &Output| {
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
+        json_steps(out).last().cloned().expect("a step")
+    };
+    let planned = last(&with_kc(&["--dry-run"]));
+    assert_eq!(planned["kind"], "credentials", "{planned}");
+    assert_eq!(
+        planned["name"],
+        "capg-system/capg-manager-bootstrap-credentials"
+    );
+    assert_eq!(
+        (planned["action"].as_str(), planned["status"].as_str()),
+        (Some("create"), Some("planned"))
+    );
+    let created = last(&with_kc(&[]));
+    assert_eq!(
+        (created["action"].as_str(), created["status"].as_str()),
+        (Some("create"), Some("done")),
+        "{created}"
+    );
+    let again = with_kc(&[]);
+    assert!(
+        actions(&json_steps(&again))
+            .iter()
+            .all(|a| a == "unchanged")
+    );
+    // The Secret holds the key file, byte for byte, and the key is never printed.
+    let key = std::fs::read_to_string(
+        dir.path()
+            .join(".meshfleet/gcp")
+            .join(format!("{PROJECT}-capg-controller.json")),
+    )
+    .expect("key file");
+    let private: Value = serde_json::from_str(&key).unwrap();
+    let private = private["private_key"].as_str().unwrap().to_owned();
+    assert!(!String::from_utf8_lossy(&again.stdout).contains(&private));
+    assert!(!stderr(&again).contains(&private));
+    if Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args([
+                "-n",
+                "capg-system",
+                "get",
+                "secret",
+                "capg-manager-bootstrap-credentials",
+                "-o",
+                "jsonpath={.data.credentials\\.json}",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        use base64::Engine as _;
+        let held = base64::engine::general_purpose::STANDARD
+            .decode(out.stdout.trim_ascii())
+            .unwrap();
+        assert_eq!(held, key.as_bytes());
+    } else {
+        assert_ne!(
+            std::env::var("MESHFLEET_REQUIRE_KUBECTL").as_deref(),
+            Ok("1"),
+            "kubectl is required but missing"
+        );
+        eprintln!("!!! SKIPPING the kubectl part: `kubectl` not found on PATH");
+    }
+}

@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::Api;
+use crate::credentials::{self, CREDENTIALS, CredentialsSecret};
 use crate::providers;
 
 /// clusterctl's inventory kind.
@@ -145,34 +146,6 @@ fn installed(items: &[Value]) -> Vec<Installed> {
         })
         .collect()
 }
-
-/// Where a provider's credentials Secret lives and what it holds: the Secret each provider's
-/// default kustomization makes of `<CLOUD>_B64ENCODED_CREDENTIALS` at `clusterctl init`
-/// (`manager-bootstrap-credentials` with the `capg-`/`capa-` name prefix, in the provider's
-/// namespace; kubernetes-sigs/cluster-api-provider-gcp:`config/default/credentials.yaml`@v1.12.0,
-/// key `credentials.json`; kubernetes-sigs/cluster-api-provider-aws:
-/// `config/default/credentials.yaml`@v2.11.1, key `credentials`).
-struct CredentialsSecret {
-    provider: Provider,
-    default_namespace: &'static str,
-    name: &'static str,
-    key: &'static str,
-}
-
-const CREDENTIALS: [CredentialsSecret; 2] = [
-    CredentialsSecret {
-        provider: Provider::Gcp,
-        default_namespace: "capg-system",
-        name: "capg-manager-bootstrap-credentials",
-        key: "credentials.json",
-    },
-    CredentialsSecret {
-        provider: Provider::Aws,
-        default_namespace: "capa-system",
-        name: "capa-manager-bootstrap-credentials",
-        key: "credentials",
-    },
-];
 
 /// Check the management cluster behind `mgmt` for `fleet`: reachability, every provider
 /// `required_providers` names (installed, new enough, serving its kinds), and the credentials
@@ -384,7 +357,7 @@ async fn credentials_check<A: Api>(
             // Before `clusterctl init` the same key goes in as GCP_B64ENCODED_CREDENTIALS; on
             // an installed CAPG the Secret is replaced and the controller restarted to read it.
             format!(
-                "kubectl -n {ns} create secret generic {} --from-file={}={key} --dry-run=client -o yaml | kubectl apply -f - && kubectl -n {ns} rollout restart deployment capg-controller-manager",
+                "kubectl -n {ns} create secret generic {} --from-file={}={key} --dry-run=client -o yaml | kubectl apply -f - && kubectl -n {ns} rollout restart deployment capg-controller-manager (or `meshfleet gcp setup --kubeconfig K`, which does both)",
                 c.name, c.key
             )
         }
@@ -411,7 +384,7 @@ async fn credentials_check<A: Api>(
     };
     // Never echo the value: only what it is, and whose.
     match c.provider {
-        Provider::Gcp => match gcp_key_owner(&value) {
+        Provider::Gcp => match credentials::gcp_key_owner(&value) {
             Err(why) => Check::new(name, Status::Wrong, why).fix(fix),
             Ok(email) => match &expect.gcp_service_account {
                 Some(want) if *want != email => Check::new(
@@ -425,65 +398,16 @@ async fn credentials_check<A: Api>(
                 _ => Check::new(name, Status::Ok, format!("a key of `{email}`")),
             },
         },
-        Provider::Aws => match aws_profile_ok(&value) {
+        Provider::Aws => match credentials::aws_profile_ok(&value) {
             Ok(()) => Check::new(name, Status::Ok, "an AWS credentials profile"),
             Err(why) => Check::new(name, Status::Wrong, why).fix(fix),
         },
     }
 }
 
-/// The account a GCP service-account key file belongs to.
-fn gcp_key_owner(bytes: &[u8]) -> Result<String, String> {
-    let v: Value = serde_json::from_slice(bytes)
-        .map_err(|_| "is not a service-account key file (not JSON)".to_string())?;
-    if v.get("type").and_then(Value::as_str) != Some("service_account") {
-        return Err("is not a service-account key file (`type` is not `service_account`)".into());
-    }
-    v.get("client_email")
-        .and_then(Value::as_str)
-        .filter(|e| !e.is_empty())
-        .map(str::to_owned)
-        .ok_or_else(|| "is a key file without `client_email`".into())
-}
-
-/// Whether an AWS shared-credentials profile names an access key and its secret, as
-/// `clusterawsadm bootstrap credentials encode-as-profile` writes one.
-fn aws_profile_ok(bytes: &[u8]) -> Result<(), String> {
-    let text = std::str::from_utf8(bytes).map_err(|_| "is not a text profile".to_string())?;
-    let has = |key: &str| {
-        text.lines().any(|l| {
-            l.split_once('=')
-                .is_some_and(|(k, v)| k.trim() == key && !v.trim().is_empty())
-        })
-    };
-    match (has("aws_access_key_id"), has("aws_secret_access_key")) {
-        (true, true) => Ok(()),
-        (false, _) => Err("is a profile without `aws_access_key_id`".into()),
-        (_, false) => Err("is a profile without `aws_secret_access_key`".into()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn credentials_contents_are_judged_without_echoing_them() {
-        let key = br#"{"type":"service_account","client_email":"capg@p.iam.gserviceaccount.com","private_key":"SECRET"}"#;
-        assert_eq!(
-            gcp_key_owner(key).as_deref(),
-            Ok("capg@p.iam.gserviceaccount.com")
-        );
-        let e = gcp_key_owner(b"not json").unwrap_err();
-        assert!(!e.contains("not json"));
-        assert!(gcp_key_owner(br#"{"type":"authorized_user"}"#).is_err());
-        assert_eq!(
-            aws_profile_ok(b"[default]\naws_access_key_id = AKIA\naws_secret_access_key = s\nregion = eu-west-1\n"),
-            Ok(())
-        );
-        let e = aws_profile_ok(b"[default]\naws_access_key_id = AKIA\n").unwrap_err();
-        assert!(e.contains("aws_secret_access_key") && !e.contains("AKIA"));
-    }
 
     #[test]
     fn inventory_types_and_labels_follow_clusterctl() {

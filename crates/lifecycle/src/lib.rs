@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod credentials;
 pub mod diff;
 pub mod doctor;
 pub mod down;

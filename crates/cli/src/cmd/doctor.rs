@@ -63,17 +63,6 @@ impl Verdict {
     }
 }
 
-/// Where `gcp setup` keeps CAPG's key: `.meshfleet/gcp` beside the fleet file (the dry run
-/// checks that the key is there).
-fn gcp_key_dir(fleet_file: &Path) -> PathBuf {
-    fleet_file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .join(".meshfleet")
-        .join("gcp")
-}
-
 fn rows<T: serde::Serialize>(steps: &[T]) -> Vec<Value> {
     steps
         .iter()
@@ -219,7 +208,7 @@ pub fn run(ctx: &Ctx, a: DoctorArgs) -> anyhow::Result<Exit> {
             (Ok(m.kube.clone()), dir.join("gcp"), Some(m))
         } else {
             let kube = meshfleet_kube::Kube::from_path(a.kubeconfig.as_deref()).await;
-            (kube, gcp_key_dir(&p.input.path), None)
+            (kube, crate::cmd::gcp::key_dir(&p.input.path), None)
         };
         let sim_urls = sim.as_ref().and_then(simproc::Mgmt::cloud_urls);
         let gcp_endpoint = a

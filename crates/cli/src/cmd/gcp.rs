@@ -45,6 +45,11 @@ pub struct GcpSetupArgs {
     /// Talos GCP image to upload (file path or URL).
     #[arg(long)]
     pub image_source: Option<String>,
+    /// Also hand CAPG's key to the management cluster of this kubeconfig: its credentials
+    /// Secret `capg-system/capg-manager-bootstrap-credentials` is made to hold the key (and
+    /// CAPG's Deployment restarted to read it), instead of a `clusterctl init` environment.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: TableOrJson,
@@ -58,7 +63,7 @@ pub fn run(ctx: &Ctx, a: GcpArgs) -> anyhow::Result<Exit> {
 }
 
 /// Where the CAPG key of a fleet is kept: `.meshfleet/gcp` beside the fleet file.
-fn key_dir(fleet_file: &Path) -> PathBuf {
+pub fn key_dir(fleet_file: &Path) -> PathBuf {
     let dir = fleet_file
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -138,15 +143,35 @@ fn setup(ctx: &Ctx, a: GcpSetupArgs) -> anyhow::Result<Exit> {
                 report.steps.len(),
                 started.elapsed().as_secs_f64()
             ));
+            let key = opts.key_dir.join(format!(
+                "{}-{}.json",
+                prereq.project, prereq.service_account.name
+            ));
+            let mut report = report;
+            if let Some(kc) = &a.kubeconfig {
+                let row = rt.block_on(hand_over(kc, &key, a.dry_run));
+                let failed = row.status == meshfleet_gcp::Status::Failed;
+                ctx.info(&format!(
+                    "  {:<15} {:<50} {:<9} {}",
+                    row.kind,
+                    row.name,
+                    row.action.as_str(),
+                    row.status.as_str()
+                ));
+                let detail = row.detail.clone();
+                report.steps.push(row);
+                if failed {
+                    print(ctx, a.output, &report)?;
+                    ctx.error(&detail);
+                    return Ok(Exit::Failed);
+                }
+            }
             print(ctx, a.output, &report)?;
-            let key = opts
-                .key_dir
-                .join(format!("{}-capg-controller.json", prereq.project));
-            if !a.dry_run && key.exists() {
+            if !a.dry_run && key.exists() && a.kubeconfig.is_none() {
                 // The key file is the hand-over point: CAPG reads its credentials from the
                 // Secret clusterctl makes of this variable.
                 ctx.info(&format!(
-                    "CAPG's key is in `{}` (0600); hand it to CAPG with: GCP_B64ENCODED_CREDENTIALS=\"$(base64 -w0 {})\" clusterctl init --infrastructure gcp",
+                    "CAPG's key is in `{}` (0600); hand it to CAPG with `meshfleet gcp setup --kubeconfig K`, or before `clusterctl init --infrastructure gcp` with GCP_B64ENCODED_CREDENTIALS=\"$(base64 -w0 {})\"",
                     key.display(),
                     key.display()
                 ));
@@ -161,6 +186,78 @@ fn setup(ctx: &Ctx, a: GcpSetupArgs) -> anyhow::Result<Exit> {
             ctx.error(&failure.error.to_string());
             Ok(Exit::Failed)
         }
+    }
+}
+
+/// The last step of `gcp setup --kubeconfig`: CAPG's credentials Secret holds the key file.
+async fn hand_over(kubeconfig: &Path, key: &Path, dry_run: bool) -> meshfleet_gcp::StepRow {
+    use meshfleet_gcp::{Action, Status, StepRow};
+    use meshfleet_lifecycle::credentials::{self, GCP, Installed};
+    let name = format!("{}/{}", GCP.default_namespace, GCP.name);
+    let row = |action, status, detail: String| StepRow {
+        kind: "credentials",
+        name: name.clone(),
+        action,
+        status,
+        detail,
+    };
+    let bytes = match std::fs::read(key) {
+        Ok(b) => b,
+        // A dry run before the first real one: the key does not exist yet.
+        Err(_) if dry_run => {
+            return row(
+                Action::Create,
+                Status::Planned,
+                format!("from `{}` once setup made it", key.display()),
+            );
+        }
+        Err(e) => {
+            return row(
+                Action::Unchanged,
+                Status::Failed,
+                format!("cannot read CAPG's key `{}`: {e}", key.display()),
+            );
+        }
+    };
+    let kube = match meshfleet_kube::Kube::from_path(Some(kubeconfig)).await {
+        Ok(k) => k,
+        Err(e) => {
+            return row(
+                Action::Unchanged,
+                Status::Failed,
+                format!("management cluster `{}`: {e}", kubeconfig.display()),
+            );
+        }
+    };
+    match credentials::install(&kube, &GCP, GCP.default_namespace, &bytes, dry_run).await {
+        Ok(done) => {
+            let action = match done {
+                Installed::Created => Action::Create,
+                Installed::Updated => Action::Update,
+                Installed::Unchanged => Action::Unchanged,
+            };
+            let status = if dry_run && action != Action::Unchanged {
+                Status::Planned
+            } else {
+                Status::Done
+            };
+            let detail = match done {
+                Installed::Updated => {
+                    "the key of `gcp setup`; CAPG's Deployment restarted to read it"
+                }
+                _ => "the key of `gcp setup`",
+            };
+            row(action, status, detail.to_owned())
+        }
+        Err(e) => row(
+            Action::Unchanged,
+            Status::Failed,
+            format!(
+                "cannot write CAPG's credentials into {}: {e}\n  hint: is CAPG installed (`clusterctl init --infrastructure gcp`)? the namespace `{}` must exist",
+                kube.server(),
+                GCP.default_namespace
+            ),
+        ),
     }
 }
 
