@@ -199,6 +199,58 @@ fn staging_first_never_two_at_once_a_failure_halts_and_a_rerun_completes() {
         "{v:?}"
     );
 
+    // The status table `up` printed shows each cluster's current and desired versions.
+    let table = text(&out.stdout);
+    let row = |c: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(c))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(
+        row("prod-use1").contains(&format!("{OLD} → {NEW}")),
+        "{table}"
+    );
+    assert!(
+        row("stage-euw1").contains(&format!("{OLD}+{NEW} → {NEW}")),
+        "{table}"
+    );
+    // `diff` says which clusters the change rolls and in which wave.
+    let o = Command::new(common::BIN)
+        .args([
+            "diff",
+            "-f",
+            "fleet.yaml",
+            "--kubeconfig",
+            &kc,
+            "-o",
+            "json",
+        ])
+        .current_dir(d)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let diff: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&o)));
+    let slot = |c: &str| {
+        diff["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == c)
+            .map(|x| {
+                (
+                    x["rollout"]["wave"].clone(),
+                    x["rollout"]["position"].clone(),
+                )
+            })
+            .unwrap()
+    };
+    assert_eq!(slot("stage-euw1"), (1.into(), 1.into()), "{diff:#}");
+    assert_eq!(slot("prod-euw1"), (2.into(), 1.into()), "{diff:#}");
+    assert_eq!(slot("prod-euw4"), (2.into(), 3.into()), "{diff:#}");
+
     // Heal and re-run: staging finishes first, then the others, one at a time.
     let o = kubectl(&kc, &["delete", "-f", cm.to_str().unwrap()]);
     assert!(o.status.success(), "{}", show(&o));

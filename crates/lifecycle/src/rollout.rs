@@ -166,9 +166,15 @@ pub async fn read<A: Api>(
     let want_t = Version::parse(&fleet.spec.versions.talos);
     let mut out = BTreeMap::new();
     for c in &rendered.clusters {
-        let mut live = Live::default();
-        let cluster = mgmt.get(&objects::cluster_ref(ns, &c.name)).await;
-        live.exists = matches!(cluster, Ok(Some(_)));
+        let exists = match mgmt.get(&objects::cluster_ref(ns, &c.name)).await {
+            Ok(c) => c.is_some(),
+            Err(KubeError::NotServed { .. }) => false,
+            Err(e) => return Err(e),
+        };
+        let mut live = Live {
+            exists,
+            ..Live::default()
+        };
         if !live.exists {
             out.insert(c.name.clone(), live);
             continue;

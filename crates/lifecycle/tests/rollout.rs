@@ -239,6 +239,43 @@ async fn a_failed_staging_cluster_halts_before_any_other_cluster_changes_and_a_r
             .any(|e| matches!(e, Event::Warning(m) if m.contains("rollout halted at `st`")))
     );
 
+    // `status` shows staging between versions and the others still to go.
+    let expected = meshfleet_lifecycle::status::expected(&next.fleet, &next.plan.mesh_peers);
+    let st = meshfleet_lifecycle::status::collect(&mgmt, "acme", &expected, true).await;
+    let of = |n: &str| {
+        st.clusters
+            .iter()
+            .find(|c| c.name == n)
+            .and_then(|c| c.versions.clone())
+            .unwrap()
+    };
+    assert_eq!(of("st").kubernetes.current, ["v1.35.4", "v1.36.3"]);
+    assert_eq!(of("p1").kubernetes.current, ["v1.35.4"]);
+    assert_eq!(of("p1").kubernetes.desired, "v1.36.3");
+    assert!(of("p1").rolling() && of("st").rolling());
+    // `diff` names the wave each cluster rolls in.
+    let d = meshfleet_lifecycle::diff::run(&mgmt, &next.fleet, &next.plan, &next.rendered)
+        .await
+        .unwrap();
+    let slot = |n: &str| {
+        d.clusters
+            .iter()
+            .find(|c| c.name == n)
+            .and_then(|c| c.rollout.clone())
+            .map(|r| (r.wave, r.waves, r.selector, r.position))
+    };
+    assert_eq!(slot("st"), Some((1, 2, "env=staging".to_string(), 1)));
+    assert_eq!(slot("p1"), Some((2, 2, "{}".to_string(), 1)));
+    assert_eq!(slot("p3"), Some((2, 2, "{}".to_string(), 3)));
+    let p1 = d.clusters.iter().find(|c| c.name == "p1").unwrap();
+    assert!(
+        p1.effects
+            .iter()
+            .any(|e| e.starts_with("rolls in wave 2/2 ({})")),
+        "{:?}",
+        p1.effects
+    );
+
     // Healed: the same file again finishes staging, then the rest.
     mgmt.w().held.clear();
     let (r, events) = up(&next, &mgmt).await;
@@ -249,6 +286,16 @@ async fn a_failed_staging_cluster_halts_before_any_other_cluster_changes_and_a_r
     for c in ["p1", "st", "p2", "p3"] {
         assert_eq!(machine_versions(&mgmt, c), ["v1.36.3"], "{c}");
     }
+    let st = meshfleet_lifecycle::status::collect(&mgmt, "acme", &expected, true).await;
+    assert!(
+        st.clusters
+            .iter()
+            .all(|c| !c.versions.as_ref().unwrap().rolling())
+    );
+    let d = meshfleet_lifecycle::diff::run(&mgmt, &next.fleet, &next.plan, &next.rendered)
+        .await
+        .unwrap();
+    assert!(d.clusters.iter().all(|c| c.rollout.is_none()), "{d:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
