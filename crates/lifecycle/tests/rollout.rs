@@ -339,3 +339,39 @@ async fn a_label_change_applies_at_once_without_rolling() {
     assert!(rolled_spans(&events).is_empty(), "{events:?}");
     assert_eq!(machine_versions(&mgmt, "st"), ["v1.35.4"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_old_version_back_in_the_file_rolls_the_halted_cluster_back_only() {
+    let mgmt = Fake::new();
+    let old = setup(&fleet_text("v1.35.4", "staging"));
+    let (r, _) = up(&old, &mgmt).await;
+    assert!(r.unwrap().ok());
+    mgmt.w().held.insert("st".into());
+    let (r, _) = up(&setup(&fleet_text("v1.36.3", "staging")), &mgmt).await;
+    assert_eq!(r.unwrap().halted.as_deref(), Some("st"));
+    mgmt.w().held.clear();
+    // Rolling back: only the halted cluster has anything to undo.
+    let (r, events) = up(&old, &mgmt).await;
+    let report = r.unwrap();
+    assert!(report.ok(), "{report:?}");
+    let order: Vec<String> = rolled_spans(&events).into_iter().map(|(c, ..)| c).collect();
+    assert_eq!(order, ["st"]);
+    for c in ["p1", "st", "p2", "p3"] {
+        assert_eq!(machine_versions(&mgmt, c), ["v1.35.4"], "{c}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cilium_upgrade_rolls_in_waves_too() {
+    let mgmt = Fake::new();
+    let (r, _) = up(
+        &setup(&fleet_text("v1.35.4", "staging").replace("cilium: 1.19.5", "cilium: 1.18.6")),
+        &mgmt,
+    )
+    .await;
+    assert!(r.unwrap().ok());
+    let (r, events) = up(&setup(&fleet_text("v1.35.4", "staging")), &mgmt).await;
+    assert!(r.unwrap().ok());
+    let order: Vec<String> = rolled_spans(&events).into_iter().map(|(c, ..)| c).collect();
+    assert_eq!(order, ["st", "p1", "p2", "p3"]);
+}
