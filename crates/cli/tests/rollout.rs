@@ -319,7 +319,7 @@ fn a_skipped_minor_is_a_located_error_before_anything_changes() {
         "located at spec.versions.kubernetes: {err}"
     );
     assert!(
-        err.contains("runs Kubernetes `v1.34.8`; `v1.36.3` skips `1.35`"),
+        err.contains("`prod-euw4` run Kubernetes `v1.34.8`; `v1.36.3` skips `1.35`"),
         "{err}"
     );
     assert!(err.contains("Kubernetes `v1.35.4`"), "{err}");

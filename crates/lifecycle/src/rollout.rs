@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use meshfleet_kube::{KubeError, ObjectRef};
+use meshfleet_kube::KubeError;
 use meshfleet_render::{ClusterObjects, Rendered};
 use meshfleet_spec::rollout::{Running, Wave, check_upgrade};
 use meshfleet_spec::{Diagnostic, Fleet, Version};
@@ -145,17 +145,26 @@ pub async fn machines<A: Api>(
         .collect())
 }
 
-async fn get_opt<A: Api>(mgmt: &A, o: &Value) -> Result<Option<Value>, KubeError> {
-    match ObjectRef::of(o) {
-        Ok(r) => match mgmt.get(&r).await {
-            Err(KubeError::NotServed { .. }) => Ok(None),
-            other => other,
-        },
-        Err(_) => Ok(None),
-    }
+/// LIST a kind in `ns`, by name; a kind the management cluster does not serve is empty.
+async fn by_name<A: Api>(
+    mgmt: &A,
+    api_version: &str,
+    kind: &str,
+    ns: &str,
+) -> Result<BTreeMap<String, Value>, KubeError> {
+    let items = match mgmt.list(api_version, kind, Some(ns), "").await {
+        Err(KubeError::NotServed { .. }) => Vec::new(),
+        r => r?,
+    };
+    Ok(items
+        .into_iter()
+        .map(|o| (str_at(&o, "/metadata/name").to_string(), o))
+        .filter(|(n, _)| !n.is_empty())
+        .collect())
 }
 
-/// Read what every cluster of `rendered` is in the management cluster (namespace `ns`).
+/// Read what every cluster of `rendered` is in the management cluster (namespace `ns`): one
+/// LIST per kind for the whole fleet (a few requests, not a few per cluster).
 pub async fn read<A: Api>(
     mgmt: &A,
     ns: &str,
@@ -164,15 +173,52 @@ pub async fn read<A: Api>(
 ) -> Result<BTreeMap<String, Live>, KubeError> {
     let want_k = Version::parse(&fleet.spec.versions.kubernetes);
     let want_t = Version::parse(&fleet.spec.versions.talos);
+    let clusters = by_name(mgmt, objects::CAPI_VERSION, "Cluster", ns).await?;
+    let mut owners: BTreeMap<(String, String), Value> = BTreeMap::new();
+    let mut kinds: Vec<(String, String)> = rendered
+        .clusters
+        .iter()
+        .flat_map(|c| c.objects.iter())
+        .filter(|o| {
+            matches!(
+                str_at(o, "/kind"),
+                "TalosControlPlane" | "MachineDeployment"
+            )
+        })
+        .map(|o| {
+            (
+                str_at(o, "/apiVersion").to_string(),
+                str_at(o, "/kind").to_string(),
+            )
+        })
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    if rendered.clusters.iter().any(|c| !c.cilium.proxy.is_null()) {
+        kinds.push((
+            objects::CAAPH_VERSION.to_string(),
+            "HelmChartProxy".to_string(),
+        ));
+    }
+    for (av, kind) in &kinds {
+        for (n, o) in by_name(mgmt, av, kind, ns).await? {
+            owners.insert((kind.clone(), n), o);
+        }
+    }
+    let all_machines = by_name(mgmt, objects::CAPI_VERSION, "Machine", ns).await?;
+    let configs = by_name(mgmt, CABPT_VERSION, "TalosConfig", ns).await?;
+    let live_of = |o: &Value| {
+        owners
+            .get(&(
+                str_at(o, "/kind").to_string(),
+                str_at(o, "/metadata/name").to_string(),
+            ))
+            .cloned()
+    };
     let mut out = BTreeMap::new();
     for c in &rendered.clusters {
-        let exists = match mgmt.get(&objects::cluster_ref(ns, &c.name)).await {
-            Ok(c) => c.is_some(),
-            Err(KubeError::NotServed { .. }) => false,
-            Err(e) => return Err(e),
-        };
         let mut live = Live {
-            exists,
+            exists: clusters.contains_key(&c.name),
             ..Live::default()
         };
         if !live.exists {
@@ -186,7 +232,7 @@ pub async fn read<A: Api>(
                 "TalosControlPlane" | "MachineDeployment"
             )
         }) {
-            if let Some(l) = get_opt(mgmt, o).await? {
+            if let Some(l) = live_of(o) {
                 live.objects_differ |= rollout_fields(&l) != rollout_fields(o);
                 if str_at(o, "/kind") == "TalosControlPlane" {
                     tcp_live = Some(l);
@@ -194,26 +240,33 @@ pub async fn read<A: Api>(
             }
         }
         if !c.cilium.proxy.is_null()
-            && let Some(l) = get_opt(mgmt, &c.cilium.proxy).await?
+            && let Some(l) = live_of(&c.cilium.proxy)
         {
             live.objects_differ |= rollout_fields(&l) != rollout_fields(&c.cilium.proxy);
             if let Some(v) = Version::parse(str_at(&l, "/spec/version")) {
                 live.running.cilium.push(v);
             }
         }
-        for (m, talos) in machines(mgmt, ns, &c.name).await? {
-            if deleting(&m) {
+        for m in all_machines.values().filter(|m| {
+            str_at(
+                m,
+                &format!("/metadata/labels/{}", CAPI_CLUSTER_NAME.replace('/', "~1")),
+            ) == c.name
+        }) {
+            if deleting(m) {
                 continue;
             }
             live.machines += 1;
-            let k = Version::parse(str_at(&m, "/spec/version"));
-            let t = talos.as_deref().and_then(Version::parse);
+            let k = Version::parse(str_at(m, "/spec/version"));
+            let t = configs
+                .get(str_at(m, "/spec/bootstrap/configRef/name"))
+                .and_then(|tc| Version::parse(str_at(tc, "/spec/talosVersion")));
             if (k.is_some() && k != want_k) || (t.is_some() && t != want_t) {
                 live.outdated_machines += 1;
             }
             // Only machines that run constrain the jump: a new machine that never came up
             // (a halted rollout) runs nothing yet.
-            if running_phase(&m) {
+            if running_phase(m) {
                 live.running.kubernetes.extend(k);
                 live.running.talos.extend(t);
             }
@@ -253,6 +306,45 @@ pub fn check_paths(fleet: &Fleet, live: &BTreeMap<String, Live>) -> Vec<Diagnost
         }
     }
     out
+}
+
+/// The same refusal for many clusters (a fleet-wide version change usually is) as one
+/// diagnostic naming them, so a 500-cluster fleet gets one error, not 500.
+pub fn grouped(ds: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut groups: Vec<(Diagnostic, String, Vec<String>)> = Vec::new();
+    for d in ds {
+        let Some((name, tail)) = d
+            .message
+            .strip_prefix("cluster `")
+            .and_then(|m| m.split_once("` runs "))
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+        else {
+            groups.push((d, String::new(), Vec::new()));
+            continue;
+        };
+        match groups.iter_mut().find(|(g, t, names)| {
+            !names.is_empty() && *t == tail && g.path == d.path && g.hint == d.hint
+        }) {
+            Some((_, _, names)) => names.push(name),
+            None => groups.push((d, tail, vec![name])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(mut d, tail, names)| {
+            if names.len() > 1 {
+                let shown: Vec<String> = names.iter().take(5).map(|n| format!("`{n}`")).collect();
+                let more = names.len() - shown.len();
+                let who = if more > 0 {
+                    format!("{} and {more} more", shown.join(", "))
+                } else {
+                    shown.join(", ")
+                };
+                d.message = format!("clusters {who} run {tail}");
+            }
+            d
+        })
+        .collect()
 }
 
 /// How `up` orders the clusters: those whose change applies at once, and the waves of those
@@ -393,6 +485,27 @@ mod tests {
         assert_eq!(rollout_fields(&a), rollout_fields(&b));
         b["spec"]["template"]["spec"]["infrastructureRef"]["name"] = json!("t-2");
         assert_ne!(rollout_fields(&a), rollout_fields(&b));
+    }
+
+    #[test]
+    fn the_same_refusal_for_many_clusters_is_one_diagnostic() {
+        let d = |n: &str| {
+            Diagnostic::error(
+                "spec.versions.kubernetes",
+                format!("cluster `{n}` runs Kubernetes `v1.34.8`; `v1.36.3` skips `1.35`"),
+            )
+            .with_hint("h")
+        };
+        let names: Vec<String> = (0..7).map(|i| format!("c{i}")).collect();
+        let mut ds: Vec<Diagnostic> = names.iter().map(|n| d(n)).collect();
+        ds.push(d("x").with_hint("other"));
+        let g = grouped(ds);
+        assert_eq!(g.len(), 2);
+        assert_eq!(
+            g[0].message,
+            "clusters `c0`, `c1`, `c2`, `c3`, `c4` and 2 more run Kubernetes `v1.34.8`; `v1.36.3` skips `1.35`"
+        );
+        assert!(g[1].message.starts_with("cluster `x` runs"));
     }
 
     #[test]

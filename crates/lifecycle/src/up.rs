@@ -101,7 +101,7 @@ pub async fn run<A: Api>(
     let live = rollout::read(mgmt, &opts.fleet, fleet, rendered).await?;
     let bad = rollout::check_paths(fleet, &live);
     if !bad.is_empty() {
-        return Err(Error::UpgradePath(bad));
+        return Err(Error::UpgradePath(rollout::grouped(bad)));
     }
     let order = rollout::order(fleet, &live);
 
