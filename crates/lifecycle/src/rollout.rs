@@ -69,7 +69,7 @@ fn running_phase(m: &Value) -> bool {
 /// `controlPlaneConfig` (siderolabs/cluster-api-control-plane-provider-talos:
 /// `controllers/controlplane.go`@v0.5.12 `MachinesNeedingRollout`); a MachineDeployment on
 /// its template's `version`, `infrastructureRef` and bootstrap `configRef`
-/// (kubernetes-sigs/cluster-api:`internal/controllers/machinedeployment/mdutil/util.go`@v1.14.0
+/// (kubernetes-sigs/cluster-api:`core/reconcilers/machinedeployment/mdutil/util.go`@v1.14.0
 /// `MachineTemplateUpToDate`); CAAPH upgrades the release on the proxy's `version`.
 fn rollout_fields(o: &Value) -> Vec<Value> {
     let paths: &[&str] = match str_at(o, "/kind") {

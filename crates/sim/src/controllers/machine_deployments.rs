@@ -81,13 +81,13 @@ pub(super) fn machine_deployments(world: &World) {
             }
         };
         // A machine is outdated when its version or templates differ from the deployment's
-        // (`MachineTemplateUpToDate`, mdutil/util.go@v1.14.0).
+        // (`MachineTemplateUpToDate`, core/reconcilers/machinedeployment/mdutil/util.go@v1.14.0).
         let (fresh, old): (Vec<&Value>, Vec<&Value>) = live.iter().copied().partition(|m| {
             rollout::up_to_date(m, &version, &infra_template, boot_template.as_deref())
         });
         // RollingUpdate defaults: maxSurge 1 (a percentage rounds up), maxUnavailable 0
         // (rounds down); both 0 is refused by Cluster API, read here as a surge of 1
-        // (`spec.rollout.strategy.rollingUpdate`, the v1beta2 MachineDeployment CRD@v1.14.0).
+        // (`spec.rollout.strategy.rollingUpdate`, defaulted in cluster-api:`core/webhooks/admission/machinedeployment.go`@v1.14.0).
         let ru = md.pointer("/spec/rollout/strategy/rollingUpdate");
         let mut surge =
             rollout::int_or_percent(ru.and_then(|r| r.get("maxSurge")), replicas, 1, true);
@@ -112,7 +112,7 @@ pub(super) fn machine_deployments(world: &World) {
             // New machines up to `replicas + maxSurge` in all; old ones go while at least
             // `replicas - maxUnavailable` machines stay ready (the MachineSet scale-up and
             // scale-down of a rolling update, `rolloutRolling`,
-            // internal/controllers/machinedeployment/machinedeployment_rolling.go@v1.14.0).
+            // cluster-api:`core/reconcilers/machinedeployment/machinedeployment_rollout_rollingupdate.go`@v1.14.0).
             let room = (replicas + surge - live.len() as i64).min(replicas - fresh.len() as i64);
             for _ in 0..room.max(0) {
                 create_machine();

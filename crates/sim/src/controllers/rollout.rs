@@ -9,7 +9,7 @@
 //! - Cluster API MachineDeployment: a machine whose `spec.version`, `infrastructureRef` or
 //!   bootstrap `configRef` template differs from the deployment's template
 //!   (`MachineTemplateUpToDate`,
-//!   kubernetes-sigs/cluster-api:`internal/controllers/machinedeployment/mdutil/util.go`@v1.14.0).
+//!   kubernetes-sigs/cluster-api:`core/reconcilers/machinedeployment/mdutil/util.go`@v1.14.0).
 //!
 //! Cluster API copies the template a machine was made from into that annotation on the
 //! infrastructure machine; the simulator has no infrastructure machine objects, so it keeps the
