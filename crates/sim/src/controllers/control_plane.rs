@@ -123,17 +123,18 @@ pub(super) fn control_planes(world: &World, timers: &mut Timers, fw: &mesh::Fire
             .collect();
         let on_delete = s(&tcp, "/spec/rolloutStrategy/type") == "OnDelete";
         let rolling = initialized && !outdated.is_empty() && !on_delete;
-        // Scale-up and scale-down both wait until every machine has a NodeRef
+        // Scale-down waits until every machine has a NodeRef
         // (siderolabs/cluster-api-control-plane-provider-talos:`controllers/scale.go`@v0.5.12).
         let all_noderefs = live_now
             .iter()
             .all(|m| m.pointer("/status/nodeRef/name").is_some());
         let mut current = live_now.len() as i64;
         if rolling {
-            // RollingUpdate: up to `replicas + maxSurge` machines (maxSurge defaults to 1,
-            // `api/v1alpha3/taloscontrolplane_webhook.go`@v0.5.12), a new one first, then the
-            // oldest outdated one goes, one at a time (`upgradeControlPlane`,
-            // controllers/upgrade.go@v0.5.12).
+            // RollingUpdate: below `replicas + maxSurge` machines a new one is made (maxSurge
+            // defaults to 1, `api/v1alpha3/taloscontrolplane_webhook.go`@v0.5.12); at it, the
+            // oldest outdated machine goes once every machine has a NodeRef, one at a time
+            // (`upgradeControlPlane`, controllers/upgrade.go, and `selectMachineForScaleDown`,
+            // controllers/scale.go@v0.5.12).
             let surge = rollout::int_or_percent(
                 tcp.pointer("/spec/rolloutStrategy/rollingUpdate/maxSurge"),
                 replicas,
@@ -142,9 +143,7 @@ pub(super) fn control_planes(world: &World, timers: &mut Timers, fw: &mesh::Fire
             );
             let one_deleting = machines.iter().any(deleting);
             if current < replicas + surge {
-                if all_noderefs {
-                    create_machine();
-                }
+                create_machine();
             } else if all_noderefs
                 && !one_deleting
                 && let (Some(old), Some(mt)) =
