@@ -16,7 +16,9 @@ mod common;
 
 use common::Sim;
 
-const SPEED: &str = "200";
+/// Simulated-time factor: slow enough that `kubectl get machines`, sampled every few hundred
+/// milliseconds, sees each cluster mid-rollout.
+const SPEED: &str = "25";
 const OLD: &str = "v1.35.4";
 const NEW: &str = "v1.36.3";
 const CLUSTERS: [&str; 4] = ["stage-euw1", "prod-euw1", "prod-use1", "prod-euw4"];
