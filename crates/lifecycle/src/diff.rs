@@ -60,6 +60,24 @@ pub struct ClusterDiff {
     pub changes: Vec<Change>,
     /// What the changes will cause, for people.
     pub effects: Vec<String>,
+    /// When `up` rolls this cluster (it replaces machines or upgrades Cilium): its wave.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutSlot>,
+}
+
+/// Where a rolled cluster goes in the rollout.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RolloutSlot {
+    /// 1-based position of its wave among the waves that roll something.
+    pub wave: usize,
+    /// How many waves roll something.
+    pub waves: usize,
+    /// The wave's selector, for people.
+    pub selector: String,
+    /// 1-based position of the cluster inside its wave (file order).
+    pub position: usize,
+    /// Clusters rolled at once.
+    pub max_parallel: u32,
 }
 
 /// The whole fleet's differences.
@@ -96,6 +114,22 @@ pub async fn run<A: Api>(
             }
         }
     }
+    // Which clusters `up` would roll, in which wave, and whether their versions may move.
+    let live = crate::rollout::read(mgmt, ns, fleet, rendered).await?;
+    let order = crate::rollout::order(fleet, &live);
+    let refused = crate::rollout::check_paths(fleet, &live);
+    let slot = |name: &str| {
+        order.waves.iter().enumerate().find_map(|(i, w)| {
+            let pos = w.clusters.iter().position(|c| c == name)?;
+            Some(RolloutSlot {
+                wave: i + 1,
+                waves: order.waves.len(),
+                selector: crate::rollout::describe_wave(fleet, w.index),
+                position: pos + 1,
+                max_parallel: fleet.spec.rollout.max_parallel,
+            })
+        })
+    };
     let mut out = Vec::new();
     for c in &rendered.clusters {
         let mut desired: Vec<Value> = c.objects.clone();
@@ -139,16 +173,30 @@ pub async fn run<A: Api>(
         } else {
             Action::Update
         };
-        let effects = if action == Action::Update {
+        let mut effects = if action == Action::Update {
             effects(&changes, fleet, plan, &c.name)
         } else {
             Vec::new()
         };
+        let rollout = slot(&c.name);
+        if let Some(r) = &rollout {
+            effects.push(format!(
+                "rolls in wave {}/{} ({}), position {} of its wave, at most {} cluster(s) at a time, behind a health gate",
+                r.wave, r.waves, r.selector, r.position, r.max_parallel
+            ));
+        }
+        for d in refused
+            .iter()
+            .filter(|d| d.message.contains(&format!("`{}`", c.name)))
+        {
+            effects.push(format!("refused by `up`: {d}"));
+        }
         out.push(ClusterDiff {
             name: c.name.clone(),
             action,
             changes,
             effects,
+            rollout,
         });
     }
     // Clusters held for this fleet that the file no longer names: `up` leaves them, so they
@@ -173,6 +221,7 @@ pub async fn run<A: Api>(
             }],
             name,
             action: Action::Delete,
+            rollout: None,
         });
     }
     Ok(FleetDiff { clusters: out })

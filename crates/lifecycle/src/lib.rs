@@ -11,7 +11,9 @@
 //! - [`down`]: delete clusters in order (Cilium's proxy, the Cluster, then what nothing owns);
 //! - [`status`]: the fleet at a glance; [`meshstatus`]: the mesh, collected then judged;
 //! - [`kubeconfig`]: the workload clusters' admin kubeconfigs, one context each;
-//! - [`diff`]: what `up` would change, per cluster and field, and what that will cause.
+//! - [`diff`]: what `up` would change, per cluster and field, and what that will cause;
+//! - [`rollout`]: what each cluster runs, which clusters a change rolls and in which wave, the
+//!   version-path check and the health gate of a rolled cluster.
 
 #![warn(missing_docs)]
 
@@ -27,6 +29,7 @@ pub mod meshstatus;
 pub mod objects;
 pub mod promtext;
 pub mod providers;
+pub mod rollout;
 pub mod secrets;
 pub mod snapshot;
 pub mod status;
@@ -59,6 +62,10 @@ pub enum Error {
     /// A kubeconfig could not be read or built.
     #[error(transparent)]
     Kubeconfig(#[from] meshfleet_kube::kubeconfig::KubeconfigError),
+    /// The file's versions cannot follow from what some clusters run (a skipped minor):
+    /// found before anything was written. Each diagnostic names the cluster and a path.
+    #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
+    UpgradePath(Vec<meshfleet_spec::Diagnostic>),
     /// Anything else, already worded for the user.
     #[error("{0}")]
     Other(String),

@@ -26,6 +26,42 @@ pub struct Expected {
     pub peers: Vec<String>,
     /// In the management cluster with the fleet's label, but not in the fleet file.
     pub orphan: bool,
+    /// The versions the fleet file asks for (none for an orphan).
+    pub versions: Option<meshfleet_spec::Versions>,
+}
+
+/// One component's versions: what the cluster runs and what the file asks for.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VersionPair {
+    /// Versions in use now (several while a rollout replaces machines).
+    pub current: Vec<String>,
+    /// The fleet file's version.
+    pub desired: String,
+}
+
+impl VersionPair {
+    /// Every part of the cluster runs the desired version (or nothing is known yet).
+    pub fn settled(&self) -> bool {
+        self.current.is_empty() || self.current.iter().all(|c| *c == self.desired)
+    }
+}
+
+/// Current and desired versions of a cluster.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Versions {
+    /// Kubernetes, from the Machines' `spec.version`.
+    pub kubernetes: VersionPair,
+    /// Talos, from the Machines' TalosConfigs.
+    pub talos: VersionPair,
+    /// Cilium, from the HelmChartProxy's chart version.
+    pub cilium: VersionPair,
+}
+
+impl Versions {
+    /// A rollout has not finished (some part runs another version than the file's).
+    pub fn rolling(&self) -> bool {
+        !(self.kubernetes.settled() && self.talos.settled() && self.cilium.settled())
+    }
 }
 
 /// A condition with the object that reports it.
@@ -78,6 +114,9 @@ pub struct ClusterStatus {
     /// Why it is not ready, when it is not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// Current and desired versions (absent for a cluster not in the file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub versions: Option<Versions>,
 }
 
 impl ClusterStatus {
@@ -122,6 +161,7 @@ pub async fn collect<A: Api>(
                     nodes: 0,
                     peers: Vec::new(),
                     orphan: true,
+                    versions: None,
                 });
             }
         }
@@ -168,6 +208,7 @@ async fn one_inner<A: Api>(mgmt: &A, fleet: &str, e: &Expected, mesh_on: bool) -
         },
         mesh: MeshStatus::default(),
         problem: None,
+        versions: None,
     };
     let cluster = match mgmt.get(&objects::cluster_ref(fleet, &e.name)).await {
         Ok(Some(c)) => c,
@@ -227,6 +268,9 @@ async fn one_inner<A: Api>(mgmt: &A, fleet: &str, e: &Expected, mesh_on: bool) -
         st.problem = Some(format!("being deleted: {why}"));
     }
     st.conditions = conds;
+    if let Some(want) = &e.versions {
+        st.versions = Some(versions(mgmt, fleet, &e.name, want).await);
+    }
 
     // A glance must not hang on a cluster that does not answer: retry briefly, then say so.
     let Ok(Some(w)) = workload::from_secret(mgmt, fleet, &e.name, workload::GLANCE).await else {
@@ -271,6 +315,61 @@ async fn one_inner<A: Api>(mgmt: &A, fleet: &str, e: &Expected, mesh_on: bool) -
     st
 }
 
+/// What the cluster's Machines and Cilium proxy run, against the file's versions.
+async fn versions<A: Api>(
+    mgmt: &A,
+    fleet: &str,
+    cluster: &str,
+    want: &meshfleet_spec::Versions,
+) -> Versions {
+    let mut v = Versions {
+        kubernetes: VersionPair {
+            desired: want.kubernetes.clone(),
+            ..VersionPair::default()
+        },
+        talos: VersionPair {
+            desired: want.talos.clone(),
+            ..VersionPair::default()
+        },
+        cilium: VersionPair {
+            desired: want.cilium.clone(),
+            ..VersionPair::default()
+        },
+    };
+    for (m, talos) in crate::rollout::machines(mgmt, fleet, cluster)
+        .await
+        .unwrap_or_default()
+    {
+        if m.pointer("/metadata/deletionTimestamp").is_some() {
+            continue;
+        }
+        if let Some(k) = m.pointer("/spec/version").and_then(Value::as_str) {
+            v.kubernetes.current.push(k.to_string());
+        }
+        v.talos.current.extend(talos);
+    }
+    let proxy = meshfleet_kube::ObjectRef::new(
+        objects::CAAPH_VERSION,
+        "HelmChartProxy",
+        Some(fleet),
+        &meshfleet_render::proxy_name(cluster),
+    );
+    if let Ok(Some(p)) = mgmt.get(&proxy).await
+        && let Some(c) = p.pointer("/spec/version").and_then(Value::as_str)
+    {
+        v.cilium.current.push(c.to_string());
+    }
+    for l in [
+        &mut v.kubernetes.current,
+        &mut v.talos.current,
+        &mut v.cilium.current,
+    ] {
+        l.sort();
+        l.dedup();
+    }
+    v
+}
+
 fn node_ready(n: &Value) -> bool {
     kstatus::condition(&kstatus::conditions(n), "Ready").is_some_and(kstatus::Condition::is_true)
 }
@@ -294,6 +393,7 @@ pub fn expected(
                     .map(|p| u64::from(p.replicas))
                     .sum::<u64>(),
             orphan: false,
+            versions: Some(fleet.spec.versions.clone()),
             peers: if fleet.spec.mesh.enabled {
                 peers.get(&c.name).cloned().unwrap_or_default()
             } else {

@@ -20,8 +20,14 @@ use tokio::sync::Semaphore;
 use crate::api::Api;
 use crate::event::Progress;
 use crate::mesh::{self, Endpoints};
+use crate::rollout;
 use crate::snapshot::{self, Snapshot};
 use crate::{Error, objects, providers, secrets, workload};
+
+// The wave-by-wave half of `up` (rolled clusters, health gates, halting) lives beside it.
+#[path = "up_waves.rs"]
+mod waves;
+use waves::roll_waves;
 
 /// What `up` needs to know, decided by the command layer.
 #[derive(Debug, Clone)]
@@ -69,6 +75,10 @@ pub struct UpReport {
     /// Clusters the management cluster holds for this fleet that the fleet file no longer
     /// names. `up` never deletes them: that takes `down --cluster NAME`.
     pub not_in_file: Vec<String>,
+    /// The cluster a rollout halted at (its reason is in [`UpReport::failures`]).
+    pub halted: Option<String>,
+    /// Clusters the halted rollout did not touch, in rollout order.
+    pub not_rolled: Vec<String>,
 }
 
 impl UpReport {
@@ -91,6 +101,14 @@ pub async fn run<A: Api>(
 ) -> Result<UpReport, Error> {
     // Providers first: applying into a cluster that lacks a CRD fails half-way.
     providers::check(mgmt, fleet, rendered).await?;
+    // What every cluster runs, and whether the file's versions may follow from it: read
+    // before the first write, so an invalid jump touches nothing.
+    let live = rollout::read(mgmt, &opts.fleet, fleet, rendered).await?;
+    let bad = rollout::check_paths(fleet, &live);
+    if !bad.is_empty() {
+        return Err(Error::UpgradePath(rollout::grouped(bad)));
+    }
+    let order = rollout::order(fleet, &live);
 
     apply_fleet_objects(mgmt, rendered).await?;
     let secrets = secrets::workload_secrets(mgmt, &opts, opts.ipsec).await?;
@@ -118,9 +136,20 @@ pub async fn run<A: Api>(
         plan: plan.clone(),
     });
     let mut set = tokio::task::JoinSet::new();
-    for c in &rendered.clusters {
+    for c in rendered
+        .clusters
+        .iter()
+        .filter(|c| order.at_once.contains(&c.name))
+    {
         set.spawn(converge_cluster(shared.clone(), c.clone(), sem.clone()));
     }
+    // The rolled clusters go wave by wave beside them.
+    let rolled = tokio::spawn(roll_waves(
+        shared.clone(),
+        rendered.clusters.clone(),
+        order,
+        live,
+    ));
     let mut outcomes = Vec::new();
     while let Some(r) = set.join_next().await {
         let o = r.map_err(|e| Error::Other(format!("a cluster's task panicked: {e}")))?;
@@ -132,8 +161,14 @@ pub async fn run<A: Api>(
         outcomes.push(o);
     }
 
+    let rolled = rolled
+        .await
+        .map_err(|e| Error::Other(format!("the rollout's task panicked: {e}")))?;
+    outcomes.extend(rolled.outcomes);
     let mut report = UpReport {
         not_in_file: not_in_file(mgmt, &shared.opts.fleet, rendered).await?,
+        halted: rolled.halted,
+        not_rolled: rolled.untouched,
         ..UpReport::default()
     };
     if shared.opts.mesh {

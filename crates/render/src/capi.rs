@@ -37,7 +37,14 @@ pub trait Infra {
     /// The infrastructure cluster object.
     fn cluster(&self, ctx: &Ctx<'_>) -> Result<Emitted, RenderError>;
     /// A machine template, named `base-<digest of its spec>` (see [`meta::content_name`]);
-    /// returns the object and its name.
+    /// returns the object and its name. The digest is how upgrades reach machines: Cluster API
+    /// treats infrastructure machine templates as immutable, and a change (a new Talos image or
+    /// AMI, a machine type) is a new template under a new name that the TalosControlPlane or
+    /// MachineDeployment then references, which starts their rolling replacement
+    /// (kubernetes-sigs/cluster-api:`docs/book/src/tasks/updating-machine-templates.md`@v1.14.0;
+    /// CACPPT rolls machines whose version, template or Talos config differ,
+    /// siderolabs/cluster-api-control-plane-provider-talos:`controllers/controlplane.go`@v0.5.12,
+    /// one surge machine at a time by default, `api/v1alpha3/taloscontrolplane_webhook.go`).
     fn machine_template(
         &self,
         ctx: &Ctx<'_>,

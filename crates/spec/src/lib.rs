@@ -7,12 +7,14 @@
 mod diag;
 mod model;
 mod releases;
+pub mod rollout;
 mod source;
 mod validate;
 
 pub use diag::{Diagnostic, Position, Report, Severity};
 pub use model::*;
 pub use releases::{KnownRelease, Release, SupportedVersions, known_kubernetes, known_talos};
+pub use rollout::{LabelSelector, LabelSelectorRequirement, Rollout, SelectorOperator};
 pub use source::SourceMap;
 pub use validate::parse_cidr;
 

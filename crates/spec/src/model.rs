@@ -67,6 +67,9 @@ pub struct FleetSpec {
     /// Talos settings shared by every cluster.
     #[serde(default)]
     pub talos: TalosSettings,
+    /// How version changes roll through the fleet: waves, parallelism, health timeout.
+    #[serde(default)]
+    pub rollout: crate::rollout::Rollout,
     /// The clusters of the fleet.
     pub clusters: Vec<Cluster>,
 }

@@ -59,10 +59,31 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<Exit> {
     })
 }
 
+/// The Kubernetes version a cluster runs, or `current → desired` for every component a
+/// rollout has not finished.
+fn version_cell(c: &meshfleet_lifecycle::status::ClusterStatus) -> String {
+    let Some(v) = &c.versions else {
+        return "-".into();
+    };
+    if !v.rolling() {
+        return v.kubernetes.desired.clone();
+    }
+    [
+        ("", &v.kubernetes),
+        ("talos ", &v.talos),
+        ("cilium ", &v.cilium),
+    ]
+    .iter()
+    .filter(|(_, p)| !p.settled())
+    .map(|(what, p)| format!("{what}{} → {}", p.current.join("+"), p.desired))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
 /// The table for people: problems first, one line each, then the details of each problem.
 pub fn table(s: &FleetStatus, mesh_on: bool, colour: bool) -> String {
     let mut t = Table::new([
-        "CLUSTER", "PROVIDER", "REGION", "READY", "PHASE", "NODES", "MESH",
+        "CLUSTER", "PROVIDER", "REGION", "READY", "PHASE", "NODES", "MESH", "VERSION",
     ]);
     for c in &s.clusters {
         let mesh = if !mesh_on {
@@ -88,6 +109,7 @@ pub fn table(s: &FleetStatus, mesh_on: bool, colour: bool) -> String {
             c.phase.clone(),
             format!("{}/{}", c.nodes.ready, c.nodes.total),
             mesh,
+            version_cell(c),
         ]);
     }
     let mut out = t.render(colour);

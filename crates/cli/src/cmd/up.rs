@@ -174,6 +174,20 @@ async fn converge(
     let mesh_on = opts.mesh;
     let report = match up::run(&mgmt, fleet, &p.plan, &p.rendered, opts, progress).await {
         Ok(r) => r,
+        // A version jump the clusters cannot take: located in the fleet file like any other
+        // invalid input, found before anything was written.
+        Err(meshfleet_lifecycle::Error::UpgradePath(mut ds)) => {
+            display.clear();
+            for d in &mut ds {
+                p.input.loaded.map.locate(d);
+            }
+            let report = meshfleet_spec::Report {
+                errors: ds,
+                warnings: Vec::new(),
+            };
+            common::print_report(ctx, &p.input.path, &p.input.text, &report);
+            return Ok(Exit::Invalid);
+        }
         Err(e @ meshfleet_lifecycle::Error::ProvidersMissing { .. }) => {
             display.clear();
             ctx.error(&e.to_string());

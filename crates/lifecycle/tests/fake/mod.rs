@@ -37,6 +37,10 @@ pub struct World {
     pub not_served: BTreeSet<String>,
     /// Clusters that never become Available (their control plane stays unbootstrapped).
     pub stuck: BTreeSet<String>,
+    /// Clusters whose machines are never replaced once they exist: a changed version or
+    /// template adds one new machine that never boots, and the old ones stay (a rollout that
+    /// cannot finish).
+    pub held: BTreeSet<String>,
 }
 
 impl World {
@@ -104,6 +108,7 @@ impl World {
                             "address": format!("10.0.{}.2", name.bytes().map(u32::from).sum::<u32>() % 250)}]}}),
                 );
             }
+            "TalosControlPlane" | "MachineDeployment" => self.machines_for(obj, &name, ns),
             "HelmChartProxy" => {
                 let cluster = obj["metadata"]["labels"]["meshfleet.io/cluster"]
                     .as_str()
@@ -131,6 +136,95 @@ impl World {
                 );
             }
             _ => {}
+        }
+    }
+
+    /// The machines (and their TalosConfigs) of a control plane or MachineDeployment: replaced
+    /// at once by `replicas` machines at its version, unless the cluster is `held`.
+    fn machines_for(&mut self, obj: &Value, owner: &str, ns: Option<String>) {
+        let cluster = obj["metadata"]["labels"]["meshfleet.io/cluster"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let is_cp = obj["kind"] == "TalosControlPlane";
+        let (version, talos) = if is_cp {
+            (
+                obj["spec"]["version"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                obj["spec"]["controlPlaneConfig"]["controlplane"]["talosVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        } else {
+            let tpl = obj["spec"]["template"]["spec"]["bootstrap"]["configRef"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let talos = self
+                .objects
+                .iter()
+                .find(|((s, k, _, n), _)| s == "mgmt" && k == "TalosConfigTemplate" && *n == tpl)
+                .and_then(|(_, v)| v["spec"]["template"]["spec"]["talosVersion"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            (
+                obj["spec"]["template"]["spec"]["version"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                talos,
+            )
+        };
+        let replicas = obj["spec"]["replicas"].as_u64().unwrap_or(1);
+        let mine = |o: &Value| o["metadata"]["labels"]["fake/owner"] == owner;
+        let existing: Vec<Value> = self
+            .objects
+            .iter()
+            .filter(|((s, k, _, _), v)| s == "mgmt" && k == "Machine" && mine(v))
+            .map(|(_, v)| v.clone())
+            .collect();
+        let current = |m: &Value| {
+            m["spec"]["version"] == version.as_str() && m["fake"]["talos"] == talos.as_str()
+        };
+        if !existing.is_empty() && existing.iter().all(current) && existing.len() as u64 == replicas
+        {
+            return;
+        }
+        let machine = |name: String, up: bool| {
+            json!({"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Machine",
+            "metadata": {"name": name, "namespace": ns,
+                "labels": {"cluster.x-k8s.io/cluster-name": cluster, "fake/owner": owner}},
+            "spec": {"version": version, "bootstrap": {"configRef": {"name": name}}},
+            "fake": {"talos": talos},
+            "status": if up {
+                json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]})
+            } else {
+                json!({"phase": "Provisioning", "conditions": [{"type": "Ready", "status": "False"},
+                    {"type": "InfrastructureReady", "status": "False", "message": "the instance does not boot (held by the test)"}]})
+            }})
+        };
+        let config = |name: &str| {
+            json!({"apiVersion": "bootstrap.cluster.x-k8s.io/v1alpha3", "kind": "TalosConfig",
+                "metadata": {"name": name, "namespace": ns,
+                    "labels": {"cluster.x-k8s.io/cluster-name": cluster, "fake/owner": owner}},
+                "spec": {"talosVersion": talos}})
+        };
+        if self.held.contains(&cluster) && !existing.is_empty() {
+            let name = format!("{owner}-{version}-{talos}-new");
+            self.put("mgmt", machine(name.clone(), false));
+            self.put("mgmt", config(&name));
+            return;
+        }
+        self.objects.retain(|(s, k, _, _), v| {
+            !(s == "mgmt" && (k == "Machine" || k == "TalosConfig") && mine(v))
+        });
+        for i in 0..replicas {
+            let name = format!("{owner}-{version}-{talos}-{i}");
+            self.put("mgmt", machine(name.clone(), true));
+            self.put("mgmt", config(&name));
         }
     }
 

@@ -84,12 +84,17 @@ pub(super) fn control_planes(world: &World, timers: &mut Timers, fw: &mesh::Fire
         } else {
             replicas.min(1)
         };
-        let mut current = machines.iter().filter(|m| !deleting(m)).count() as i64;
-        while current < want {
+        let infra_template = s(&tcp, "/spec/infrastructureTemplate/name").to_string();
+        let cp_config = tcp
+            .pointer("/spec/controlPlaneConfig/controlplane")
+            .cloned()
+            .unwrap_or(json!({"generateType": "controlplane"}));
+        let create_machine = || {
             let mname = format!("{}-{}", name_of(&tcp), short_id());
             let labels = json!({CLUSTER_LABEL: name_of(&cluster), "cluster.x-k8s.io/control-plane": "",
                 "cluster.x-k8s.io/control-plane-name": name_of(&tcp)});
-            let m = new_machine(&cluster, &tcp, &mname, labels, &infra_kind, &version);
+            let mut m = new_machine(&cluster, &tcp, &mname, labels, &infra_kind, &version);
+            rollout::stamp(&mut m, &infra_template, None);
             if let Some(mt) = ty(api, CAPI, "Machine") {
                 create(api, &key_of(mt, &m), m);
                 if let (Some(ct), Some(stored)) = (
@@ -99,30 +104,67 @@ pub(super) fn control_planes(world: &World, timers: &mut Timers, fw: &mesh::Fire
                         &json!({"metadata": {"name": mname, "namespace": ns_of(&tcp)}}),
                     )),
                 ) {
-                    let spec = tcp
-                        .pointer("/spec/controlPlaneConfig/controlplane")
-                        .cloned()
-                        .unwrap_or(json!({"generateType": "controlplane"}));
-                    let tc = talos_config(&stored, spec);
+                    let tc = talos_config(&stored, cp_config.clone());
                     create(api, &key_of(ct, &tc), tc);
                 }
             }
-            current += 1;
-        }
+        };
+        let live_now: Vec<&Value> = machines.iter().filter(|m| !deleting(m)).collect();
+        // Machines whose version, infrastructure template or Talos config differ from the
+        // TalosControlPlane's (`MachinesNeedingRollout`, controllers/controlplane.go@v0.5.12).
+        let outdated: Vec<&Value> = live_now
+            .iter()
+            .copied()
+            .filter(|m| {
+                !rollout::up_to_date(m, &version, &infra_template, None)
+                    || machine_talos_config(api, m)
+                        .is_some_and(|tc| tc.get("spec") != Some(&cp_config))
+            })
+            .collect();
+        let on_delete = s(&tcp, "/spec/rolloutStrategy/type") == "OnDelete";
+        let rolling = initialized && !outdated.is_empty() && !on_delete;
         // Scale-down waits until every machine has a NodeRef
         // (siderolabs/cluster-api-control-plane-provider-talos:`controllers/scale.go`@v0.5.12).
-        let all_noderefs = machines
+        let all_noderefs = live_now
             .iter()
-            .filter(|m| !deleting(m))
             .all(|m| m.pointer("/status/nodeRef/name").is_some());
-        if current > replicas
-            && all_noderefs
-            && let Some(mt) = ty(api, CAPI, "Machine")
-        {
-            let mut live: Vec<&Value> = machines.iter().filter(|m| !deleting(m)).collect();
-            live.sort_by_key(|m| s(m, "/metadata/creationTimestamp").to_string());
-            for m in live.iter().rev().take((current - replicas) as usize) {
-                delete(api, &key_of(mt, m));
+        let mut current = live_now.len() as i64;
+        if rolling {
+            // RollingUpdate: below `replicas + maxSurge` machines a new one is made (maxSurge
+            // defaults to 1, `api/v1alpha3/taloscontrolplane_webhook.go`@v0.5.12); at it, the
+            // oldest outdated machine goes once every machine has a NodeRef, one at a time
+            // (`upgradeControlPlane`, controllers/upgrade.go, and `selectMachineForScaleDown`,
+            // controllers/scale.go@v0.5.12).
+            let surge = rollout::int_or_percent(
+                tcp.pointer("/spec/rolloutStrategy/rollingUpdate/maxSurge"),
+                replicas,
+                1,
+                true,
+            );
+            let one_deleting = machines.iter().any(deleting);
+            if current < replicas + surge {
+                create_machine();
+            } else if all_noderefs
+                && !one_deleting
+                && let (Some(old), Some(mt)) =
+                    (rollout::oldest(&outdated), ty(api, CAPI, "Machine"))
+            {
+                delete(api, &key_of(mt, old));
+            }
+        } else {
+            while current < want {
+                create_machine();
+                current += 1;
+            }
+            if current > replicas
+                && all_noderefs
+                && let Some(mt) = ty(api, CAPI, "Machine")
+            {
+                let mut live = live_now.clone();
+                live.sort_by_key(|m| s(m, "/metadata/creationTimestamp").to_string());
+                for m in live.iter().rev().take((current - replicas) as usize) {
+                    delete(api, &key_of(mt, m));
+                }
             }
         }
         // Bootstrap: the provider dials Talos apid (tcp/50000) on the machines' addresses.
@@ -220,6 +262,22 @@ pub(super) fn control_planes(world: &World, timers: &mut Timers, fw: &mesh::Fire
             "MachinesNotReady",
             &format!("{machines_ready} of {} machines ready", machines.len()),
         ));
+        // While machines are outdated: MachinesSpecUpToDate False, reason
+        // `RollingUpdateInProgress`, severity Warning (taloscontrolplane_controller.go@v0.5.12).
+        let mut spec_up_to_date = cond1(
+            "MachinesSpecUpToDate",
+            outdated.is_empty(),
+            "RollingUpdateInProgress",
+            &format!(
+                "Rolling {} replicas with outdated spec ({} replicas up to date)",
+                outdated.len(),
+                machines.len() - outdated.len()
+            ),
+        );
+        if !outdated.is_empty() {
+            spec_up_to_date["severity"] = json!("Warning");
+        }
+        conds.push(spec_up_to_date);
         let summary = conds.iter().find(|c| c["status"] == "False").cloned();
         conds.push(match summary {
             Some(c) => {

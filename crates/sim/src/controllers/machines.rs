@@ -160,8 +160,27 @@ pub(super) fn machines(world: &World, timers: &mut Timers) {
             );
             continue;
         }
-        let booted = matches!(s(m, "/status/phase"), "Provisioned" | "Running")
-            || timers.elapsed(world, &id, delays::MACHINE);
+        let already_up = matches!(s(m, "/status/phase"), "Provisioned" | "Running");
+        // The simulator's fault switch: the instance never finishes booting (see `rollout.rs`).
+        if !already_up && super::rollout::never_boots(api, ns_of(m), name_of(&cluster)) {
+            let node = waiting_node("");
+            let why = format!(
+                "{infra_machine_kind} status.initialization.provisioned is false: the instance does not finish booting (simulated fault `{}` in ConfigMap `{}`)",
+                super::rollout::FAULT_MACHINES_NEVER_BOOT,
+                super::rollout::FAULTS_CONFIGMAP
+            );
+            set_status(
+                api,
+                &k,
+                json!({"phase": "Provisioning", "conditions": machine_conditions(g,
+                    (Some(true), "Ready", ""),
+                    (Some(false), "NotReady", &why),
+                    (None, "InspectionFailed", &node),
+                    (None, "InspectionFailed", &node))}),
+            );
+            continue;
+        }
+        let booted = already_up || timers.elapsed(world, &id, delays::MACHINE);
         let provider_id = if infra_kind == "AWSCluster" {
             // CAPA: `aws:///<availability zone>/<instance id>`
             // (kubernetes-sigs/cluster-api-provider-aws:`pkg/cloud/scope/providerid.go`@v2.11.1).
@@ -423,7 +442,17 @@ pub(crate) fn machine_template(api: &Api, m: &Value) -> Option<Value> {
     let o = api
         .store
         .get(&Key::new(&t.key(), ns_of(m), s(&owner, "/name")))?;
-    resolve(api, o.pointer(path)?, ns_of(m)).map(|(_, v)| v)
+    // The template the machine was made from, not the one its owner names now (a rollout
+    // may have moved the owner on).
+    let mut r = o.pointer(path)?.clone();
+    if let Some(from) = m
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(super::rollout::CLONED_FROM_NAME))
+        .and_then(Value::as_str)
+    {
+        r["name"] = json!(from);
+    }
+    resolve(api, &r, ns_of(m)).map(|(_, v)| v)
 }
 
 pub(super) fn providerless(m: &Value) -> bool {

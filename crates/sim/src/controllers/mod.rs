@@ -28,6 +28,7 @@ mod machine_deployments;
 mod machines;
 mod namespaces;
 mod objects;
+pub(crate) mod rollout;
 mod teardown;
 
 pub(crate) use bootstrap::machine_talos_config;

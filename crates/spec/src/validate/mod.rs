@@ -10,6 +10,7 @@
 //! [`structural`] is the first pass and [`semantic`] the second; the release table the
 //! semantic pass checks versions against lives in [`crate::releases`].
 
+mod rollout;
 mod semantic;
 mod stack;
 mod structural;

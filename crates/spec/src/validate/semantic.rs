@@ -269,6 +269,7 @@ pub(crate) fn semantic(fleet: &Fleet) -> Report {
 
     check_clusters(&mut r, fleet, &pools);
     super::stack::check(&mut r, fleet);
+    super::rollout::check(&mut r, fleet);
     r
 }
 
@@ -437,7 +438,7 @@ fn check_pod_security(r: &mut Report, fleet: &Fleet) {
     }
 }
 
-fn check_labels(r: &mut Report, path: &str, labels: &BTreeMap<String, String>) {
+pub(super) fn check_labels(r: &mut Report, path: &str, labels: &BTreeMap<String, String>) {
     for (k, v) in labels {
         let p = join_key(path, k);
         let (prefix, name) = match k.rsplit_once('/') {
