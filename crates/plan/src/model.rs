@@ -293,6 +293,50 @@ pub struct LinkEnd {
     pub nodes: Vec<IpNet>,
 }
 
+impl Plan {
+    /// When links the mesh needs are left unset in the fleet file, the sentence that says the
+    /// mesh will be partial and between which clusters (one line per link, at most a few);
+    /// `None` when every needed link says how it is provided.
+    pub fn partial_mesh(&self) -> Option<String> {
+        const SHOWN: usize = 6;
+        let unset: Vec<&InterconnectNeed> = self
+            .interconnects
+            .iter()
+            .filter(|n| n.via.is_none())
+            .collect();
+        if unset.is_empty() {
+            return None;
+        }
+        let names = |e: &LinkEnd| {
+            e.clusters
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut s = format!(
+            "the mesh will be partial: {} link{} between node networks {} not set, so these clusters will not reach each other:",
+            unset.len(),
+            if unset.len() == 1 { "" } else { "s" },
+            if unset.len() == 1 { "is" } else { "are" }
+        );
+        for n in unset.iter().take(SHOWN) {
+            s.push_str(&format!(
+                "\n  {} ↔ {} (`{}` ↔ `{}`, {})",
+                names(&n.ends[0]),
+                names(&n.ends[1]),
+                n.between[0],
+                n.between[1],
+                n.kind.field()
+            ));
+        }
+        if unset.len() > SHOWN {
+            s.push_str(&format!("\n  … and {} more", unset.len() - SHOWN));
+        }
+        Some(s)
+    }
+}
+
 impl InterconnectNeed {
     /// Whether this link carries traffic between clusters `a` and `b` (either way round).
     pub fn joins(&self, a: &str, b: &str) -> bool {

@@ -165,3 +165,26 @@ fn an_unmeshed_fleet_needs_no_links() {
     assert!(p.interconnects.is_empty());
     assert!(p.warnings.is_empty());
 }
+
+#[test]
+fn unset_links_make_the_mesh_partial_and_say_between_whom() {
+    let clusters = [
+        ("g1", "gcp", "europe-west1"),
+        ("g2", "gcp", "us-east1"),
+        ("a1", "aws", "eu-west-1"),
+    ];
+    let p = ok(&fleet("", &clusters));
+    let m = p.partial_mesh().expect("partial");
+    assert!(m.starts_with("the mesh will be partial: 1 link"), "{m}");
+    assert!(
+        m.contains(
+            "`g1`, `g2` ↔ `a1` (`gcp:meshfleet` ↔ `aws:eu-west-1/a1`, spec.interconnect.gcpToAws)"
+        ),
+        "{m}"
+    );
+    let p = ok(&fleet(
+        "  interconnect: { gcpToAws: existing }\n",
+        &clusters,
+    ));
+    assert_eq!(p.partial_mesh(), None);
+}
