@@ -142,17 +142,21 @@ pub fn set_outage(world: &World, a: &str, b: &str, down: bool) -> Result<[String
     Ok(ids)
 }
 
+/// Two ends of a verdict, in order.
+type CacheKey = ((NodeNet, IpNet), (NodeNet, IpNet));
+
 /// The GCP resources an HA VPN involves, per project: relative path → resource.
 type GcpVpn = BTreeMap<String, Value>;
 
 /// The networks' links as the clouds hold them, read once per controller pass, with the
-/// verdict per network pair cached (a mesh has many links over few networks).
+/// verdict per pair of (network, node CIDR) cached (a mesh has many links over few networks;
+/// the CIDR matters because every GCP cluster's subnet needs its own route into a VPC).
 pub struct Paths {
     separate: bool,
     ec2: Ec2Net,
     gcp: HashMap<String, GcpVpn>,
     down: BTreeSet<(NodeNet, NodeNet)>,
-    cache: Mutex<HashMap<(NodeNet, NodeNet), Result<(), String>>>,
+    cache: Mutex<HashMap<CacheKey, Result<(), String>>>,
 }
 
 impl Paths {
@@ -234,7 +238,11 @@ impl Paths {
         if !self.separate {
             return Ok(());
         }
-        let key = pair(na.clone(), nb.clone());
+        let key = if (&na, acidr) <= (&nb, bcidr) {
+            ((na.clone(), *acidr), (nb.clone(), *bcidr))
+        } else {
+            ((nb.clone(), *bcidr), (na.clone(), *acidr))
+        };
         if let Some(v) = self
             .cache
             .lock()

@@ -568,3 +568,26 @@ fn compute_links_become_relative_paths() {
     );
     assert_eq!(rel("regions/r/routers/x"), "regions/r/routers/x");
 }
+
+#[test]
+fn every_gcp_subnet_needs_its_own_route_into_the_vpc() {
+    let p = paths(true, aws_side(), gcp_side());
+    let aws = aws_infra("aws-euw1", "eu-west-1");
+    // 10.0.0.0/19 covers both GCP subnets; a route for only the first leaves the second apart.
+    assert_eq!(
+        p.reach(&gcp_infra(), &net("10.0.16.0/20"), &aws, &net(ACIDR)),
+        Ok(())
+    );
+    let mut e = aws_side();
+    e.vpcs.get_mut("vpc-a").unwrap().routes = vec![Route {
+        destination: GCIDR.into(),
+        target: "tgw-1".into(),
+    }];
+    let p = paths(true, e, gcp_side());
+    assert_eq!(
+        p.reach(&gcp_infra(), &net(GCIDR), &aws, &net(ACIDR)),
+        Ok(())
+    );
+    let why = err(p.reach(&gcp_infra(), &net("10.0.16.0/20"), &aws, &net(ACIDR)));
+    assert!(why.contains("10.0.16.0/20"), "{why}");
+}
