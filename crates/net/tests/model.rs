@@ -487,3 +487,86 @@ fn transit_gateway_and_vpc_peering_steps_join_every_aws_vpc() {
         all_ok(&v);
     }
 }
+
+/// Twelve clusters over five AWS regions and seven GCP regions (the large case).
+fn twelve() -> String {
+    let mut s = String::from(
+        "apiVersion: meshfleet.io/v1alpha1\nkind: Fleet\nmetadata: { name: dozen }\nspec:\n  versions: { kubernetes: v1.35.4, talos: v1.13.9, cilium: 1.19.5 }\n  management: { egressCIDRs: [203.0.113.10/32] }\n  interconnect: { gcpToAws: haVpn, awsCrossRegion: transitGateway }\n  providers: { gcp: { project: dozen-project, network: meshfleet }, aws: {} }\n  clusters:\n",
+    );
+    for (i, r) in [
+        "us-east-1",
+        "us-west-2",
+        "eu-west-1",
+        "eu-central-1",
+        "ap-south-1",
+    ]
+    .iter()
+    .enumerate()
+    {
+        s.push_str(&format!("    - {{ name: aws{i}, provider: aws, region: {r}, zones: [{r}a], controlPlane: {{ replicas: 1, machineType: m6i.large }} }}\n"));
+    }
+    for (i, r) in [
+        "us-east1",
+        "us-west1",
+        "europe-west1",
+        "europe-west4",
+        "asia-south1",
+        "asia-east1",
+        "southamerica-east1",
+    ]
+    .iter()
+    .enumerate()
+    {
+        s.push_str(&format!("    - {{ name: gcp{i}, provider: gcp, region: {r}, zones: [{r}-b], controlPlane: {{ replicas: 1, machineType: n2-standard-2 }} }}\n"));
+    }
+    s
+}
+
+#[test]
+fn twelve_clusters_over_five_aws_and_seven_gcp_regions_are_fully_joined() {
+    let (fleet, plan, s, secrets) = setup(&twelve());
+    assert_eq!(plan.clusters.len(), 12);
+    // 10 AWS pairs + 5 GCP ↔ VPC links.
+    assert_eq!(plan.interconnects.len(), 15);
+    assert_eq!(
+        s.iter()
+            .filter(|x| x.action == "vpnGateways.insert")
+            .count(),
+        5
+    );
+    assert_eq!(
+        s.iter()
+            .filter(|x| x.action == "CreateTransitGateway")
+            .count(),
+        5
+    );
+    assert_eq!(
+        s.iter()
+            .filter(|x| x.action == "CreateTransitGatewayPeeringAttachment")
+            .count(),
+        10
+    );
+    // Each AWS region's HA VPN gateway sits on its continent.
+    let gw: Vec<(&str, &str)> = s
+        .iter()
+        .filter(|x| x.action == "vpnGateways.insert")
+        .map(|x| {
+            (
+                x.region.as_str(),
+                x.id.rsplit('-').take(3).last().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert!(
+        gw.iter()
+            .any(|(r, _)| *r == "asia-east1" || *r == "asia-south1"),
+        "{gw:?}"
+    );
+    let mut c = Clouds::with_capa(&fleet, &plan);
+    for st in &s {
+        c.apply(st, &secrets);
+    }
+    let v = verdicts(&fleet, &plan, &c.paths("dozen-project"));
+    assert_eq!(v.len(), 66);
+    all_ok(&v);
+}
