@@ -159,6 +159,7 @@ impl Clouds {
                         amazon_side_asn: b["Options.AmazonSideAsn"].as_u64().unwrap() as u32,
                         static_routes: vec![],
                         propagations: BTreeSet::new(),
+                        ..Default::default()
                     },
                 );
                 json!({"transitGatewayId": id, "associationDefaultRouteTableId": format!("rt-{id}")})
@@ -192,6 +193,7 @@ impl Clouds {
                         ip: g("IpAddress"),
                         bgp_asn: b["BgpAsn"].as_u64().unwrap() as u32,
                         state: "available".into(),
+                        ..Default::default()
                     },
                 );
                 json!({"customerGatewayId": id})
@@ -220,6 +222,7 @@ impl Clouds {
                         transit_gateway: tgw.clone(),
                         state: "available".into(),
                         tunnels,
+                        ..Default::default()
                     },
                 );
                 // A VPN on a Transit Gateway gets its attachment, propagating by default.

@@ -96,6 +96,7 @@ fn tgw(region: &str, props: &[&str]) -> TransitGateway {
         amazon_side_asn: 64512,
         static_routes: vec![],
         propagations: props.iter().map(|p| (*p).to_string()).collect(),
+        ..Default::default()
     }
 }
 
@@ -148,6 +149,7 @@ fn aws_side() -> Ec2Net {
                 ip: ip.into(),
                 bgp_asn: 65010,
                 state: "available".into(),
+                ..Default::default()
             },
         );
     }
@@ -166,6 +168,7 @@ fn aws_side() -> Ec2Net {
                 transit_gateway: "tgw-1".into(),
                 state: "available".into(),
                 tunnels: vec![tunnel(first), tunnel(first + 1)],
+                ..Default::default()
             },
         );
     }

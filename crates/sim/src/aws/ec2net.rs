@@ -71,6 +71,10 @@ pub struct TransitGateway {
     /// Attachments whose routes propagate into the default route table (a VPC attachment's
     /// CIDR, the prefixes BGP learns over a VPN attachment).
     pub propagations: BTreeSet<String>,
+    /// `Options.DefaultRouteTablePropagation=enable`: new attachments propagate by themselves.
+    pub default_propagation: bool,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
 }
 
 /// What a Transit Gateway attachment attaches.
@@ -118,6 +122,8 @@ pub struct CustomerGateway {
     pub bgp_asn: u32,
     /// `available`, …
     pub state: String,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
 }
 
 /// One site-to-site VPN connection (two tunnels).
@@ -134,6 +140,8 @@ pub struct VpnConnection {
     pub state: String,
     /// Its tunnels.
     pub tunnels: Vec<VpnTunnel>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
 }
 
 /// One tunnel of a VPN connection.

@@ -11,6 +11,7 @@
 //! |---|---|
 //! | STS | `GetCallerIdentity` (account `123456789012`, as moto) |
 //! | EC2 | `DescribeRegions` (`AllRegions`), `DescribeImages` (`Owner.N`, `Filter.N.Name=name`, `ImageId.N`), `DescribeKeyPairs` (`KeyName.N`: `InvalidKeyPair.NotFound` for a missing name), `ImportKeyPair` |
+//! | EC2 (interconnects, [`ec2net`]) | `DescribeVpcs` (CAPA's, `tag-key` filter), `CreateTransitGateway`, `DescribeTransitGateways`, `CreateCustomerGateway`, `DescribeCustomerGateways`, `CreateVpnConnection` (on a Transit Gateway), `DescribeVpnConnections` (with `tunnelOptionSet`) |
 //! | CloudFormation | `CreateStack`, `UpdateStack`, `DeleteStack`, `DescribeStacks`, `GetTemplate`, `DescribeStackEvents` |
 //!
 //! Behaviour, following moto 5.2.5 and the AWS API references: a stack operation stays
@@ -35,6 +36,7 @@
 //! The simulated CAPA asks [`Aws::capa_missing`] why an AWSMachine cannot be launched.
 
 pub mod ec2net;
+mod ec2net_api;
 mod query;
 mod server;
 
