@@ -71,6 +71,9 @@ pub async fn start(
     cfg.speed = speed;
     cfg.egress_ip = Some(egress);
     cfg.state_dir = Some(dir.join("state"));
+    // Separate node networks (the sim's interconnect model), as `sim serve --separate-networks`.
+    cfg.separate_networks = std::env::var("MESHFLEET_SIM_SEPARATE_NETWORKS")
+        .is_ok_and(|v| matches!(v.as_str(), "1" | "true"));
     let sim = meshfleet_sim::start(cfg)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the simulator: {e}"))?;

@@ -1,19 +1,20 @@
 //! The network links a mesh needs between node networks (DESIGN.md §3).
 //!
 //! ClusterMesh needs every meshed node to reach every other. GCP clusters share one global VPC,
-//! so they need nothing among themselves; each AWS region is its own VPC, so two AWS regions
-//! need peering or a Transit Gateway, and GCP ↔ AWS needs a VPN or public node addresses.
+//! so they need nothing among themselves. Every AWS cluster is its own VPC (CAPA creates one per
+//! AWSCluster when `vpc.id` is unset, as render leaves it), so every pair of AWS clusters needs
+//! a link — across regions and within one — and the GCP network needs one to every AWS VPC.
 
-use std::collections::BTreeSet;
-
+use ipnet::IpNet;
 use meshfleet_spec::{AwsCrossRegion, Diagnostic, Fleet, GcpToAws, Provider, Report};
 
-use crate::model::InterconnectNeed;
+use crate::model::{ClusterPlan, InterconnectNeed, LinkEnd, LinkKind};
 
 fn aws_cross_region(v: AwsCrossRegion) -> &'static str {
     match v {
         AwsCrossRegion::VpcPeering => "vpcPeering",
         AwsCrossRegion::TransitGateway => "transitGateway",
+        AwsCrossRegion::Existing => "existing",
     }
 }
 
@@ -21,6 +22,7 @@ fn gcp_to_aws(v: GcpToAws) -> &'static str {
     match v {
         GcpToAws::HaVpn => "haVpn",
         GcpToAws::PublicAddresses => "publicAddresses",
+        GcpToAws::Existing => "existing",
     }
 }
 
@@ -39,64 +41,136 @@ fn some(items: &[String]) -> String {
     s
 }
 
-/// The links a meshed fleet needs, sorted; a warning for each kind the fleet leaves unset.
-pub(crate) fn needs(fleet: &Fleet, r: &mut Report) -> Vec<InterconnectNeed> {
+/// One AWS VPC: its region, cluster and node CIDR.
+struct Vpc<'a> {
+    region: &'a str,
+    cluster: &'a str,
+    nodes: Option<IpNet>,
+}
+
+impl Vpc<'_> {
+    fn end(&self) -> LinkEnd {
+        LinkEnd {
+            provider: Provider::Aws,
+            network: format!("aws:{}/{}", self.region, self.cluster),
+            region: Some(self.region.to_owned()),
+            clusters: vec![self.cluster.to_owned()],
+            nodes: self.nodes.into_iter().collect(),
+        }
+    }
+}
+
+/// The links a meshed fleet needs — AWS ↔ AWS pairs first (by region, then cluster), then
+/// GCP ↔ each AWS VPC — and a warning for each kind the fleet leaves unset.
+pub(crate) fn needs(fleet: &Fleet, plans: &[ClusterPlan], r: &mut Report) -> Vec<InterconnectNeed> {
     let spec = &fleet.spec;
     let mut out = Vec::new();
     if !spec.mesh.enabled {
         return out;
     }
-    let aws: BTreeSet<&str> = spec
+    let nodes_of = |name: &str| {
+        plans
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.network.nodes)
+    };
+    let mut vpcs: Vec<Vpc<'_>> = spec
         .clusters
         .iter()
         .filter(|c| c.provider == Provider::Aws)
-        .map(|c| c.region.as_str())
+        .map(|c| Vpc {
+            region: &c.region,
+            cluster: &c.name,
+            nodes: nodes_of(&c.name),
+        })
         .collect();
-    let gcp = spec.clusters.iter().any(|c| c.provider == Provider::Gcp);
-    let aws: Vec<&str> = aws.into_iter().collect();
+    vpcs.sort_by(|a, b| (a.region, a.cluster).cmp(&(b.region, b.cluster)));
+    let gcp: Vec<&str> = {
+        let mut g: Vec<&str> = spec
+            .clusters
+            .iter()
+            .filter(|c| c.provider == Provider::Gcp)
+            .map(|c| c.name.as_str())
+            .collect();
+        g.sort_unstable();
+        g
+    };
 
     let via = spec.interconnect.aws_cross_region.map(aws_cross_region);
-    for (i, a) in aws.iter().enumerate() {
-        for b in &aws[i + 1..] {
+    for (i, a) in vpcs.iter().enumerate() {
+        for b in &vpcs[i + 1..] {
+            let (ea, eb) = (a.end(), b.end());
             out.push(InterconnectNeed {
-                between: [format!("aws:{a}"), format!("aws:{b}")],
+                name: format!("{}--{}", a.cluster, b.cluster),
+                kind: if a.region == b.region {
+                    LinkKind::AwsSameRegion
+                } else {
+                    LinkKind::AwsCrossRegion
+                },
+                between: [ea.network.clone(), eb.network.clone()],
+                ends: [ea, eb],
                 via: via.map(str::to_owned),
             });
         }
     }
-    if aws.len() > 1 && via.is_none() {
-        let regions: Vec<String> = aws.iter().map(|s| (*s).to_owned()).collect();
+    if vpcs.len() > 1 && via.is_none() {
+        let names: Vec<String> = vpcs
+            .iter()
+            .map(|v| format!("{} ({})", v.cluster, v.region))
+            .collect();
         r.push(
             Diagnostic::warning(
                 "spec.interconnect",
                 format!(
-                    "AWS clusters in regions {} need cross-region links for the mesh, and the fleet does not say how",
-                    some(&regions)
+                    "AWS clusters {} each have their own VPC and need links between them for the mesh, and the fleet does not say how",
+                    some(&names)
                 ),
             )
-            .with_hint("set `spec.interconnect.awsCrossRegion` to `vpcPeering` or `transitGateway`"),
+            .with_hint("set `spec.interconnect.awsCrossRegion` to `vpcPeering`, `transitGateway` or `existing` (a network team provides the links); until then their mesh links stay down"),
         );
     }
 
-    if gcp && !aws.is_empty() {
+    if !gcp.is_empty() && !vpcs.is_empty() {
         let via = spec.interconnect.gcp_to_aws.map(gcp_to_aws);
-        for a in &aws {
+        let network = spec
+            .providers
+            .gcp
+            .as_ref()
+            .map(|g| g.network.clone())
+            .unwrap_or_else(|| "default".to_owned());
+        let mut gnodes: Vec<IpNet> = gcp.iter().filter_map(|c| nodes_of(c)).collect();
+        gnodes.sort_unstable();
+        let gend = LinkEnd {
+            provider: Provider::Gcp,
+            network: format!("gcp:{network}"),
+            region: None,
+            clusters: gcp.iter().map(|c| (*c).to_owned()).collect(),
+            nodes: gnodes,
+        };
+        for v in &vpcs {
+            let e = v.end();
             out.push(InterconnectNeed {
-                between: ["gcp".to_owned(), format!("aws:{a}")],
+                name: format!("{network}--{}", v.cluster),
+                kind: LinkKind::GcpToAws,
+                between: [gend.network.clone(), e.network.clone()],
+                ends: [gend.clone(), e],
                 via: via.map(str::to_owned),
             });
         }
         if via.is_none() {
-            let regions: Vec<String> = aws.iter().map(|s| (*s).to_owned()).collect();
+            let names: Vec<String> = vpcs
+                .iter()
+                .map(|v| format!("{} ({})", v.cluster, v.region))
+                .collect();
             r.push(
                 Diagnostic::warning(
                     "spec.interconnect",
                     format!(
-                        "GCP clusters and AWS clusters in {} need a link for the mesh, and the fleet does not say how",
-                        some(&regions)
+                        "GCP clusters and AWS clusters {} need a link for the mesh, and the fleet does not say how",
+                        some(&names)
                     ),
                 )
-                .with_hint("set `spec.interconnect.gcpToAws` to `haVpn` or `publicAddresses`"),
+                .with_hint("set `spec.interconnect.gcpToAws` to `haVpn`, `publicAddresses` or `existing` (a network team provides the link); until then their mesh links stay down"),
             );
         }
     }

@@ -454,7 +454,7 @@ pub fn plan(fleet: &Fleet, lock: Option<&Lock>) -> Result<Plan, Report> {
 
     let firewall = firewall::matrix(fleet, &out_clusters, &mut r);
     let mesh_peers = mesh_peers(fleet, &out_clusters);
-    let interconnects = interconnect::needs(fleet, &mut r);
+    let interconnects = interconnect::needs(fleet, &out_clusters, &mut r);
     if !r.is_ok() {
         return Err(r);
     }

@@ -230,14 +230,120 @@ pub struct FirewallRule {
 }
 
 /// A network link the mesh needs between two node networks.
+///
+/// A node network is the fleet's GCP network (one global-routing VPC for every GCP cluster) or
+/// one AWS cluster's VPC: render leaves `AWSCluster.spec.network.vpc.id` unset, so CAPA creates
+/// a VPC per cluster (cluster-api-provider-aws:`pkg/cloud/services/network/vpc.go`@v2.11.1,
+/// `reconcileVPC` → `createVPC`), and two AWS clusters in one region are two VPCs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InterconnectNeed {
-    /// E.g. `aws:eu-west-1` ↔ `aws:us-east-1`, or `gcp` ↔ `aws:eu-west-1`.
+    /// Unique name of the link, e.g. `meshfleet--aws-euw1` (GCP network `meshfleet` ↔ the VPC
+    /// of AWS cluster `aws-euw1`) or `aws-euw1--aws-use1`.
+    pub name: String,
+    /// What joins the two networks.
+    pub kind: LinkKind,
+    /// The two networks: `gcp:<network>` or `aws:<region>/<cluster>`.
     pub between: [String; 2],
+    /// The two ends in detail, in the order of `between`.
+    pub ends: [LinkEnd; 2],
     /// How the fleet file says to provide it, if it does (`vpcPeering`, `transitGateway`,
-    /// `haVpn`, `publicAddresses`); `None` means a warning.
+    /// `haVpn`, `publicAddresses`, `existing`); `None` means a warning.
     pub via: Option<String>,
+}
+
+/// What a link joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LinkKind {
+    /// The GCP network ↔ an AWS VPC (`spec.interconnect.gcpToAws`).
+    GcpToAws,
+    /// AWS VPCs in two regions (`spec.interconnect.awsCrossRegion`).
+    AwsCrossRegion,
+    /// Two AWS VPCs in one region (`spec.interconnect.awsCrossRegion` too).
+    AwsSameRegion,
+}
+
+impl LinkKind {
+    /// The `spec.interconnect` field that says how to provide links of this kind.
+    pub fn field(self) -> &'static str {
+        match self {
+            LinkKind::GcpToAws => "spec.interconnect.gcpToAws",
+            LinkKind::AwsCrossRegion | LinkKind::AwsSameRegion => {
+                "spec.interconnect.awsCrossRegion"
+            }
+        }
+    }
+}
+
+/// One end of a link: a node network and the clusters on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkEnd {
+    /// The cloud.
+    pub provider: Provider,
+    /// `gcp:<network>` or `aws:<region>/<cluster>`.
+    pub network: String,
+    /// The AWS region (a GCP network spans every region).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The clusters whose nodes are on this network, sorted.
+    pub clusters: Vec<String>,
+    /// Their node CIDRs (the routes and firewall sources of the other end), sorted.
+    pub nodes: Vec<IpNet>,
+}
+
+impl Plan {
+    /// When links the mesh needs are left unset in the fleet file, the sentence that says the
+    /// mesh will be partial and between which clusters (one line per link, at most a few);
+    /// `None` when every needed link says how it is provided.
+    pub fn partial_mesh(&self) -> Option<String> {
+        const SHOWN: usize = 6;
+        let unset: Vec<&InterconnectNeed> = self
+            .interconnects
+            .iter()
+            .filter(|n| n.via.is_none())
+            .collect();
+        if unset.is_empty() {
+            return None;
+        }
+        let names = |e: &LinkEnd| {
+            e.clusters
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut s = format!(
+            "the mesh will be partial: {} link{} between node networks {} not set, so these clusters will not reach each other:",
+            unset.len(),
+            if unset.len() == 1 { "" } else { "s" },
+            if unset.len() == 1 { "is" } else { "are" }
+        );
+        for n in unset.iter().take(SHOWN) {
+            s.push_str(&format!(
+                "\n  {} ↔ {} (`{}` ↔ `{}`, {})",
+                names(&n.ends[0]),
+                names(&n.ends[1]),
+                n.between[0],
+                n.between[1],
+                n.kind.field()
+            ));
+        }
+        if unset.len() > SHOWN {
+            s.push_str(&format!("\n  … and {} more", unset.len() - SHOWN));
+        }
+        Some(s)
+    }
+}
+
+impl InterconnectNeed {
+    /// Whether this link carries traffic between clusters `a` and `b` (either way round).
+    pub fn joins(&self, a: &str, b: &str) -> bool {
+        let on = |end: &LinkEnd, c: &str| end.clusters.iter().any(|x| x == c);
+        (on(&self.ends[0], a) && on(&self.ends[1], b))
+            || (on(&self.ends[0], b) && on(&self.ends[1], a))
+    }
 }
 
 /// A difference between the plan and the lock it started from.

@@ -810,13 +810,17 @@ fn aws_cross_region_and_gcp_to_aws_needs_warn_when_unset() {
         ("zz", "aws", "eu-west-1"),
     ];
     let p = ok(&fleet("", &clusters), None);
-    let between: Vec<[String; 2]> = p.interconnects.iter().map(|n| n.between.clone()).collect();
+    let names: Vec<&str> = p.interconnects.iter().map(|n| n.name.as_str()).collect();
+    // Every AWS cluster is its own VPC: yy and zz share a region but still need a link.
     assert_eq!(
-        between,
-        vec![
-            ["aws:eu-west-1".to_owned(), "aws:us-east-1".to_owned()],
-            ["gcp".to_owned(), "aws:eu-west-1".to_owned()],
-            ["gcp".to_owned(), "aws:us-east-1".to_owned()],
+        names,
+        [
+            "yy--zz",
+            "yy--xx",
+            "zz--xx",
+            "meshfleet--yy",
+            "meshfleet--zz",
+            "meshfleet--xx"
         ]
     );
     assert!(p.interconnects.iter().all(|n| n.via.is_none()));
@@ -825,22 +829,10 @@ fn aws_cross_region_and_gcp_to_aws_needs_warn_when_unset() {
         assert_eq!(w.severity, Severity::Warning);
         assert_eq!(w.path, "spec.interconnect");
     }
-    assert!(
-        p.warnings[0]
-            .hint
-            .as_ref()
-            .unwrap()
-            .contains("awsCrossRegion")
-    );
-    assert!(
-        p.warnings[0]
-            .hint
-            .as_ref()
-            .unwrap()
-            .contains("transitGateway")
-    );
-    assert!(p.warnings[1].hint.as_ref().unwrap().contains("gcpToAws"));
-    assert!(p.warnings[1].hint.as_ref().unwrap().contains("haVpn"));
+    let hint = |i: usize| p.warnings[i].hint.clone().unwrap();
+    assert!(hint(0).contains("awsCrossRegion") && hint(0).contains("transitGateway"));
+    assert!(hint(0).contains("existing"));
+    assert!(hint(1).contains("gcpToAws") && hint(1).contains("haVpn"));
 
     let p = ok(
         &fleet(
@@ -851,7 +843,7 @@ fn aws_cross_region_and_gcp_to_aws_needs_warn_when_unset() {
     );
     assert!(p.warnings.is_empty());
     assert_eq!(p.interconnects[0].via.as_deref(), Some("transitGateway"));
-    assert_eq!(p.interconnects[1].via.as_deref(), Some("publicAddresses"));
+    assert_eq!(p.interconnects[5].via.as_deref(), Some("publicAddresses"));
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use meshfleet_plan::{InterconnectNeed, Plan};
+use meshfleet_plan::{InterconnectNeed, LinkEnd, LinkKind, Plan};
 use meshfleet_spec::{Fleet, Provider};
 use serde::Serialize;
 
@@ -148,8 +148,14 @@ pub struct GcpServiceAccount {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Interconnect {
-    /// The two ends.
+    /// The plan's name of the link.
+    pub name: String,
+    /// What it joins (GCP ↔ AWS, AWS across regions, AWS in one region).
+    pub kind: LinkKind,
+    /// The two networks.
     pub between: [String; 2],
+    /// The two ends: clusters and node CIDRs (the routes and firewall sources of the other).
+    pub ends: [LinkEnd; 2],
     /// Suggested transport.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub via: Option<String>,
@@ -161,7 +167,10 @@ const VANILLA_SCHEMATIC: &str = "376567988ad370138ad8b2698212367b8edcb69b5fd68c8
 fn interconnects<'a>(needs: impl Iterator<Item = &'a InterconnectNeed>) -> Vec<Interconnect> {
     needs
         .map(|n| Interconnect {
+            name: n.name.clone(),
+            kind: n.kind,
             between: n.between.clone(),
+            ends: n.ends.clone(),
             via: n.via.clone(),
         })
         .collect()

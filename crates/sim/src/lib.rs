@@ -23,6 +23,7 @@ pub mod controllers;
 pub mod gcp;
 pub mod http;
 pub mod mesh;
+pub mod network;
 pub mod patch;
 pub mod proto;
 pub mod resources;
@@ -66,6 +67,10 @@ pub struct SimConfig {
     pub gcp_listen: SocketAddr,
     /// Address of the plain-HTTP AWS API fake (`127.0.0.1:0` picks a free port).
     pub aws_listen: SocketAddr,
+    /// Node networks are separate ([`network`]): a GCP network and AWS VPCs reach each other
+    /// only through links that exist in the cloud fakes. Off: every network reaches every
+    /// other (the behaviour before the model existed).
+    pub separate_networks: bool,
 }
 
 impl SimConfig {
@@ -81,6 +86,7 @@ impl SimConfig {
             faults: 0.0,
             gcp_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             aws_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            separate_networks: false,
         }
     }
 }
@@ -160,6 +166,8 @@ pub struct World {
     pub gcp: Arc<gcp::Gcp>,
     /// The AWS API fake.
     pub aws: Arc<aws::Aws>,
+    /// Interconnect outages ([`network::set_outage`]).
+    pub(crate) outages: network::Outages,
 }
 
 impl World {
@@ -475,6 +483,7 @@ pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
         addr,
         gcp,
         aws,
+        outages: network::Outages::default(),
     });
     workload::seed_management(&world.management)?;
     // Workload clusters that existed before a restart come back with their objects.

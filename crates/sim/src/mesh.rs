@@ -360,7 +360,13 @@ fn member(world: &World, api: &Arc<Api>) -> Option<Member> {
     })
 }
 
-fn link(a: &Member, p: &str, all: &[Member], fw: &Firewalls) -> Result<(), String> {
+fn link(
+    a: &Member,
+    p: &str,
+    all: &[Member],
+    fw: &Firewalls,
+    net: &crate::network::Paths,
+) -> Result<(), String> {
     let same: Vec<&Member> = all.iter().filter(|m| m.name == p).collect();
     let Some(peer) = same.first() else {
         return Err(format!("no cluster with Cilium has cluster.name `{p}`"));
@@ -427,6 +433,12 @@ fn link(a: &Member, p: &str, all: &[Member], fw: &Firewalls) -> Result<(), Strin
     let (Some(acidr), Some(pcidr)) = (node_cidr(ai), node_cidr(pi)) else {
         return Err("node CIDR of one side is unknown".into());
     };
+    if let Err(cause) = net.reach(ai, &acidr, pi, &pcidr) {
+        return Err(format!(
+            "no network path between `{}` nodes {acidr} and `{}` nodes {pcidr}: {cause}",
+            a.name, peer.name
+        ));
+    }
     if !fw.allows(pi, &acidr, "tcp", port, false) {
         return Err(format!(
             "`{}` firewall does not allow tcp/{port} (clustermesh-apiserver) from `{}` nodes {acidr}: connection timed out",
@@ -474,6 +486,7 @@ pub struct Links {
 pub fn reconcile(world: &World, fw: &Firewalls) {
     let apis = world.workloads();
     let members: Vec<Member> = apis.iter().filter_map(|a| member(world, a)).collect();
+    let net = crate::network::Paths::build(world);
     let mut state = world.mesh.lock().unwrap_or_else(|e| e.into_inner());
     let mut next = BTreeMap::new();
     for me in &members {
@@ -484,7 +497,7 @@ pub fn reconcile(world: &World, fw: &Firewalls) {
             .map(|p| {
                 let was = before.links.iter().find(|l| &l.peer == p);
                 let failures = was.map_or(0, |l| l.failures);
-                match link(me, p, &members, fw) {
+                match link(me, p, &members, fw, &net) {
                     Ok(()) => Link {
                         peer: p.clone(),
                         ready: true,
@@ -632,34 +645,56 @@ mod tests {
         }
     }
 
+    /// Networks as before the model: everything reaches everything.
+    fn open() -> crate::network::Paths {
+        crate::network::Paths::new(
+            false,
+            Default::default(),
+            Default::default(),
+            Default::default(),
+        )
+    }
+
     #[test]
     fn cilium_rules_decide_links() {
         let a = member("f/a", "a", 1);
         let b = member("f/b", "b", 2);
         assert_eq!(
-            link(&a, "b", &[a.clone(), b.clone()], &Firewalls::default()),
+            link(
+                &a,
+                "b",
+                &[a.clone(), b.clone()],
+                &Firewalls::default(),
+                &open()
+            ),
             Ok(())
         );
         let mut dup = b.clone();
         dup.id = 1;
         assert!(
-            link(&a, "b", &[a.clone(), dup], &Firewalls::default())
+            link(&a, "b", &[a.clone(), dup], &Firewalls::default(), &open())
                 .unwrap_err()
                 .contains("share cluster.id")
         );
         let mut big = b.clone();
         big.max = 511;
         assert!(
-            link(&a, "b", &[a.clone(), big], &Firewalls::default())
+            link(&a, "b", &[a.clone(), big], &Firewalls::default(), &open())
                 .unwrap_err()
                 .contains("maxConnectedClusters")
         );
         let mut other_ca = b.clone();
         other_ca.ca = Some("other".into());
         assert!(
-            link(&a, "b", &[a.clone(), other_ca], &Firewalls::default())
-                .unwrap_err()
-                .contains("different ClusterMesh CAs")
+            link(
+                &a,
+                "b",
+                &[a.clone(), other_ca],
+                &Firewalls::default(),
+                &open()
+            )
+            .unwrap_err()
+            .contains("different ClusterMesh CAs")
         );
         let twin = member("f/c", "b", 3);
         assert!(
@@ -667,20 +702,27 @@ mod tests {
                 &a,
                 "b",
                 &[a.clone(), b.clone(), twin],
-                &Firewalls::default()
+                &Firewalls::default(),
+                &open()
             )
             .unwrap_err()
             .contains("not unique")
         );
         assert!(
-            link(&a, "zz", &[a.clone(), b.clone()], &Firewalls::default())
-                .unwrap_err()
-                .contains("`zz`")
+            link(
+                &a,
+                "zz",
+                &[a.clone(), b.clone()],
+                &Firewalls::default(),
+                &open()
+            )
+            .unwrap_err()
+            .contains("`zz`")
         );
         let mut zero = b.clone();
         zero.id = 0;
         assert!(
-            link(&a, "b", &[a.clone(), zero], &Firewalls::default())
+            link(&a, "b", &[a.clone(), zero], &Firewalls::default(), &open())
                 .unwrap_err()
                 .contains("outside")
         );
@@ -689,9 +731,15 @@ mod tests {
             json!({"kind": "GCPCluster", "spec": {"network": {"subnets": [{"cidrBlock": "10.0.32.0/20"}]}}}),
         );
         assert!(
-            link(&a, "b", &[a.clone(), closed], &Firewalls::default())
-                .unwrap_err()
-                .contains("tcp/32379")
+            link(
+                &a,
+                "b",
+                &[a.clone(), closed],
+                &Firewalls::default(),
+                &open()
+            )
+            .unwrap_err()
+            .contains("tcp/32379")
         );
     }
 

@@ -358,7 +358,8 @@ pub struct Management {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Interconnect {
-    /// How AWS VPCs in different regions are joined.
+    /// How AWS VPCs are joined to each other: every AWS cluster has its own VPC (CAPA creates
+    /// one per AWSCluster), so this covers VPCs in one region as well as across regions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws_cross_region: Option<AwsCrossRegion>,
     /// How the GCP network and AWS VPCs are joined.
@@ -374,6 +375,9 @@ pub enum AwsCrossRegion {
     VpcPeering,
     /// A Transit Gateway per region, peered.
     TransitGateway,
+    /// A network team provides the links outside meshfleet: it creates nothing for them, but
+    /// still checks that they carry traffic.
+    Existing,
 }
 
 /// GCP ↔ AWS connectivity.
@@ -384,6 +388,9 @@ pub enum GcpToAws {
     HaVpn,
     /// Nodes get public addresses and talk over the internet.
     PublicAddresses,
+    /// A network team provides the links outside meshfleet: it creates nothing for them, but
+    /// still checks that they carry traffic.
+    Existing,
 }
 
 /// Cloud provider settings.

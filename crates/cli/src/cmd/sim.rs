@@ -51,6 +51,10 @@ pub struct ServeArgs {
     /// Address of the plain-HTTP AWS API fake (its URL goes to `<kubeconfig>.endpoints.json`).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub aws_listen: SocketAddr,
+    /// Keep node networks separate: GCP and AWS nodes (and two AWS VPCs) reach each other only
+    /// through interconnects that exist, consistent on both sides, in the cloud fakes.
+    #[arg(long, env = "MESHFLEET_SIM_SEPARATE_NETWORKS")]
+    pub separate_networks: bool,
 }
 
 /// Run a sim subcommand.
@@ -89,6 +93,7 @@ fn serve(ctx: &Ctx, a: ServeArgs) -> anyhow::Result<Exit> {
     cfg.faults = a.faults;
     cfg.gcp_listen = a.gcp_listen;
     cfg.aws_listen = a.aws_listen;
+    cfg.separate_networks = a.separate_networks;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

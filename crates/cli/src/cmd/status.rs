@@ -37,6 +37,9 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<Exit> {
         let mgmt = common::connect(a.kubeconfig.as_deref()).await?;
         let expected = engine::expected(fleet, &p.plan.mesh_peers);
         let mesh_on = fleet.spec.mesh.enabled;
+        if mesh_on && let Some(partial) = p.plan.partial_mesh() {
+            ctx.warn(&partial);
+        }
         let mut last = String::new();
         loop {
             let st = engine::collect(&mgmt, &fleet.metadata.name, &expected, mesh_on).await;

@@ -204,6 +204,12 @@ async fn converge(
     let st =
         meshfleet_lifecycle::status::collect(&mgmt, &fleet.metadata.name, &expected, mesh_on).await;
     print!("{}", status::table(&st, mesh_on, ctx.colour_out));
+    if mesh_on && let Some(partial) = p.plan.partial_mesh() {
+        ctx.warn(&format!(
+            "{partial}\n  hint: set `spec.interconnect` in `{}` (see `meshfleet plan`), or `existing` when a network team provides the links",
+            p.input.path.display()
+        ));
+    }
 
     let mut pruned = Vec::new();
     if a.prune {

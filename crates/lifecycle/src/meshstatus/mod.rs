@@ -11,6 +11,7 @@
 mod collect;
 mod evaluate;
 mod firewall;
+mod interconnect;
 
 use ipnet::IpNet;
 use meshfleet_mesh::MeshProblem;
@@ -23,6 +24,7 @@ use crate::mesh;
 
 pub use collect::{collect, proxy_peers};
 pub use evaluate::evaluate;
+pub use interconnect::explain_interconnects;
 
 /// One problem, for people and programs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

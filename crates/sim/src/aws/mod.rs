@@ -11,6 +11,7 @@
 //! |---|---|
 //! | STS | `GetCallerIdentity` (account `123456789012`, as moto) |
 //! | EC2 | `DescribeRegions` (`AllRegions`), `DescribeImages` (`Owner.N`, `Filter.N.Name=name`, `ImageId.N`), `DescribeKeyPairs` (`KeyName.N`: `InvalidKeyPair.NotFound` for a missing name), `ImportKeyPair` |
+//! | EC2 (interconnects, [`ec2net`]) | `DescribeVpcs` (CAPA's, `tag-key` filter), `CreateTransitGateway`, `DescribeTransitGateways`, `CreateCustomerGateway`, `DescribeCustomerGateways`, `CreateVpnConnection` (on a Transit Gateway), `DescribeVpnConnections` (with `tunnelOptionSet`) |
 //! | CloudFormation | `CreateStack`, `UpdateStack`, `DeleteStack`, `DescribeStacks`, `GetTemplate`, `DescribeStackEvents` |
 //!
 //! Behaviour, following moto 5.2.5 and the AWS API references: a stack operation stays
@@ -34,6 +35,8 @@
 //!
 //! The simulated CAPA asks [`Aws::capa_missing`] why an AWSMachine cannot be launched.
 
+pub mod ec2net;
+mod ec2net_api;
 mod query;
 mod server;
 
@@ -87,6 +90,8 @@ pub struct State {
     pub images: Vec<AmiRecord>,
     /// Key pairs as `region/name`.
     pub key_pairs: BTreeSet<String>,
+    /// EC2 networking: CAPA's VPCs and the interconnects between them and to GCP.
+    pub ec2: ec2net::Ec2Net,
     /// Source of ids.
     pub next_id: u64,
 }
@@ -279,6 +284,32 @@ impl Aws {
                 owner: owner.to_owned(),
                 state: "available".to_owned(),
             });
+            id
+        })
+    }
+
+    /// The VPC the simulated CAPA creates for an AWSCluster (`cluster` is `namespace/name`)
+    /// once its network is provisioned; returns its id. Idempotent: CAPA finds its VPC by its
+    /// cluster tag and creates one only when none carries it
+    /// (cluster-api-provider-aws:`pkg/cloud/services/network/vpc.go`@v2.11.1, `reconcileVPC`).
+    pub fn capa_vpc(&self, region: &str, cluster: &str, cidr: &str) -> String {
+        if let Some(id) = self.read(|st| st.ec2.vpc_of(cluster).map(|(id, _)| id.clone())) {
+            return id;
+        }
+        self.with_state(|st| {
+            if let Some((id, _)) = st.ec2.vpc_of(cluster) {
+                return id.clone();
+            }
+            let id = format!("vpc-{:017x}", 0x7c0_0000 + st.id());
+            st.ec2.vpcs.insert(
+                id.clone(),
+                ec2net::Vpc {
+                    region: region.to_owned(),
+                    cidr: cidr.to_owned(),
+                    cluster: cluster.to_owned(),
+                    routes: Vec::new(),
+                },
+            );
             id
         })
     }

@@ -278,7 +278,8 @@ fn ec2(aws: &Aws, region: &str, action: &str, p: &Params) -> Result<String> {
                 )
             ))
         }
-        _ => Err(unknown(action)),
+        _ => super::ec2net_api::handle(aws, region, action, p)
+            .unwrap_or_else(|| Err(unknown(action))),
     }
 }
 

@@ -80,6 +80,15 @@ pub(super) fn infrastructure(world: &World, timers: &mut Timers) {
             ]);
             if kind == "AWSCluster" {
                 status["initialization"] = json!({"provisioned": ready});
+                // CAPA creates the cluster's own VPC (render leaves `vpc.id` unset); the
+                // interconnect steps attach to it and the network model reads it.
+                if ready {
+                    world.aws.capa_vpc(
+                        s(&o, "/spec/region"),
+                        &format!("{}/{}", k.namespace, k.name),
+                        s(&o, "/spec/network/vpc/cidrBlock"),
+                    );
+                }
             }
             if ready {
                 status["failureDomains"] = if kind == "GCPCluster" {

@@ -24,12 +24,18 @@ fn kind_of(coll: &str) -> Option<&'static str> {
         "routers" => "compute#router",
         "firewalls" => "compute#firewall",
         "images" => "compute#image",
+        "vpnGateways" => "compute#vpnGateway",
+        "externalVpnGateways" => "compute#externalVpnGateway",
+        "vpnTunnels" => "compute#vpnTunnel",
         _ => return None,
     })
 }
 
 fn regional(coll: &str) -> bool {
-    matches!(coll, "subnetworks" | "routers")
+    matches!(
+        coll,
+        "subnetworks" | "routers" | "vpnGateways" | "vpnTunnels"
+    )
 }
 
 /// Whether `n` is a valid Compute resource name (RFC 1035 label, at most 63 characters).
@@ -142,6 +148,18 @@ pub(crate) fn prepare(st: &mut State, project: &str, rel: &str, r: &mut Value) -
         }
         "routers" => {
             r["fingerprint"] = json!(fingerprint());
+        }
+        // An HA VPN gateway gets two public interface addresses from Google (output only).
+        "vpnGateways"
+            if r.get("vpnInterfaces")
+                .and_then(Value::as_array)
+                .is_none_or(|a| a.is_empty()) =>
+        {
+            let n = st.new_id();
+            r["vpnInterfaces"] = json!([
+                {"id": 0, "ipAddress": format!("35.242.{}.{}", (n / 250) % 250, 1 + n % 250)},
+                {"id": 1, "ipAddress": format!("35.243.{}.{}", (n / 250) % 250, 1 + n % 250)},
+            ]);
         }
         "images" => {
             if r.get("status").is_none() {

@@ -8,7 +8,7 @@
 //!
 //! | service | paths (all under the base URL) |
 //! |---|---|
-//! | Compute | `/compute/v1/projects/{p}/global/{networks,firewalls,images}[/{n}]`, `/regions/{r}/{subnetworks,routers}[/{n}]`: GET, POST (insert, `requestId`), PATCH, DELETE; POST `…/subnetworks/{n}/setPrivateIpGoogleAccess`; `/global/operations/{op}`, `/regions/{r}/operations/{op}` (GET, POST `/wait`) |
+//! | Compute | `/compute/v1/projects/{p}/global/{networks,firewalls,images,externalVpnGateways}[/{n}]`, `/regions/{r}/{subnetworks,routers,vpnGateways,vpnTunnels}[/{n}]` (an HA VPN gateway gets two interface addresses): GET, POST (insert, `requestId`), PATCH, DELETE; POST `…/subnetworks/{n}/setPrivateIpGoogleAccess`; `/global/operations/{op}`, `/regions/{r}/operations/{op}` (GET, POST `/wait`) |
 //! | IAM | `/v1/projects/{p}/serviceAccounts` (POST), `/v1/projects/{p}/serviceAccounts/{email}` (GET), `…/keys` (POST, GET), `…/keys/{id}` (GET, DELETE) |
 //! | Resource Manager | `/v3/projects/{p}` (GET), POST `/v3/projects/{p}:getIamPolicy`, `:setIamPolicy` (etag checked: stale → 409 `ABORTED`) |
 //! | Service Usage | `/v1/projects/{p}/services/{svc}` (GET), POST `…/{svc}:enable`, GET `/v1/projects/{p}/services:batchGet?names=…`, POST `/v1/projects/{p}/services:batchEnable`, GET `/v1/operations/{id}` |

@@ -63,6 +63,11 @@ pub(super) fn run(ctx: &Ctx, a: MeshStatusArgs) -> anyhow::Result<Exit> {
         ))
     })?;
     let mut report = report;
+    meshstatus::explain_interconnects(
+        &mut report,
+        &p.plan.interconnects,
+        &p.input.path.display().to_string(),
+    );
     if !fleet.spec.mesh.enabled {
         report.problems.push(Problem::warning(
             format!("the mesh is not enabled in fleet `{name}`"),
