@@ -623,3 +623,99 @@ pub async fn cleanup<A: Api>(
     }
     cleanup_members(&members, o).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_echo_pod_is_restricted_clean_and_the_service_global() {
+        let o = Options::default();
+        let objs = objects("f", "eu", &o);
+        assert_eq!(
+            objs[0]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+            "baseline"
+        );
+        let pod = &objs[1];
+        assert_eq!(pod["metadata"]["name"], "echo-eu");
+        let spec = &pod["spec"];
+        // What Pod Security `restricted` asks of every Pod and container.
+        assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(
+            spec["securityContext"]["seccompProfile"]["type"],
+            "RuntimeDefault"
+        );
+        let c = &spec["containers"][0];
+        assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+        assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+        assert!(
+            spec.get("hostNetwork").is_none() && c["securityContext"].get("privileged").is_none()
+        );
+        assert_eq!(c["image"], ECHO_IMAGE);
+        assert_eq!(c["args"], json!(["netexec", "--http-port=8080"]));
+        let svc = &objs[2];
+        assert_eq!(
+            svc["metadata"]["annotations"]["service.cilium.io/global"],
+            "true"
+        );
+        assert_eq!(svc["spec"]["ports"][0]["port"], SERVICE_PORT);
+    }
+
+    fn member(unreachable: Option<&str>, connected: &[&str], policies: &[&str]) -> Member<()> {
+        Member {
+            api: None,
+            unreachable: unreachable.map(str::to_string),
+            ip: None,
+            not_ready: None,
+            connected: Some(connected.iter().map(|s| s.to_string()).collect()),
+            policies: policies.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn causes_in_order_of_what_meshfleet_can_read() {
+        let mut m = BTreeMap::new();
+        m.insert("a".to_string(), member(None, &["b"], &[]));
+        m.insert(
+            "b".to_string(),
+            member(Some("connection refused"), &[], &[]),
+        );
+        assert!(cause(&m, "a", "b").contains("outage"));
+        m.insert("b".to_string(), member(None, &[], &[]));
+        assert!(cause(&m, "a", "b").contains("agents of `b` do not report `a`"));
+        m.insert("a".to_string(), member(None, &[], &[]));
+        assert!(cause(&m, "a", "b").contains("agents of `a` do not report `b`"));
+        m.insert(
+            "a".to_string(),
+            member(None, &["b"], &["NetworkPolicy `deny`"]),
+        );
+        m.insert("b".to_string(), member(None, &["a"], &[]));
+        assert!(cause(&m, "a", "b").starts_with("policy: NetworkPolicy `deny`"));
+        m.insert("a".to_string(), member(None, &["b"], &[]));
+        assert!(cause(&m, "a", "b").starts_with("interconnect"));
+    }
+
+    #[test]
+    fn a_report_passes_only_when_everything_does() {
+        let mut r = Report::default();
+        assert!(r.ok());
+        r.global_services.push(Global {
+            from: "a".into(),
+            served_by: vec!["a".into()],
+            ok: true,
+            error: None,
+        });
+        assert!(r.ok());
+        r.matrix.push(Pair {
+            from: "a".into(),
+            to: "b".into(),
+            ok: false,
+            latency_ms: None,
+            error: Some("x".into()),
+        });
+        assert!(!r.ok());
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["matrix"][0]["latencyMs"], Value::Null);
+        assert_eq!(v["globalServices"][0]["servedBy"], json!(["a"]));
+    }
+}
