@@ -37,6 +37,12 @@ fn mesh_test(dir: &Path, target: &[&str]) -> (Option<i32>, Value, Output) {
     args.extend_from_slice(target);
     let out = meshfleet(dir, &args);
     let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+    // Whatever passed or failed, the clusters that answer are cleaned up.
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("not removed"),
+        "{}",
+        show(&out)
+    );
     (out.status.code(), v, out)
 }
 
@@ -58,11 +64,16 @@ fn ok_pairs(v: &Value) -> Vec<(String, String)> {
 }
 
 fn served_by(v: &Value, from: &str) -> (bool, Vec<String>) {
+    served_by_name(v, from, ".svc.cluster.local")
+}
+
+/// The global service entry from `from` whose name ends with `suffix`.
+fn served_by_name(v: &Value, from: &str, suffix: &str) -> (bool, Vec<String>) {
     let g = v["globalServices"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|g| g["from"] == from)
+        .find(|g| g["from"] == from && g["service"].as_str().unwrap().ends_with(suffix))
         .unwrap_or_else(|| panic!("no global service entry from {from}: {v}"));
     let by = g["servedBy"]
         .as_array()
@@ -214,7 +225,7 @@ fn the_example_green_then_a_cluster_outage_then_healed() {
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
 }
 
-const TRIO: &str = "apiVersion: meshfleet.io/v1alpha1\nkind: Fleet\nmetadata: { name: trio }\nspec:\n  versions: { kubernetes: v1.35.4, talos: v1.13.9, cilium: 1.19.5 }\n  network:\n    pods: { pool: 10.64.0.0/10, prefixLength: 16 }\n    services: { pool: 10.128.0.0/12, prefixLength: 20 }\n    nodes: { pool: 10.0.0.0/14, prefixLength: 20 }\n  mesh: { enabled: true, maxConnectedClusters: 255, services: { cacheTTL: 2m } }\n  management: { egressCIDRs: [203.0.113.10/32] }\n  providers:\n    gcp: { project: my-project, network: meshfleet, imageBucket: talos-images-01-7f3a }\n  clusters:\n    - name: eu-a\n      provider: gcp\n      region: europe-west1\n      zones: [europe-west1-b]\n      controlPlane: { replicas: 1, machineType: n2-standard-2 }\n      workerPools:\n        - { name: general, replicas: 1, machineType: n2-standard-4 }\n    - name: eu-b\n      provider: gcp\n      region: europe-west1\n      zones: [europe-west1-c]\n      controlPlane: { replicas: 1, machineType: n2-standard-2 }\n      workerPools:\n        - { name: general, replicas: 1, machineType: n2-standard-4 }\n    - name: us\n      provider: gcp\n      region: us-east1\n      zones: [us-east1-b]\n      controlPlane: { replicas: 1, machineType: n2-standard-2 }\n      workerPools:\n        - { name: general, replicas: 1, machineType: n2-standard-4 }\n";
+const TRIO: &str = "apiVersion: meshfleet.io/v1alpha1\nkind: Fleet\nmetadata: { name: trio }\nspec:\n  versions: { kubernetes: v1.35.4, talos: v1.13.9, cilium: 1.19.5 }\n  network:\n    pods: { pool: 10.64.0.0/10, prefixLength: 16 }\n    services: { pool: 10.128.0.0/12, prefixLength: 20 }\n    nodes: { pool: 10.0.0.0/14, prefixLength: 20 }\n  mesh: { enabled: true, maxConnectedClusters: 255, services: { cacheTTL: 2m, mcsApi: true } }\n  management: { egressCIDRs: [203.0.113.10/32] }\n  providers:\n    gcp: { project: my-project, network: meshfleet, imageBucket: talos-images-01-7f3a }\n  clusters:\n    - name: eu-a\n      provider: gcp\n      region: europe-west1\n      zones: [europe-west1-b]\n      controlPlane: { replicas: 1, machineType: n2-standard-2 }\n      workerPools:\n        - { name: general, replicas: 1, machineType: n2-standard-4 }\n    - name: eu-b\n      provider: gcp\n      region: europe-west1\n      zones: [europe-west1-c]\n      controlPlane: { replicas: 1, machineType: n2-standard-2 }\n      workerPools:\n        - { name: general, replicas: 1, machineType: n2-standard-4 }\n    - name: us\n      provider: gcp\n      region: us-east1\n      zones: [us-east1-b]\n      controlPlane: { replicas: 1, machineType: n2-standard-2 }\n      workerPools:\n        - { name: general, replicas: 1, machineType: n2-standard-4 }\n";
 
 /// Run `mesh test` until `done` holds of its report (the simulator converges within a few
 /// passes), or panic after `limit`.
@@ -243,6 +254,15 @@ fn a_region_outage_fails_over_after_the_cache_ttl_and_a_partition_splits_two_clu
     let (code, v, out) = mesh_test(d, &["--kubeconfig", kc]);
     assert_eq!(code, Some(0), "{}", show(&out));
     assert_eq!(served_by(&v, "us"), (true, strings(&all)), "{v}");
+    // With the MCS-API on, the exported echo is reached by its clusterset.local name too.
+    assert_eq!(v["globalServices"].as_array().unwrap().len(), 6, "{v}");
+    for c in all {
+        assert_eq!(
+            served_by_name(&v, c, ".svc.clusterset.local"),
+            (true, strings(&all)),
+            "{v}"
+        );
+    }
 
     // The whole region goes: both of its clusters, and `us` alone serves its global service
     // once its agents have dropped the lost backends (cacheTTL 2m at speed 200: 0.6 s).
@@ -261,6 +281,7 @@ fn a_region_outage_fails_over_after_the_cache_ttl_and_a_partition_splits_two_clu
     assert!(show(&out).contains("eu-a, eu-b"), "{}", show(&out));
     let v = mesh_test_until(d, kc, Duration::from_secs(30), |v| {
         served_by(v, "us") == (true, strings(&["us"]))
+            && served_by_name(v, "us", ".clusterset.local") == (true, strings(&["us"]))
     });
     assert_eq!(ok_pairs(&v), Vec::<(String, String)>::new(), "{v}");
     assert!(!served_by(&v, "eu-a").0 && !served_by(&v, "eu-b").0);

@@ -59,6 +59,9 @@ pub struct Options {
     pub tries_per_cluster: u32,
     /// Poll interval.
     pub every: Duration,
+    /// The fleet runs the MCS-API (`spec.mesh.services.mcsApi`): also export the echo Service
+    /// with a `ServiceExport` and reach it as `echo.<namespace>.svc.clusterset.local`.
+    pub mcs_api: bool,
 }
 
 impl Default for Options {
@@ -69,6 +72,7 @@ impl Default for Options {
             timeout: Duration::from_secs(180),
             tries_per_cluster: 4,
             every: Duration::from_millis(500),
+            mcs_api: false,
         }
     }
 }
@@ -95,6 +99,9 @@ pub struct Pair {
 pub struct Global {
     /// The client's cluster.
     pub from: String,
+    /// The name dialled: the global service's cluster DNS name, or with the MCS-API its
+    /// `clusterset.local` name.
+    pub service: String,
     /// The clusters whose echo Pods answered.
     pub served_by: Vec<String>,
     /// Every connection was answered.
@@ -133,7 +140,7 @@ fn labels(fleet: &str, cluster: &str) -> Value {
 /// Service.
 pub fn objects(fleet: &str, cluster: &str, o: &Options) -> Vec<Value> {
     let ns = &o.namespace;
-    vec![
+    let mut objs = vec![
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {
             TEST_LABEL: "true", "meshfleet.io/fleet": fleet,
             "pod-security.kubernetes.io/enforce": "baseline",
@@ -158,7 +165,16 @@ pub fn objects(fleet: &str, cluster: &str, o: &Options) -> Vec<Value> {
                 "annotations": {"service.cilium.io/global": "true", "service.cilium.io/shared": "true"}},
             "spec": {"selector": {"app.kubernetes.io/name": "meshfleet-echo"},
                 "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]}}),
-    ]
+    ];
+    // The MCS-API export of the same Service (a `ServiceExport` is named like the Service it
+    // exports; sigs.k8s.io/mcs-api `pkg/apis/v1alpha1/serviceexport.go`).
+    if o.mcs_api {
+        objs.push(
+            json!({"apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceExport",
+            "metadata": {"name": SERVICE, "namespace": ns, "labels": labels(fleet, cluster)}}),
+        );
+    }
+    objs
 }
 
 fn ns_ref(ns: &str) -> ObjectRef {
@@ -345,10 +361,15 @@ pub async fn run<A: Api>(
             report.matrix.push(pair(&members, from, to, o).await);
         }
     }
-    for from in clusters {
-        report
-            .global_services
-            .push(global(&members, clusters, from, o).await);
+    let mut names = vec![format!("{SERVICE}.{}.svc.cluster.local", o.namespace)];
+    if o.mcs_api {
+        names.push(format!("{SERVICE}.{}.svc.clusterset.local", o.namespace));
+    }
+    for host in &names {
+        for from in clusters {
+            let g = global(&members, clusters, from, host, o).await;
+            report.global_services.push(g);
+        }
     }
     for c in clusters {
         let ok = report
@@ -485,10 +506,12 @@ async fn global<A: Api>(
     members: &BTreeMap<String, Member<A>>,
     clusters: &[String],
     from: &str,
+    host: &str,
     o: &Options,
 ) -> Global {
     let fail = |error: String| Global {
         from: from.into(),
+        service: host.into(),
         served_by: Vec::new(),
         ok: false,
         error: Some(error),
@@ -505,9 +528,8 @@ async fn global<A: Api>(
     let Some(w) = &f.api else {
         return fail("no client".into());
     };
-    let host = format!("{SERVICE}.{}.svc.cluster.local", o.namespace);
     let tries = o.tries_per_cluster.max(1) * clusters.len() as u32;
-    let v = match dial(w, from, o, &host, SERVICE_PORT, tries).await {
+    let v = match dial(w, from, o, host, SERVICE_PORT, tries).await {
         Ok(v) => v,
         Err(e) if e.contains("no such host") || e.contains("lookup ") => {
             return fail(format!("DNS: `{host}` does not resolve in `{from}` ({e})"));
@@ -555,6 +577,7 @@ async fn global<A: Api>(
     };
     Global {
         from: from.into(),
+        service: host.into(),
         ok: error.is_none(),
         served_by,
         error,
@@ -566,33 +589,39 @@ async fn cleanup_members<A: Api>(
     o: &Options,
 ) -> Vec<String> {
     let mut warnings = Vec::new();
+    // Delete everywhere first, then wait: one cluster's namespace must not wait on another's.
+    let mut deleted = Vec::new();
     for (c, m) in members {
         let Some(w) = &m.api else {
-            warnings.push(format!("`{c}`: not cleaned up (its API is unreachable); the next `mesh test` removes namespace `{}`", o.namespace));
-            continue;
-        };
-        if let Err(e) = delete_and_wait(w, o).await {
             warnings.push(format!(
-                "`{c}`: namespace `{}` not removed: {e}",
+                "`{c}`: not cleaned up (its API is unreachable); the next `mesh test` removes namespace `{}`",
                 o.namespace
             ));
+            continue;
+        };
+        match w.delete(&ns_ref(&o.namespace)).await {
+            Ok(_) => deleted.push((c, w)),
+            Err(e) => warnings.push(format!(
+                "`{c}`: namespace `{}` not removed: {e}",
+                o.namespace
+            )),
+        }
+    }
+    for (c, w) in deleted {
+        match gone(w, &o.namespace, o.timeout, o.every).await {
+            Ok(true) => {}
+            Ok(false) => warnings.push(format!(
+                "`{c}`: namespace `{}` not removed: still terminating after {}s",
+                o.namespace,
+                o.timeout.as_secs()
+            )),
+            Err(e) => warnings.push(format!(
+                "`{c}`: namespace `{}` not removed: {e}",
+                o.namespace
+            )),
         }
     }
     warnings
-}
-
-async fn delete_and_wait<A: Api>(w: &A, o: &Options) -> Result<(), String> {
-    w.delete(&ns_ref(&o.namespace))
-        .await
-        .map_err(|e| e.to_string())?;
-    if gone(w, &o.namespace, o.timeout, o.every)
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        Ok(())
-    } else {
-        Err(format!("still terminating after {}s", o.timeout.as_secs()))
-    }
 }
 
 /// Remove the test namespace from every cluster that answers (after an interrupted run);
@@ -700,6 +729,7 @@ mod tests {
         let mut r = Report::default();
         assert!(r.ok());
         r.global_services.push(Global {
+            service: "echo".into(),
             from: "a".into(),
             served_by: vec!["a".into()],
             ok: true,

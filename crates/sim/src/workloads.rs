@@ -591,7 +591,13 @@ fn mcs(world: &World) {
         let mut keep = BTreeSet::new();
         for (ns, name) in &wanted {
             let from = exporters(world, &all, key, ns, name);
-            if from.is_empty() || api.store.get(&Key::new("/namespaces", "", ns)).is_none() {
+            // Only into a namespace that exists and is not terminating: the API server's
+            // NamespaceLifecycle admission refuses new objects in a terminating namespace.
+            let live = api
+                .store
+                .get(&Key::new("/namespaces", "", ns))
+                .is_some_and(|n| n.pointer("/metadata/deletionTimestamp").is_none());
+            if from.is_empty() || !live {
                 continue;
             }
             let ports: Vec<Value> = all[&from[0].0]

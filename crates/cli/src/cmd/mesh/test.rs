@@ -55,6 +55,7 @@ pub(super) fn run(ctx: &Ctx, a: MeshTestArgs) -> anyhow::Result<Exit> {
         namespace: a.namespace.clone(),
         image: a.image.clone(),
         timeout: a.timeout,
+        mcs_api: fleet.spec.mesh.services.mcs_api,
         ..Options::default()
     };
     let rt = common::runtime()?;
@@ -113,6 +114,29 @@ pub fn table(r: &Report, clusters: &[String], colour: bool) -> String {
     let mut header = vec!["FROM \\ TO".to_string()];
     header.extend(clusters.iter().cloned());
     header.push("GLOBAL SERVICE SERVED BY".into());
+    let mcs = r
+        .global_services
+        .iter()
+        .any(|g| g.service.ends_with(".clusterset.local"));
+    if mcs {
+        header.push("CLUSTERSET (MCS-API) SERVED BY".into());
+    }
+    let cell = |from: &str, clusterset: bool| {
+        r.global_services
+            .iter()
+            .find(|g| g.from == from && g.service.ends_with(".clusterset.local") == clusterset)
+            .map_or_else(
+                || "?".into(),
+                |g| {
+                    let who = if g.served_by.is_empty() {
+                        "none".to_string()
+                    } else {
+                        g.served_by.join(",")
+                    };
+                    format!("{} {who}", mark(g.ok))
+                },
+            )
+    };
     let mut t = Table::new(header);
     for from in clusters {
         let mut row = vec![from.clone()];
@@ -132,22 +156,10 @@ pub fn table(r: &Report, clusters: &[String], colour: bool) -> String {
                     )
             });
         }
-        row.push(
-            r.global_services
-                .iter()
-                .find(|g| &g.from == from)
-                .map_or_else(
-                    || "?".into(),
-                    |g| {
-                        let who = if g.served_by.is_empty() {
-                            "none".to_string()
-                        } else {
-                            g.served_by.join(",")
-                        };
-                        format!("{} {who}", mark(g.ok))
-                    },
-                ),
-        );
+        row.push(cell(from, false));
+        if mcs {
+            row.push(cell(from, true));
+        }
         t.row(row);
     }
     let mut out = t.render(colour);
@@ -165,8 +177,9 @@ pub fn table(r: &Report, clusters: &[String], colour: bool) -> String {
         })
         .chain(r.global_services.iter().filter(|g| !g.ok).map(|g| {
             format!(
-                "{} → global service: {}",
+                "{} → {}: {}",
                 g.from,
+                g.service,
                 g.error.as_deref().unwrap_or("failed")
             )
         }))
