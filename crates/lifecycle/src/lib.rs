@@ -26,6 +26,7 @@ pub mod event;
 pub mod kubeconfig;
 pub mod mesh;
 pub mod meshstatus;
+pub mod meshtest;
 pub mod objects;
 pub mod promtext;
 pub mod providers;

@@ -207,6 +207,32 @@ struct Clustermesh {
     config: Option<MeshConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     apiserver: Option<MeshApiserver>,
+    /// `clustermesh.cacheTTL` (chart `values.yaml`, rendered into `cilium-config` as
+    /// `clustermesh-cache-ttl` by `templates/cilium-configmap.yaml` and passed to the
+    /// clustermesh-apiserver as `--clustermesh-cache-ttl` by
+    /// `templates/clustermesh-apiserver/deployment.yaml`, 1.19.5 chart): how long a lost
+    /// cluster's services and endpoints stay cached before they are revoked.
+    #[serde(rename = "cacheTTL", skip_serializing_if = "Option::is_none")]
+    cache_ttl: Option<String>,
+    /// `clustermesh.mcsapi`, only when the fleet turns the MCS-API on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mcsapi: Option<Mcsapi>,
+}
+
+/// `clustermesh.mcsapi` of the 1.19.5 chart: `enabled` turns on `clustermesh-enable-mcs-api`
+/// in `cilium-config` (`templates/cilium-configmap.yaml`) and the MCS-API controllers of the
+/// clustermesh-apiserver (`templates/clustermesh-apiserver/deployment.yaml`), with the
+/// `multicluster.x-k8s.io` CRDs installed (`installCRDs`, default `true`);
+/// `corednsAutoConfigure.enabled` adds the `cilium-coredns-mcsapi-autoconfig` Job
+/// (`templates/clustermesh-coredns-mcsapi/job.yaml`) that adds the `multicluster` plugin for
+/// `clusterset.local` to the cluster's CoreDNS (Deployment, ConfigMap and ServiceAccount
+/// `coredns` in `kube-system`, the chart's defaults; Talos names its CoreDNS the same,
+/// `siderolabs/talos:internal/app/machined/pkg/controllers/k8s/internal/k8stemplates/testdata/coredns-deployment.yaml`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Mcsapi {
+    enabled: bool,
+    coredns_auto_configure: Enabled,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -429,6 +455,11 @@ pub fn values(ctx: &Ctx<'_>, peers: Peers<'_>) -> Values {
             max_connected_clusters: mesh.max_connected_clusters,
             config,
             apiserver,
+            cache_ttl: mesh.enabled.then(|| mesh.services.cache_ttl.clone()),
+            mcsapi: (mesh.enabled && mesh.services.mcs_api).then_some(Mcsapi {
+                enabled: true,
+                coredns_auto_configure: Enabled { enabled: true },
+            }),
         },
     }
 }

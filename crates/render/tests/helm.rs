@@ -153,10 +153,11 @@ fn helm_render(chart: &std::path::Path, docs: &[Doc]) -> Vec<Value> {
     results
 }
 
-/// Render every document of a fleet variant; panics with every failure at once.
-fn installs(variant: &str, text: &str, lb: bool) {
+/// Render every document of a fleet variant; panics with every failure at once. Returns
+/// the helper's results (empty when the test is skipped).
+fn installs(variant: &str, text: &str, lb: bool) -> Vec<Value> {
     let Some(chart) = chart() else {
-        return;
+        return Vec::new();
     };
     let docs = documents(text, lb);
     assert!(!docs.is_empty());
@@ -186,6 +187,29 @@ fn installs(variant: &str, text: &str, lb: bool) {
         problems.join("\n")
     );
     eprintln!("{variant}: {} values documents install", docs.len());
+    results
+}
+
+/// What every meshed values document must give the agents: the fleet's cache TTL, MCS-API
+/// on or off as the fleet says, and Cilium's default that policies select the local cluster
+/// unless they name another (`policy-default-local-cluster`, left at the chart's `true`).
+fn mesh_services(results: &[Value], ttl: &str, mcs: bool) {
+    assert!(!results.is_empty());
+    for r in results {
+        let c = &r["config"];
+        assert_eq!(c["clustermesh-cache-ttl"], ttl, "{r}");
+        assert_eq!(
+            c["clustermesh-enable-mcs-api"],
+            if mcs { "true" } else { "false" },
+            "{r}"
+        );
+        assert_eq!(c["policy-default-local-cluster"], "true", "{r}");
+        let job = r["templates"].as_array().is_some_and(|t| {
+            t.iter()
+                .any(|p| p == "cilium/templates/clustermesh-coredns-mcsapi/job.yaml")
+        });
+        assert_eq!(job, mcs, "CoreDNS auto-configuration job: {r}");
+    }
 }
 
 fn example_with(replacements: &[(&str, &str)]) -> String {
@@ -199,7 +223,25 @@ fn example_with(replacements: &[(&str, &str)]) -> String {
 
 #[test]
 fn mesh_nodeport_tunnel_vxlan_no_encryption() {
-    installs("example", &common::example_fleet_text(), false);
+    let results = installs("example", &common::example_fleet_text(), false);
+    if !results.is_empty() {
+        mesh_services(&results, "1m", false);
+    }
+}
+
+#[test]
+fn mesh_with_mcs_api_and_cache_ttl() {
+    let results = installs(
+        "MCS-API + cacheTTL 90s",
+        &example_with(&[(
+            "encryption: none",
+            "encryption: none\n    services: { mcsApi: true, cacheTTL: 90s }",
+        )]),
+        false,
+    );
+    if !results.is_empty() {
+        mesh_services(&results, "90s", true);
+    }
 }
 
 #[test]

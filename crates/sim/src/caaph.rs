@@ -491,6 +491,11 @@ fn install_cilium(w: &Api, values: &Value, release_ns: &str) {
         "k8s-service-host": str_of("/k8sServiceHost", ""), "k8s-service-port": str_of("/k8sServicePort", ""),
         "enable-ipv4": "true", "enable-wireguard": (get(values, "/encryption/type").and_then(Value::as_str) == Some("wireguard") && get(values, "/encryption/enabled").and_then(Value::as_bool) == Some(true)).to_string(),
         "cgroup-root": str_of("/cgroup/hostRoot", "/run/cilium/cgroupv2"),
+        // templates/cilium-configmap.yaml of the 1.19.5 chart.
+        "clustermesh-cache-ttl": str_of("/clustermesh/cacheTTL", "0s"),
+        "clustermesh-enable-mcs-api": (get(values, "/clustermesh/mcsapi/enabled").and_then(Value::as_bool) == Some(true)
+            || get(values, "/clustermesh/enableMCSAPISupport").and_then(Value::as_bool) == Some(true)).to_string(),
+        "policy-default-local-cluster": str_of("/clustermesh/policyDefaultLocalCluster", "true"),
     });
     let labels =
         json!({"app.kubernetes.io/part-of": "cilium", "app.kubernetes.io/managed-by": "Helm"});

@@ -20,10 +20,12 @@ pub mod aws;
 pub mod caaph;
 pub mod ccm;
 pub mod controllers;
+pub mod echo;
 pub mod gcp;
 pub mod http;
 pub mod mesh;
 pub mod network;
+pub mod outage;
 pub mod patch;
 pub mod proto;
 pub mod resources;
@@ -34,6 +36,7 @@ pub mod talos;
 pub mod tls;
 pub mod validate;
 pub mod workload;
+pub mod workloads;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -160,6 +163,8 @@ pub struct World {
     identity: Mutex<Identity>,
     /// Each workload cluster's ClusterMesh links as its Cilium agents see them.
     pub(crate) mesh: Mutex<BTreeMap<String, mesh::Links>>,
+    /// Mesh-link history for Cilium's cache TTL ([`workloads`]).
+    pub(crate) links: Mutex<workloads::LinkMemory>,
     /// The bound address.
     pub addr: SocketAddr,
     /// The Google Cloud API fake.
@@ -338,6 +343,39 @@ impl World {
     }
 }
 
+#[cfg(test)]
+impl World {
+    /// A world with no listener and no controllers running, for unit tests that drive the
+    /// reconcilers themselves.
+    pub(crate) fn for_tests(speed: f64) -> Arc<Self> {
+        let mut cfg = SimConfig::new(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            PathBuf::from("unused"),
+        );
+        cfg.speed = speed;
+        let identity = Identity::load_or_generate(None).expect("identity");
+        let management = Arc::new(Api {
+            name: "management".into(),
+            store: Arc::new(Store::open(None).expect("store")),
+            registry: Arc::new(Registry::management()),
+            token: identity.token.clone(),
+        });
+        Arc::new(World {
+            cfg,
+            management,
+            workloads: Mutex::new(BTreeMap::new()),
+            identity: Mutex::new(identity),
+            mesh: Mutex::new(BTreeMap::new()),
+            links: Mutex::new(workloads::LinkMemory::default()),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            gcp: Arc::new(
+                gcp::Gcp::open(None, "http://127.0.0.1:1".into(), speed, 0.0).expect("gcp"),
+            ),
+            aws: Arc::new(aws::Aws::open(None, "http://127.0.0.1:1".into(), speed).expect("aws")),
+        })
+    }
+}
+
 /// A running simulator.
 pub struct Simulator {
     world: Arc<World>,
@@ -480,6 +518,7 @@ pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
         workloads: Mutex::new(BTreeMap::new()),
         identity: Mutex::new(identity),
         mesh: Mutex::new(BTreeMap::new()),
+        links: Mutex::new(workloads::LinkMemory::default()),
         addr,
         gcp,
         aws,

@@ -487,6 +487,7 @@ pub fn reconcile(world: &World, fw: &Firewalls) {
     let apis = world.workloads();
     let members: Vec<Member> = apis.iter().filter_map(|a| member(world, a)).collect();
     let net = crate::network::Paths::build(world);
+    let outages = crate::outage::current(world);
     let mut state = world.mesh.lock().unwrap_or_else(|e| e.into_inner());
     let mut next = BTreeMap::new();
     for me in &members {
@@ -497,7 +498,12 @@ pub fn reconcile(world: &World, fw: &Firewalls) {
             .map(|p| {
                 let was = before.links.iter().find(|l| &l.peer == p);
                 let failures = was.map_or(0, |l| l.failures);
-                match link(me, p, &members, fw, &net) {
+                // A simulated outage or partition (crate::outage) blocks the link first.
+                let blocked = members
+                    .iter()
+                    .find(|m| &m.name == p)
+                    .and_then(|peer| crate::outage::link_blocked(&outages, &me.key, &peer.key));
+                match blocked.map_or_else(|| link(me, p, &members, fw, &net), Err) {
                     Ok(()) => Link {
                         peer: p.clone(),
                         ready: true,

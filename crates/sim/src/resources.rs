@@ -210,6 +210,17 @@ impl Registry {
         let addons = "addons.cluster.x-k8s.io";
         let c = &["cluster-api"];
         let mut types = core();
+        // The simulator's own failure-rehearsal kind (`meshfleet sim fail`, [`crate::outage`]).
+        types.push(rt(
+            crate::outage::GROUP,
+            crate::outage::VERSION,
+            crate::outage::KIND,
+            "outages",
+            false,
+            &[],
+            &[],
+            false,
+        ));
         types.extend([
             rt(
                 capi,
@@ -424,9 +435,43 @@ impl Registry {
         Self { types }
     }
 
-    /// What a simulated workload cluster serves: core kinds only.
+    /// What a simulated workload cluster serves: core kinds, EndpointSlices, and the MCS-API
+    /// kinds Cilium's chart installs with `clustermesh.mcsapi` ([`crate::workloads`]).
     pub fn workload() -> Self {
-        Self { types: core() }
+        let mut types = core();
+        types.extend([
+            rt(
+                "discovery.k8s.io",
+                "v1",
+                "EndpointSlice",
+                "endpointslices",
+                true,
+                &[],
+                &[],
+                false,
+            ),
+            rt(
+                "multicluster.x-k8s.io",
+                "v1alpha1",
+                "ServiceExport",
+                "serviceexports",
+                true,
+                &["svcex"],
+                &[],
+                true,
+            ),
+            rt(
+                "multicluster.x-k8s.io",
+                "v1alpha1",
+                "ServiceImport",
+                "serviceimports",
+                true,
+                &["svcim"],
+                &[],
+                true,
+            ),
+        ]);
+        Self { types }
     }
 
     /// Find a type by group, version and plural.

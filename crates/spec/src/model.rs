@@ -189,6 +189,70 @@ pub struct Mesh {
     /// Transparent encryption between nodes.
     #[serde(default)]
     pub encryption: Encryption,
+    /// Multi-cluster services across the mesh.
+    #[serde(default)]
+    pub services: MeshServices,
+}
+
+/// Multi-cluster service settings (Cilium 1.19).
+///
+/// Global services need no switch: with the mesh on, a Service annotated
+/// `service.cilium.io/global: "true"` in several clusters is load-balanced across all of them
+/// (`service.cilium.io/shared`, `service.cilium.io/affinity: local|remote|none` tune it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MeshServices {
+    /// The Kubernetes Multi-Cluster Services API (`ServiceExport`/`ServiceImport`, names
+    /// under `clusterset.local`), with CoreDNS configured for it by Cilium's chart.
+    #[serde(default)]
+    pub mcs_api: bool,
+    /// How long an agent keeps a remote cluster's services and endpoints after losing its
+    /// connection (Cilium's `clustermesh.cacheTTL`, a Go duration such as `30s`, `2m` or
+    /// `1h30m`); after that the remote backends are dropped, so global services fail over.
+    /// `0s` keeps them forever (Cilium's own default).
+    #[serde(default = "default_cache_ttl", rename = "cacheTTL")]
+    pub cache_ttl: String,
+}
+
+/// Default of [`MeshServices::cache_ttl`].
+pub const DEFAULT_CACHE_TTL: &str = "1m";
+
+fn default_cache_ttl() -> String {
+    DEFAULT_CACHE_TTL.to_owned()
+}
+
+impl Default for MeshServices {
+    fn default() -> Self {
+        Self {
+            mcs_api: false,
+            cache_ttl: default_cache_ttl(),
+        }
+    }
+}
+
+/// Seconds in a Go duration made of `<integer><unit>` parts with units `h`, `m`, `s` (what
+/// [`MeshServices::cache_ttl`] accepts); `None` when `text` is not one.
+pub fn duration_seconds(text: &str) -> Option<u64> {
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    let mut parts = 0;
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return None,
+        };
+        let n: u64 = digits.parse().ok()?;
+        total = total.checked_add(n.checked_mul(unit)?)?;
+        digits.clear();
+        parts += 1;
+    }
+    (digits.is_empty() && parts > 0).then_some(total)
 }
 
 fn yes() -> bool {
@@ -207,6 +271,7 @@ impl Default for Mesh {
             routing: Routing::default(),
             tunnel_protocol: TunnelProtocol::default(),
             encryption: Encryption::default(),
+            services: MeshServices::default(),
         }
     }
 }

@@ -409,6 +409,36 @@ fn too_many_meshed_clusters() {
 }
 
 #[test]
+fn mesh_services() {
+    error(
+        &mutate(
+            "encryption: none",
+            "encryption: none\n    services: { cacheTTL: 5 minutes }",
+        ),
+        "spec.mesh.services.cacheTTL",
+        "`5 minutes` is not a duration",
+    );
+    let fleet = parse(&mutate(
+        "encryption: none",
+        "encryption: none\n    services: { mcsApi: true, cacheTTL: 1h30m }",
+    ))
+    .expect("valid")
+    .fleet;
+    assert!(fleet.spec.mesh.services.mcs_api);
+    assert_eq!(
+        meshfleet_spec::duration_seconds(&fleet.spec.mesh.services.cache_ttl),
+        Some(5400)
+    );
+    for bad in ["", "5", "m", "1.5m", "-1s", "1d"] {
+        assert_eq!(meshfleet_spec::duration_seconds(bad), None, "{bad}");
+    }
+    assert_eq!(meshfleet_spec::duration_seconds("0s"), Some(0));
+    // The default drops a lost cluster's backends after a minute.
+    let default = meshfleet_spec::MeshServices::default();
+    assert_eq!((default.mcs_api, default.cache_ttl.as_str()), (false, "1m"));
+}
+
+#[test]
 fn pins() {
     let pin = |c: &str, net: &str| format!("name: {c}\n      network: {net}");
     let text = mutate("name: gcp-euw1", &pin("gcp-euw1", "{ pods: 10.64.0.0/16 }")).replacen(

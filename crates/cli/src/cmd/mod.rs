@@ -9,6 +9,7 @@ pub mod gcp;
 pub mod init;
 pub mod kubeconfig;
 pub mod mesh;
+pub mod outage;
 pub mod plan;
 pub mod render;
 pub mod sim;

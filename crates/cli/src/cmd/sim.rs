@@ -19,6 +19,11 @@ pub struct SimArgs {
 pub enum SimCommand {
     /// Serve a simulated management cluster (Kubernetes API over HTTPS) until interrupted.
     Serve(ServeArgs),
+    /// Rehearse an outage: a cluster, every cluster of a region, or the link between two
+    /// clusters stops answering (simulator only; undo with `sim heal`).
+    Fail(crate::cmd::outage::OutageArgs),
+    /// End an outage `sim fail` started (`--all` for every one).
+    Heal(crate::cmd::outage::OutageArgs),
 }
 
 /// Arguments of `sim serve`.
@@ -61,6 +66,8 @@ pub struct ServeArgs {
 pub fn run(ctx: &Ctx, a: SimArgs) -> anyhow::Result<Exit> {
     match a.command {
         SimCommand::Serve(s) => serve(ctx, s),
+        SimCommand::Fail(a) => crate::cmd::outage::run(ctx, a, false),
+        SimCommand::Heal(a) => crate::cmd::outage::run(ctx, a, true),
     }
 }
 

@@ -4,7 +4,9 @@
 stdin: JSON {"chart": "<path to .tgz>", "documents": [{"name": ..., "values": "<YAML text>"}]}
 stdout: JSON list, one entry per document in order:
   {"name": ..., "ok": bool, "error": str, "clustermesh": [peer names in the
-   cilium-clustermesh Secret]}
+   cilium-clustermesh Secret], "config": {the clustermesh-* and policy-default-local-cluster
+   keys of the cilium-config ConfigMap}, "templates": [paths of the templates that rendered
+   a non-empty manifest]}
 
 The chart is loaded once per process and documents are rendered by a small pool of worker
 processes (the machine has two cores). A failing `required`/`fail` in a template raises
@@ -28,7 +30,8 @@ def _init(path):
 
 
 def _render(doc):
-    out = {"name": doc["name"], "ok": False, "error": "", "clustermesh": []}
+    out = {"name": doc["name"], "ok": False, "error": "", "clustermesh": [], "config": {},
+           "templates": []}
     try:
         values = yaml.safe_load(doc["values"]) or {}
         manifests = _chart.render(
@@ -45,6 +48,16 @@ def _render(doc):
     for obj in yaml.safe_load_all(text):
         if obj and obj.get("kind") == "Secret":
             out["clustermesh"] = sorted((obj.get("data") or {}).keys())
+    out["templates"] = sorted(k for k, v in manifests.items() if v and v.strip())
+    text = manifests.get("cilium/templates/cilium-configmap.yaml", "")
+    for obj in yaml.safe_load_all(text):
+        if obj and obj.get("kind") == "ConfigMap":
+            data = obj.get("data") or {}
+            out["config"] = {
+                k: v
+                for k, v in data.items()
+                if k.startswith("clustermesh-") or k == "policy-default-local-cluster"
+            }
     return out
 
 

@@ -196,4 +196,6 @@ pub(crate) fn reconcile_all(world: &World, timers: &mut Timers, collect: bool) {
     lap("caaph");
     mesh::reconcile(world, &fw);
     lap("mesh");
+    crate::workloads::reconcile(world);
+    lap("workloads");
 }

@@ -69,7 +69,13 @@ pub async fn serve(
             let svc = hyper::service::service_fn(move |req| {
                 let world = world.clone();
                 let stop = stop.clone();
-                async move { Ok::<_, Infallible>(handle(world, req, stop, cert).await) }
+                async move {
+                    // A workload cluster that is down (simulated outage) drops the connection.
+                    if crate::outage::workload_api_down(&world, req.uri().path()) {
+                        return Err(crate::outage::Unreachable);
+                    }
+                    Ok(handle(world, req, stop, cert).await)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(io, svc)

@@ -69,13 +69,24 @@ pub(super) fn pod_proxy(
             *resp.status_mut() = StatusCode::NOT_FOUND;
             resp
         }
-        None => status_error(
-            503,
-            "ServiceUnavailable",
-            &format!(
-                "error trying to reach service: dial tcp {ip}:{port}: connect: connection refused"
+        None => match port
+            .parse()
+            .ok()
+            .and_then(|p| crate::echo::serve(world, &api.name, &obj, p, tail, &r.query))
+        {
+            Some((code, body)) => {
+                let mut resp = Response::new(full(body));
+                *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+                resp
+            }
+            None => status_error(
+                503,
+                "ServiceUnavailable",
+                &format!(
+                    "error trying to reach service: dial tcp {ip}:{port}: connect: connection refused"
+                ),
+                None,
             ),
-            None,
-        ),
+        },
     }
 }

@@ -174,6 +174,17 @@ pub(crate) fn semantic(fleet: &Fleet) -> Report {
             }),
         );
     }
+    let ttl = &spec.mesh.services.cache_ttl;
+    if crate::model::duration_seconds(ttl).is_none() {
+        r.push(
+            Diagnostic::error(
+                "spec.mesh.services.cacheTTL",
+                format!("`{ttl}` is not a duration"),
+            )
+            .with_value(ttl.clone())
+            .with_hint("write whole hours, minutes and seconds such as `30s`, `2m` or `1h30m` (`0s` never drops a lost cluster's backends)"),
+        );
+    }
     if spec.mesh.routing == Routing::Native && spec.clusters.len() > 1 {
         r.push(
             Diagnostic::warning(

@@ -5,6 +5,7 @@
 //! probe's report, stderr only paths, subjects, dates and fingerprints.
 
 mod status;
+mod test;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,9 @@ pub enum MeshCommand {
     Probe(ProbeArgs),
     /// Show the mesh of a running fleet (needs a management cluster).
     Status(status::MeshStatusArgs),
+    /// Send traffic across the mesh: every ordered pair of clusters pod to pod, and a global
+    /// service from each cluster (exit 1 when anything fails).
+    Test(test::MeshTestArgs),
 }
 
 /// `mesh ca` subcommands.
@@ -123,6 +127,7 @@ pub fn run(ctx: &Ctx, a: MeshArgs) -> anyhow::Result<Exit> {
         MeshCommand::Ca(CaCommand::Issue(a)) => ca_issue(ctx, a),
         MeshCommand::Probe(a) => probe(ctx, a),
         MeshCommand::Status(a) => status::run(ctx, a),
+        MeshCommand::Test(a) => test::run(ctx, a),
     }
 }
 
