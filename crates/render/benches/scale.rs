@@ -13,15 +13,17 @@
 //! a temporary directory: the layout of `render --out`), the best of a few runs; the files and
 //! bytes written; the bytes of the fully meshed Cilium proxies (what `up` applies once every
 //! peer's endpoint is known); and the child's peak memory. Times are wall-clock on a shared
-//! machine: compare figures of one run, not across runs. `peak MB*` is the child's `VmHWM`
-//! after parse, plan, render and write (before the meshed proxies are built).
+//! machine: compare figures of one run, not across runs. `render ms` is
+//! `meshfleet_render::render_files` (the text only, what `render --out` writes); `values ms` is
+//! `render` (every object also as a JSON value, what `up` applies). `peak MB*` is the child's
+//! `VmHWM` after parse, plan, render_files and write — what `plan` + `render --out` hold —;
+//! `peak MB` after the full renders and the meshed proxies too.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 const CHILD_ENV: &str = "MESHFLEET_SCALE_CHILD";
@@ -46,7 +48,7 @@ fn main() {
     let me = std::env::current_exe().expect("current exe");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plan/benches/envsubst-baseline.sh");
     println!(
-        "{:>5} {:>9} {:>9} {:>9} {:>9} {:>10} {:>6} {:>11} {:>12} {:>9} {:>10} {:>7}",
+        "{:>5} {:>9} {:>9} {:>9} {:>9} {:>10} {:>6} {:>11} {:>12} {:>9} {:>10} {:>7} {:>10} {:>9}",
         "n",
         "parse ms",
         "plan ms",
@@ -58,7 +60,9 @@ fn main() {
         "meshed B",
         "peak MB*",
         "envsubst ms",
-        "ratio"
+        "ratio",
+        "values ms",
+        "peak MB"
     );
     for n in sizes {
         let out = Command::new(&me)
@@ -79,7 +83,7 @@ fn main() {
         let total = f[0] + f[1] + f[2] + f[3];
         let ratio = envsubst.map(|e| e.as_secs_f64() * 1e3 / total);
         println!(
-            "{n:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.1} {:>6} {:>11} {:>12} {:>9.1} {:>10} {:>7}",
+            "{n:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.1} {:>6} {:>11} {:>12} {:>9.1} {:>10} {:>7} {:>10.1} {:>9.1}",
             f[0],
             f[1],
             f[2],
@@ -94,6 +98,8 @@ fn main() {
                 e.as_secs_f64() * 1e3
             )),
             ratio.map_or("-".to_owned(), |r| format!("{r:.2}x")),
+            f[8],
+            f[9] / 1024.0,
         );
     }
 }
@@ -140,10 +146,10 @@ fn child(n: usize) {
         let plan = meshfleet_plan::plan(&fleet, None).expect("plan");
         plan_t = plan_t.min(ms(t));
         let t = Instant::now();
-        let rendered = meshfleet_render::render(&fleet, &plan).expect("render");
+        let rendered = meshfleet_render::render_files(&fleet, &plan).expect("render");
         render_t = render_t.min(ms(t));
         let t = Instant::now();
-        write_all(&dir, &rendered);
+        write_all(&dir, &rendered.files);
         write_t = write_t.min(ms(t));
         files = rendered.files.len();
         bytes = rendered
@@ -178,6 +184,18 @@ fn child(n: usize) {
         let _ = std::fs::remove_dir_all(&dir);
     }
     let peak_render = peak_kb();
+    // `render` with every object also as a JSON value (what `up` applies).
+    let mut full = f64::MAX;
+    {
+        let fleet = common::parse(&text);
+        let plan = meshfleet_plan::plan(&fleet, None).expect("plan");
+        for _ in 0..RUNS {
+            let t = Instant::now();
+            let r = meshfleet_render::render(&fleet, &plan).expect("render");
+            full = full.min(ms(t));
+            drop(r);
+        }
+    }
     // What `up` ends with: every cluster's proxy naming all of its peers.
     let fleet = common::parse(&text);
     let plan = meshfleet_plan::plan(&fleet, None).expect("plan");
@@ -192,7 +210,10 @@ fn child(n: usize) {
             serde_json::to_vec(&proxy).expect("json").len()
         })
         .sum();
-    println!("{parse} {plan_t} {render_t} {write_t} {files} {bytes} {meshed} {peak_render}");
+    println!(
+        "{parse} {plan_t} {render_t} {write_t} {files} {bytes} {meshed} {peak_render} {full} {}",
+        peak_kb()
+    );
 }
 
 /// Only one phase, many times, for `perf record` (`MESHFLEET_SCALE_PROFILE=render|meshed`).
@@ -304,8 +325,8 @@ fn write_all_batched(dir: &Path, rendered: &meshfleet_render::Rendered) {
     }
 }
 
-fn write_all(dir: &PathBuf, rendered: &meshfleet_render::Rendered) {
-    for f in &rendered.files {
+fn write_all(dir: &Path, files: &[meshfleet_render::RenderedFile]) {
+    for f in files {
         let path = dir.join(&f.path);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         std::fs::write(&path, &f.contents).expect("write");
