@@ -9,15 +9,19 @@
 //! MESHFLEET_SCALE_SIZES=511 cargo bench -p meshfleet-render --bench scale
 //! ```
 //!
-//! Per size it prints: the time of parse, plan, render and writing the files (plain writes into
-//! a temporary directory: the layout of `render --out`), the best of a few runs; the files and
-//! bytes written; the bytes of the fully meshed Cilium proxies (what `up` applies once every
-//! peer's endpoint is known); and the child's peak memory. Times are wall-clock on a shared
-//! machine: compare figures of one run, not across runs. `render ms` is
-//! `meshfleet_render::render_files` (the text only, what `render --out` writes); `values ms` is
-//! `render` (every object also as a JSON value, what `up` applies). `peak MB*` is the child's
-//! `VmHWM` after parse, plan, render_files and write — what `plan` + `render --out` hold —;
-//! `peak MB` after the full renders and the meshed proxies too.
+//! Per size it prints, best of a few runs: the time of parse, plan, `render_files` (the text,
+//! what `render --out` writes) and writing the files as `meshfleet render` does (into a fresh
+//! directory: temporary files, fsynced from 16 threads, renamed — see [`write_like_cli`]), and
+//! of writing them again over themselves (a re-render: nothing changed, nothing written); the
+//! files and bytes; the bytes of the fully meshed Cilium proxies (what `up` applies once every
+//! peer's endpoint is known); `render` with the JSON values (what `up` applies); and the peak
+//! memory — `peak MB*` after parse, plan, render_files and writes (what `plan` + `render --out`
+//! hold), `peak MB` after everything. `MESHFLEET_SCALE_ATOMIC=1` also compares ways of writing
+//! on stderr; `MESHFLEET_SCALE_PROFILE=render|meshed|sizes|stages` runs one phase for `perf`.
+//!
+//! Times are wall-clock on a shared machine: compare the figures of one run, not across runs.
+//! The envsubst loop writes its files plainly (no fsync), so on a busy disk the comparison
+//! favours it; `TMPDIR=/dev/shm` takes the disk out of both.
 
 use std::path::Path;
 use std::process::Command;
@@ -48,7 +52,7 @@ fn main() {
     let me = std::env::current_exe().expect("current exe");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plan/benches/envsubst-baseline.sh");
     println!(
-        "{:>5} {:>9} {:>9} {:>9} {:>9} {:>10} {:>6} {:>11} {:>12} {:>9} {:>10} {:>7} {:>10} {:>9}",
+        "{:>5} {:>9} {:>9} {:>9} {:>9} {:>10} {:>6} {:>11} {:>12} {:>9} {:>10} {:>7} {:>10} {:>9} {:>10}",
         "n",
         "parse ms",
         "plan ms",
@@ -62,7 +66,8 @@ fn main() {
         "envsubst ms",
         "ratio",
         "values ms",
-        "peak MB"
+        "peak MB",
+        "rewrite ms"
     );
     for n in sizes {
         let out = Command::new(&me)
@@ -83,7 +88,7 @@ fn main() {
         let total = f[0] + f[1] + f[2] + f[3];
         let ratio = envsubst.map(|e| e.as_secs_f64() * 1e3 / total);
         println!(
-            "{n:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.1} {:>6} {:>11} {:>12} {:>9.1} {:>10} {:>7} {:>10.1} {:>9.1}",
+            "{n:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.1} {:>6} {:>11} {:>12} {:>9.1} {:>10} {:>7} {:>10.1} {:>9.1} {:>10.1}",
             f[0],
             f[1],
             f[2],
@@ -100,6 +105,7 @@ fn main() {
             ratio.map_or("-".to_owned(), |r| format!("{r:.2}x")),
             f[8],
             f[9] / 1024.0,
+            f[10],
         );
     }
 }
@@ -138,6 +144,7 @@ fn child(n: usize) {
     let (mut parse, mut plan_t, mut render_t, mut write_t) =
         (f64::MAX, f64::MAX, f64::MAX, f64::MAX);
     let (mut files, mut bytes) = (0, 0);
+    let mut rewrite_t = f64::MAX;
     for _ in 0..RUNS {
         let t = Instant::now();
         let fleet = common::parse(&text);
@@ -149,8 +156,15 @@ fn child(n: usize) {
         let rendered = meshfleet_render::render_files(&fleet, &plan).expect("render");
         render_t = render_t.min(ms(t));
         let t = Instant::now();
-        write_all(&dir, &rendered.files);
+        write_like_cli(&dir, &rendered.files);
         write_t = write_t.min(ms(t));
+        let t = Instant::now();
+        assert_eq!(
+            write_like_cli(&dir, &rendered.files),
+            0,
+            "a re-render rewrites nothing"
+        );
+        rewrite_t = rewrite_t.min(ms(t));
         files = rendered.files.len();
         bytes = rendered
             .files
@@ -160,28 +174,7 @@ fn child(n: usize) {
         let _ = std::fs::remove_dir_all(&dir);
     }
     if std::env::var_os("MESHFLEET_SCALE_ATOMIC").is_some() {
-        let fleet = common::parse(&text);
-        let plan = meshfleet_plan::plan(&fleet, None).expect("plan");
-        let rendered = meshfleet_render::render(&fleet, &plan).expect("render");
-        let t = Instant::now();
-        write_all_batched(&dir, &rendered);
-        eprintln!("batched writes: {:.1} ms", ms(t));
-        let t = Instant::now();
-        write_all_batched(&dir, &rendered);
-        eprintln!("batched re-writes: {:.1} ms", ms(t));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    if std::env::var_os("MESHFLEET_SCALE_ATOMIC").is_some() {
-        let fleet = common::parse(&text);
-        let plan = meshfleet_plan::plan(&fleet, None).expect("plan");
-        let rendered = meshfleet_render::render(&fleet, &plan).expect("render");
-        let t = Instant::now();
-        write_all_atomic(&dir, &rendered);
-        eprintln!("atomic+fsync writes (as the CLI): {:.1} ms", ms(t));
-        let t = Instant::now();
-        write_all_atomic(&dir, &rendered);
-        eprintln!("atomic+fsync re-writes (as the CLI): {:.1} ms", ms(t));
-        let _ = std::fs::remove_dir_all(&dir);
+        write_variants(&text, &dir);
     }
     let peak_render = peak_kb();
     // `render` with every object also as a JSON value (what `up` applies).
@@ -211,7 +204,7 @@ fn child(n: usize) {
         })
         .sum();
     println!(
-        "{parse} {plan_t} {render_t} {write_t} {files} {bytes} {meshed} {peak_render} {full} {}",
+        "{parse} {plan_t} {render_t} {write_t} {files} {bytes} {meshed} {peak_render} {full} {} {rewrite_t}",
         peak_kb()
     );
 }
@@ -279,7 +272,40 @@ fn profile(text: &str, phase: &str) {
     }
 }
 
-/// The files as `meshfleet render` writes them today (`crates/cli/src/fsutil.rs`): per file a
+/// The ways of writing the files, each three times into a fresh directory then once over its
+/// own output (a re-render), on stderr (`MESHFLEET_SCALE_ATOMIC=1`).
+fn write_variants(text: &str, dir: &Path) {
+    type Writer = fn(&Path, &meshfleet_render::Rendered);
+    let fleet = common::parse(text);
+    let plan = meshfleet_plan::plan(&fleet, None).expect("plan");
+    let rendered = meshfleet_render::render(&fleet, &plan).expect("render");
+    let variants: [(&str, Writer); 3] = [
+        ("plain writes", |d, r| write_all(d, &r.files)),
+        ("per-file atomic+fsync (the CLI before)", write_all_atomic),
+        ("batched atomic, parallel fsync (the CLI now)", |d, r| {
+            write_like_cli(d, &r.files);
+        }),
+    ];
+    for (name, w) in variants {
+        let mut fresh = Vec::new();
+        for i in 0..3 {
+            let d = dir.with_extension(format!("v{i}"));
+            let t = Instant::now();
+            w(&d, &rendered);
+            fresh.push(ms(t));
+        }
+        let d = dir.with_extension("v0");
+        let t = Instant::now();
+        w(&d, &rendered);
+        let again = ms(t);
+        for i in 0..3 {
+            let _ = std::fs::remove_dir_all(dir.with_extension(format!("v{i}")));
+        }
+        eprintln!("{name}: fresh {fresh:.0?} ms, over itself {again:.0} ms");
+    }
+}
+
+/// The files as `meshfleet render` wrote them before `write_many_atomic` (`crates/cli/src/fsutil.rs`): per file a
 /// temporary file beside it, written, fsynced, renamed over the target.
 fn write_all_atomic(dir: &Path, rendered: &meshfleet_render::Rendered) {
     use std::io::Write as _;
@@ -295,13 +321,17 @@ fn write_all_atomic(dir: &Path, rendered: &meshfleet_render::Rendered) {
     }
 }
 
-/// Batched: every temporary file written first, then each fsynced (the first fsync commits the
-/// journal holding them all, so the others find nothing left to flush), then all renamed.
-fn write_all_batched(dir: &Path, rendered: &meshfleet_render::Rendered) {
+/// The files as `meshfleet render` writes them (`write_many_atomic` in
+/// `crates/cli/src/fsutil.rs`): files already holding their bytes are skipped; the others are
+/// written to temporary files, fsynced from 16 threads, renamed. Returns how many were written.
+fn write_like_cli(dir: &Path, files: &[meshfleet_render::RenderedFile]) -> usize {
     let mut dirs = std::collections::BTreeSet::new();
-    let mut pending = Vec::with_capacity(rendered.files.len());
-    for (i, f) in rendered.files.iter().enumerate() {
+    let mut pending = Vec::new();
+    for (i, f) in files.iter().enumerate() {
         let path = dir.join(&f.path);
+        if std::fs::read(&path).is_ok_and(|old| old == f.contents.as_bytes()) {
+            continue;
+        }
         let parent = path.parent().expect("parent").to_path_buf();
         if dirs.insert(parent.clone()) {
             std::fs::create_dir_all(&parent).expect("mkdir");
@@ -310,19 +340,22 @@ fn write_all_batched(dir: &Path, rendered: &meshfleet_render::Rendered) {
         std::fs::write(&tmp, &f.contents).expect("write");
         pending.push((tmp, path));
     }
-    for (tmp, _) in &pending {
-        std::fs::File::open(tmp)
-            .and_then(|f| f.sync_all())
-            .expect("fsync");
-    }
+    let chunk = pending.len().div_ceil(16).max(1);
+    std::thread::scope(|s| {
+        for part in pending.chunks(chunk) {
+            s.spawn(move || {
+                for (tmp, _) in part {
+                    std::fs::File::open(tmp)
+                        .and_then(|f| f.sync_all())
+                        .expect("fsync");
+                }
+            });
+        }
+    });
     for (tmp, path) in &pending {
         std::fs::rename(tmp, path).expect("rename");
     }
-    for d in &dirs {
-        std::fs::File::open(d)
-            .and_then(|f| f.sync_all())
-            .expect("fsync dir");
-    }
+    pending.len()
 }
 
 fn write_all(dir: &Path, files: &[meshfleet_render::RenderedFile]) {
