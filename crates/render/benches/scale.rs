@@ -16,7 +16,8 @@
 //! files and bytes; the bytes of the fully meshed Cilium proxies (what `up` applies once every
 //! peer's endpoint is known); `render` with the JSON values (what `up` applies); and the peak
 //! memory — `peak MB*` after parse, plan, render_files and writes (what `plan` + `render --out`
-//! hold), `peak MB` after everything. `MESHFLEET_SCALE_ATOMIC=1` also compares ways of writing
+//! hold), `peak MB` after everything. On stderr: what adding the `n`th cluster to a meshed
+//! fleet of `n - 1` changes on the management cluster, by kind. `MESHFLEET_SCALE_ATOMIC=1` also compares ways of writing
 //! on stderr; `MESHFLEET_SCALE_PROFILE=render|meshed|sizes|stages` runs one phase for `perf`.
 //!
 //! Times are wall-clock on a shared machine: compare the figures of one run, not across runs.
@@ -177,6 +178,13 @@ fn child(n: usize) {
         write_variants(&text, &dir);
     }
     let peak_render = peak_kb();
+    if n >= 2 {
+        let (added, changed) = one_more(n);
+        eprintln!(
+            "{n}: adding the {n}th cluster to a meshed fleet of {}: {added} objects added, {changed} changed on the management cluster",
+            n - 1
+        );
+    }
     // `render` with every object also as a JSON value (what `up` applies).
     let mut full = f64::MAX;
     {
@@ -207,6 +215,58 @@ fn child(n: usize) {
         "{parse} {plan_t} {render_t} {write_t} {files} {bytes} {meshed} {peak_render} {full} {} {rewrite_t}",
         peak_kb()
     );
+}
+
+/// The management-cluster objects of a fully meshed fleet, as `up` leaves them: every object
+/// of [`meshfleet_render::render`], each Cilium proxy naming all of its peers; by kind/name.
+fn meshed_objects(
+    fleet: &meshfleet_spec::Fleet,
+    plan: &meshfleet_plan::Plan,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let r = meshfleet_render::render(fleet, plan).expect("render");
+    let mut out = std::collections::BTreeMap::new();
+    let key = |o: &serde_json::Value| {
+        format!(
+            "{}/{}",
+            o["kind"].as_str().unwrap_or_default(),
+            o["metadata"]["name"].as_str().unwrap_or_default()
+        )
+    };
+    for o in r.all_objects() {
+        out.insert(key(o), o.clone());
+    }
+    for c in &fleet.spec.clusters {
+        let peers = common::peer_endpoints(plan, &c.name, false);
+        let proxy = meshfleet_render::cilium_proxy_with_peers(fleet, plan, &c.name, &peers)
+            .expect("proxy with peers");
+        out.insert(key(&proxy), proxy);
+    }
+    out
+}
+
+/// Adding the `n`th cluster to a meshed fleet of `n - 1` (planned against the smaller fleet's
+/// lock, as `meshfleet plan` would): objects (added, changed) on the management cluster.
+fn one_more(n: usize) -> (usize, usize) {
+    let small = common::parse(&common::large_fleet_text(n - 1, 511));
+    let small_plan = meshfleet_plan::plan(&small, None).expect("plan");
+    let big = common::parse(&common::large_fleet_text(n, 511));
+    let big_plan = meshfleet_plan::plan(&big, Some(&small_plan.lock)).expect("plan");
+    let before = meshed_objects(&small, &small_plan);
+    let after = meshed_objects(&big, &big_plan);
+    let added = after.keys().filter(|k| !before.contains_key(*k)).count();
+    let changed: Vec<&String> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k).is_some_and(|b| b != *v))
+        .map(|(k, _)| k)
+        .collect();
+    let mut by_kind = std::collections::BTreeMap::<&str, usize>::new();
+    for k in &changed {
+        *by_kind
+            .entry(k.split('/').next().unwrap_or_default())
+            .or_default() += 1;
+    }
+    eprintln!("{n}: changed by kind {by_kind:?}");
+    (added, changed.len())
 }
 
 /// Only one phase, many times, for `perf record` (`MESHFLEET_SCALE_PROFILE=render|meshed`).
