@@ -360,12 +360,32 @@ fn member(world: &World, api: &Arc<Api>) -> Option<Member> {
     })
 }
 
+/// The members by Cilium cluster name (several when a name is not unique).
+type ByName<'a> = BTreeMap<&'a str, Vec<&'a Member>>;
+
+fn by_name(all: &[Member]) -> ByName<'_> {
+    let mut m: ByName<'_> = BTreeMap::new();
+    for x in all {
+        m.entry(x.name.as_str()).or_default().push(x);
+    }
+    m
+}
+
+#[cfg(test)]
 fn link(a: &Member, p: &str, all: &[Member], fw: &Firewalls) -> Result<(), String> {
-    let same: Vec<&Member> = all.iter().filter(|m| m.name == p).collect();
+    link_in(a, p, &by_name(all), fw)
+}
+
+/// Whether `a`'s link to peer `p` comes up. The members come indexed by name: one pass checks
+/// every link of every cluster (511 × 510 at Cilium's maximum), and scanning all members for
+/// each made the pass cubic in the fleet.
+fn link_in(a: &Member, p: &str, all: &ByName<'_>, fw: &Firewalls) -> Result<(), String> {
+    let no_one = Vec::new();
+    let same = all.get(p).unwrap_or(&no_one);
     let Some(peer) = same.first() else {
         return Err(format!("no cluster with Cilium has cluster.name `{p}`"));
     };
-    if same.len() > 1 || all.iter().filter(|m| m.name == a.name).count() > 1 {
+    if same.len() > 1 || all.get(a.name.as_str()).map_or(0, Vec::len) > 1 {
         return Err(format!(
             "cluster name `{}` is not unique in the mesh",
             if same.len() > 1 { p } else { &a.name }
@@ -476,15 +496,18 @@ pub fn reconcile(world: &World, fw: &Firewalls) {
     let members: Vec<Member> = apis.iter().filter_map(|a| member(world, a)).collect();
     let mut state = world.mesh.lock().unwrap_or_else(|e| e.into_inner());
     let mut next = BTreeMap::new();
+    let index = by_name(&members);
     for me in &members {
         let before = state.remove(&me.key).unwrap_or_default();
+        let was_by_peer: BTreeMap<&str, &Link> =
+            before.links.iter().map(|l| (l.peer.as_str(), l)).collect();
         let links = me
             .peers
             .iter()
             .map(|p| {
-                let was = before.links.iter().find(|l| &l.peer == p);
+                let was = was_by_peer.get(p.as_str()).copied();
                 let failures = was.map_or(0, |l| l.failures);
-                match link(me, p, &members, fw) {
+                match link_in(me, p, &index, fw) {
                     Ok(()) => Link {
                         peer: p.clone(),
                         ready: true,
