@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::capi::{Infra as InfraTrait, MachineRole};
 use crate::meta::{self, CLUSTER_LABEL, FLEET_LABEL, Object};
-use crate::yaml::{self, Emitted};
+use crate::yaml::Emitted;
 use crate::{Ctx, RenderError};
 
 pub const API_VERSION: &str = crate::api::CAPA_V1BETA2;
@@ -347,7 +347,7 @@ impl InfraTrait for Infra<'_> {
                 additional_tags: tags(ctx),
             },
         };
-        yaml::emit(&obj, "AWSCluster")
+        ctx.emit(&obj, "AWSCluster")
     }
 
     fn machine_template(
@@ -400,6 +400,6 @@ impl InfraTrait for Infra<'_> {
             metadata: meta::cluster_meta(ctx, name.clone()),
             spec,
         };
-        Ok((yaml::emit(&obj, "AWSMachineTemplate")?, name))
+        Ok((ctx.emit(&obj, "AWSMachineTemplate")?, name))
     }
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::meta::{self, ContractRef, Object, POOL_LABEL};
 use crate::talos::{self, Patches};
-use crate::yaml::{self, Emitted};
+use crate::yaml::Emitted;
 use crate::{Ctx, RenderError, api};
 
 pub const API_VERSION: &str = api::CAPI_V1BETA2;
@@ -255,7 +255,7 @@ pub fn cluster_objects(
             },
         },
     };
-    out.push(yaml::emit(&cluster, api::CLUSTER)?);
+    out.push(ctx.emit(&cluster, api::CLUSTER)?);
     out.push(infra.cluster(ctx)?);
 
     let cp = &ctx.cluster.control_plane;
@@ -267,7 +267,7 @@ pub fn cluster_objects(
         MachineRole::ControlPlane,
     )?;
     out.push(cp_template);
-    out.push(yaml::emit(
+    out.push(ctx.emit(
         &talos::control_plane(ctx, &cp_name, &cp_template_name, infra, patches),
         api::TALOS_CONTROL_PLANE,
     )?);
@@ -283,7 +283,7 @@ pub fn cluster_objects(
         )?;
         out.push(template);
         let (config, config_name) = talos::config_template(ctx, &pname, patches);
-        out.push(yaml::emit(&config, api::TALOS_CONFIG_TEMPLATE)?);
+        out.push(ctx.emit(&config, api::TALOS_CONFIG_TEMPLATE)?);
 
         // One MachineDeployment per zone: without `failureDomain` CAPG puts every machine in
         // the first zone (`cloud/scope/machine.go`@v1.12.0) and CAPA in the first private
@@ -340,7 +340,7 @@ pub fn cluster_objects(
                     },
                 },
             };
-            out.push(yaml::emit(&md, api::MACHINE_DEPLOYMENT)?);
+            out.push(ctx.emit(&md, api::MACHINE_DEPLOYMENT)?);
         }
 
         // One health check per pool, over all its zones (the pool label), so the threshold
@@ -385,7 +385,7 @@ pub fn cluster_objects(
                 },
             },
         };
-        out.push(yaml::emit(&mhc, api::MACHINE_HEALTH_CHECK)?);
+        out.push(ctx.emit(&mhc, api::MACHINE_HEALTH_CHECK)?);
     }
     Ok(out)
 }

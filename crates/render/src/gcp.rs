@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::capi::{Infra as InfraTrait, MachineRole};
 use crate::meta::{self, Object};
-use crate::yaml::{self, Emitted};
+use crate::yaml::Emitted;
 use crate::{Ctx, RenderError};
 
 pub const API_VERSION: &str = crate::api::CAPG_V1BETA1;
@@ -286,7 +286,7 @@ impl InfraTrait for Infra<'_> {
                 additional_labels: gce_labels(ctx),
             },
         };
-        yaml::emit(&obj, "GCPCluster")
+        ctx.emit(&obj, "GCPCluster")
     }
 
     fn machine_template(
@@ -328,6 +328,6 @@ impl InfraTrait for Infra<'_> {
             metadata: meta::cluster_meta(ctx, name.clone()),
             spec,
         };
-        Ok((yaml::emit(&obj, "GCPMachineTemplate")?, name))
+        Ok((ctx.emit(&obj, "GCPMachineTemplate")?, name))
     }
 }

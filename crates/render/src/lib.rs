@@ -273,16 +273,40 @@ pub(crate) struct Ctx<'a> {
     pub rules: Vec<(&'a FirewallRule, Vec<Role>)>,
     /// Mesh peers of this cluster (empty when the mesh is off).
     pub peers: &'a [String],
+    /// Whether objects are also wanted as JSON values (false for [`render_files`]).
+    pub values: bool,
 }
 
 impl Ctx<'_> {
     pub fn namespace(&self) -> &str {
         &self.fleet.metadata.name
     }
+
+    /// Serialise an object as YAML, and as a JSON value when this render wants values.
+    pub fn emit<T: serde::Serialize>(
+        &self,
+        t: &T,
+        what: &str,
+    ) -> Result<yaml::Emitted, RenderError> {
+        yaml::emit_as(t, what, self.values)
+    }
 }
 
 /// The per-cluster contexts of a planned fleet, in fleet-file order.
 fn contexts<'a>(fleet: &'a Fleet, plan: &'a Plan) -> Result<Vec<Ctx<'a>>, RenderError> {
+    contexts_as(fleet, plan, true, None)
+}
+
+/// [`contexts`], saying whether JSON values are wanted, and of every cluster or only of the
+/// one named `only` (the whole fleet is still checked). Only one: `up` asks for each cluster's
+/// Cilium proxy in turn, and building every cluster's context (its firewall rules are a walk
+/// over the fleet's) for each made that quadratic in the fleet — 12 ms a proxy at 511.
+fn contexts_as<'a>(
+    fleet: &'a Fleet,
+    plan: &'a Plan,
+    values: bool,
+    only: Option<&str>,
+) -> Result<Vec<Ctx<'a>>, RenderError> {
     let versions = Versions::parse(fleet)?;
     let by_name: BTreeMap<&str, &ClusterPlan> =
         plan.clusters.iter().map(|c| (c.name.as_str(), c)).collect();
@@ -300,6 +324,9 @@ fn contexts<'a>(fleet: &'a Fleet, plan: &'a Plan) -> Result<Vec<Ctx<'a>>, Render
                 .ok_or_else(|| RenderError::NotPlanned {
                     cluster: cluster.name.clone(),
                 })?;
+        if only.is_some_and(|o| o != cluster.name) {
+            continue;
+        }
         let rules = rules_for(plan, &cluster.name);
         let peers: &[String] = if fleet.spec.mesh.enabled {
             plan.mesh_peers
@@ -316,6 +343,7 @@ fn contexts<'a>(fleet: &'a Fleet, plan: &'a Plan) -> Result<Vec<Ctx<'a>>, Render
             versions,
             rules,
             peers,
+            values,
         });
     }
     Ok(contexts)
@@ -343,7 +371,32 @@ pub fn aws_prerequisites(
 
 /// Render every manifest of a planned fleet. Pure: no file system, network or clock.
 pub fn render(fleet: &Fleet, plan: &Plan) -> Result<Rendered, RenderError> {
-    let contexts = contexts(fleet, plan)?;
+    render_as(fleet, plan, true)
+}
+
+/// The files of [`render`] alone (what `render --out` writes), byte-identical to
+/// [`Rendered::files`], without building the objects as JSON values: those trees of maps are
+/// most of a large render's memory and time, and writing files needs none of them.
+pub fn render_files(fleet: &Fleet, plan: &Plan) -> Result<RenderedFiles, RenderError> {
+    let r = render_as(fleet, plan, false)?;
+    Ok(RenderedFiles {
+        objects: r.fleet_objects.len() + r.clusters.iter().map(|c| c.objects.len()).sum::<usize>(),
+        files: r.files,
+    })
+}
+
+/// What [`render_files`] produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedFiles {
+    /// The files of the output directory, in a stable order (as [`Rendered::files`]).
+    pub files: Vec<RenderedFile>,
+    /// How many objects the files hold (as `Rendered::all_objects().count()`).
+    pub objects: usize,
+}
+
+/// [`render`], with the objects as JSON values only when `values` (otherwise each is `Null`).
+fn render_as(fleet: &Fleet, plan: &Plan, values: bool) -> Result<Rendered, RenderError> {
+    let contexts = contexts_as(fleet, plan, values, None)?;
     let mut files = Vec::new();
     let mut clusters = Vec::new();
     let mut cilium_proxies = Vec::new();
@@ -383,7 +436,7 @@ pub fn render(fleet: &Fleet, plan: &Plan) -> Result<Rendered, RenderError> {
         let mut addons = Vec::new();
         for (kind, values) in ccm_values(ctx)? {
             let yaml_text = yaml::to_yaml(&values, "CCM values")?;
-            let proxy = yaml::emit(
+            let proxy = ctx.emit(
                 &ccm::helm_chart_proxy(ctx, kind, &yaml_text),
                 api::HELM_CHART_PROXY,
             )?;
@@ -467,15 +520,16 @@ fn cilium_release(
 ) -> Result<(Value, String, yaml::Emitted), RenderError> {
     let values = cilium::values(ctx, peers);
     let values_yaml = yaml::to_yaml(&values, "cilium values")?;
-    let proxy = yaml::emit(
+    let proxy = ctx.emit(
         &cilium::helm_chart_proxy(ctx, &values_yaml),
         api::HELM_CHART_PROXY,
     )?;
-    Ok((
-        yaml::to_value(&values, "cilium values")?,
-        values_yaml,
-        proxy,
-    ))
+    let values = if ctx.values {
+        yaml::to_value(&values, "cilium values")?
+    } else {
+        Value::Null
+    };
+    Ok((values, values_yaml, proxy))
 }
 
 /// The CCMs of one cluster with their values: the Talos CCM always, the AWS CCM where
@@ -511,7 +565,7 @@ pub fn cilium_values_with_peers(
     cluster: &str,
     peers: &BTreeMap<String, PeerEndpoint>,
 ) -> Result<Value, RenderError> {
-    let contexts = contexts(fleet, plan)?;
+    let contexts = contexts_as(fleet, plan, true, Some(cluster))?;
     let ctx = context_of(&contexts, cluster)?;
     cilium::check_peers(ctx, peers)?;
     Ok(cilium_release(ctx, peers)?.0)
@@ -527,7 +581,7 @@ pub fn cilium_proxy_with_peers(
     cluster: &str,
     peers: &BTreeMap<String, PeerEndpoint>,
 ) -> Result<Value, RenderError> {
-    let contexts = contexts(fleet, plan)?;
+    let contexts = contexts_as(fleet, plan, true, Some(cluster))?;
     let ctx = context_of(&contexts, cluster)?;
     cilium::check_peers(ctx, peers)?;
     Ok(cilium_release(ctx, peers)?.2.value)

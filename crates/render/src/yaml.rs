@@ -36,8 +36,19 @@ pub struct Emitted {
 
 /// Serialise a typed object both ways.
 pub fn emit<T: Serialize>(t: &T, what: &str) -> Result<Emitted, RenderError> {
+    emit_as(t, what, true)
+}
+
+/// Serialise a typed object as YAML, and as a JSON value only when `value` is true (otherwise
+/// the value is `Null`): [`crate::render_files`] needs only the text, and the JSON value —
+/// a tree of maps — is most of a large render's memory.
+pub fn emit_as<T: Serialize>(t: &T, what: &str, value: bool) -> Result<Emitted, RenderError> {
     Ok(Emitted {
-        value: to_value(t, what)?,
+        value: if value {
+            to_value(t, what)?
+        } else {
+            Value::Null
+        },
         yaml: to_yaml(t, what)?,
     })
 }

@@ -173,9 +173,32 @@ pub struct World {
     pub aws: Arc<aws::Aws>,
     /// Interconnect outages ([`network::set_outage`]).
     pub(crate) outages: network::Outages,
+    /// Requests served by the Kubernetes APIs, by API and kind of request.
+    requests: Mutex<BTreeMap<String, u64>>,
 }
 
 impl World {
+    /// Count one request to `api` (`management` or a workload cluster) of kind `what`.
+    pub(crate) fn count_request(&self, api: &str, what: &str) {
+        let scope = if api == "management" {
+            "management"
+        } else {
+            "workload"
+        };
+        let mut m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(format!("{scope} {what}")).or_default() += 1;
+    }
+
+    /// The requests the Kubernetes APIs have served since start, by `"<management|workload>
+    /// <verb>"` (verbs: `list`, `get`, `watch`, `create`, `update`, `patch`, `delete`,
+    /// `proxy`, `other`): what a benchmark of `up` reports per cluster.
+    pub fn request_counts(&self) -> BTreeMap<String, u64> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// `http://127.0.0.1:PORT` of the Google Cloud API fake.
     pub fn gcp_url(&self) -> &str {
         self.gcp.url()
@@ -372,6 +395,8 @@ impl World {
                 gcp::Gcp::open(None, "http://127.0.0.1:1".into(), speed, 0.0).expect("gcp"),
             ),
             aws: Arc::new(aws::Aws::open(None, "http://127.0.0.1:1".into(), speed).expect("aws")),
+            outages: network::Outages::default(),
+            requests: Mutex::new(BTreeMap::new()),
         })
     }
 }
@@ -523,6 +548,7 @@ pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
         gcp,
         aws,
         outages: network::Outages::default(),
+        requests: Mutex::new(BTreeMap::new()),
     });
     workload::seed_management(&world.management)?;
     // Workload clusters that existed before a restart come back with their objects.

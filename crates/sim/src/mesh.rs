@@ -360,6 +360,18 @@ fn member(world: &World, api: &Arc<Api>) -> Option<Member> {
     })
 }
 
+/// The members by Cilium cluster name (several when a name is not unique).
+type ByName<'a> = BTreeMap<&'a str, Vec<&'a Member>>;
+
+fn by_name(all: &[Member]) -> ByName<'_> {
+    let mut m: ByName<'_> = BTreeMap::new();
+    for x in all {
+        m.entry(x.name.as_str()).or_default().push(x);
+    }
+    m
+}
+
+#[cfg(test)]
 fn link(
     a: &Member,
     p: &str,
@@ -367,11 +379,25 @@ fn link(
     fw: &Firewalls,
     net: &crate::network::Paths,
 ) -> Result<(), String> {
-    let same: Vec<&Member> = all.iter().filter(|m| m.name == p).collect();
+    link_in(a, p, &by_name(all), fw, net)
+}
+
+/// Whether `a`'s link to peer `p` comes up. The members come indexed by name: one pass checks
+/// every link of every cluster (511 × 510 at Cilium's maximum), and scanning all members for
+/// each made the pass cubic in the fleet.
+fn link_in(
+    a: &Member,
+    p: &str,
+    all: &ByName<'_>,
+    fw: &Firewalls,
+    net: &crate::network::Paths,
+) -> Result<(), String> {
+    let no_one = Vec::new();
+    let same = all.get(p).unwrap_or(&no_one);
     let Some(peer) = same.first() else {
         return Err(format!("no cluster with Cilium has cluster.name `{p}`"));
     };
-    if same.len() > 1 || all.iter().filter(|m| m.name == a.name).count() > 1 {
+    if same.len() > 1 || all.get(a.name.as_str()).map_or(0, Vec::len) > 1 {
         return Err(format!(
             "cluster name `{}` is not unique in the mesh",
             if same.len() > 1 { p } else { &a.name }
@@ -490,20 +516,23 @@ pub fn reconcile(world: &World, fw: &Firewalls) {
     let outages = crate::outage::current(world);
     let mut state = world.mesh.lock().unwrap_or_else(|e| e.into_inner());
     let mut next = BTreeMap::new();
+    let index = by_name(&members);
     for me in &members {
         let before = state.remove(&me.key).unwrap_or_default();
+        let was_by_peer: BTreeMap<&str, &Link> =
+            before.links.iter().map(|l| (l.peer.as_str(), l)).collect();
         let links = me
             .peers
             .iter()
             .map(|p| {
-                let was = before.links.iter().find(|l| &l.peer == p);
+                let was = was_by_peer.get(p.as_str()).copied();
                 let failures = was.map_or(0, |l| l.failures);
                 // A simulated outage or partition (crate::outage) blocks the link first.
-                let blocked = members
-                    .iter()
-                    .find(|m| &m.name == p)
+                let blocked = index
+                    .get(p.as_str())
+                    .and_then(|v| v.first())
                     .and_then(|peer| crate::outage::link_blocked(&outages, &me.key, &peer.key));
-                match blocked.map_or_else(|| link(me, p, &members, fw, &net), Err) {
+                match blocked.map_or_else(|| link_in(me, p, &index, fw, &net), Err) {
                     Ok(()) => Link {
                         peer: p.clone(),
                         ready: true,

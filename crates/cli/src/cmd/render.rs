@@ -18,7 +18,7 @@ use meshfleet_render::{MARKER_FILE, RenderError};
 use crate::cli::FleetArg;
 use crate::cmd::common;
 use crate::ctx::{Ctx, Exit, Invalid};
-use crate::fsutil::write_atomic;
+use crate::fsutil::{write_atomic, write_many_atomic};
 
 /// Arguments of `render`.
 #[derive(Debug, Args)]
@@ -42,8 +42,9 @@ pub fn run(ctx: &Ctx, a: RenderArgs) -> anyhow::Result<Exit> {
     let plan = common::plan_fleet(ctx, &input, lock.lock.as_ref())?;
     let fleet = &input.loaded.fleet;
 
-    // Everything is rendered before the first byte is written.
-    let rendered = meshfleet_render::render(fleet, &plan).map_err(|e| match e {
+    // Everything is rendered before the first byte is written. Only the text: the objects as
+    // JSON values would more than double the memory of a large fleet for nothing here.
+    let rendered = meshfleet_render::render_files(fleet, &plan).map_err(|e| match e {
         RenderError::Serialize { .. } => anyhow::Error::new(e),
         other => Invalid::new(other.to_string()),
     })?;
@@ -66,12 +67,13 @@ pub fn run(ctx: &Ctx, a: RenderArgs) -> anyhow::Result<Exit> {
     tracked.extend(new_paths.iter().cloned());
     write_marker(out, &tracked)?;
 
-    let mut written = Vec::with_capacity(rendered.files.len());
-    for f in &rendered.files {
-        let path = out.join(&f.path);
-        write_atomic(&path, f.contents.as_bytes(), 0o644)?;
-        written.push(path);
-    }
+    let batch: Vec<(PathBuf, &[u8])> = rendered
+        .files
+        .iter()
+        .map(|f| (out.join(&f.path), f.contents.as_bytes()))
+        .collect();
+    let changed = write_many_atomic(&batch, 0o644)?;
+    let written: Vec<PathBuf> = batch.into_iter().map(|(p, _)| p).collect();
 
     let mut removed = Vec::new();
     for stale in previous.difference(&new_paths) {
@@ -96,7 +98,7 @@ pub fn run(ctx: &Ctx, a: RenderArgs) -> anyhow::Result<Exit> {
     }
     print!("{stdout}");
 
-    let objects = rendered.all_objects().count();
+    let objects = rendered.objects;
     let (gcp, aws) = fleet
         .spec
         .clusters
@@ -105,13 +107,19 @@ pub fn run(ctx: &Ctx, a: RenderArgs) -> anyhow::Result<Exit> {
             meshfleet_spec::Provider::Gcp => (g + 1, a),
             meshfleet_spec::Provider::Aws => (g, a + 1),
         });
+    let clusters = fleet.spec.clusters.len();
+    let unchanged = written.len() - changed;
     ctx.info(&format!(
-        "rendered fleet `{}`: {} cluster{} ({gcp} gcp, {aws} aws), {objects} objects, {} files into `{}`",
+        "rendered fleet `{}`: {clusters} cluster{} ({gcp} gcp, {aws} aws), {objects} objects, {} files into `{}`{}",
         fleet.metadata.name,
-        rendered.clusters.len(),
-        if rendered.clusters.len() == 1 { "" } else { "s" },
+        if clusters == 1 { "" } else { "s" },
         written.len(),
-        out.display()
+        out.display(),
+        if unchanged == 0 {
+            String::new()
+        } else {
+            format!(" ({unchanged} unchanged)")
+        }
     ));
     for p in &removed {
         ctx.info(&format!("removed stale `{}`", p.display()));

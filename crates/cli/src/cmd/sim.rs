@@ -125,7 +125,16 @@ fn serve(ctx: &Ctx, a: ServeArgs) -> anyhow::Result<Exit> {
             eprintln!("listening on {}", sim.addr());
         }
         wait_for_signal().await?;
-        ctx.info("simulator stopping");
+        let counts = sim.world().request_counts();
+        let total: u64 = counts.values().sum();
+        ctx.info(&format!(
+            "simulator stopping; served {total} Kubernetes API requests: {}",
+            counts
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
         sim.shutdown().await?;
         anyhow::Ok(Exit::Ok)
     })

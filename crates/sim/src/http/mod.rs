@@ -277,6 +277,7 @@ async fn handle(
         return status_error(401, "Unauthorized", "Unauthorized", None);
     }
     let method = req.method().clone();
+    world.count_request(&api.name, request_kind(&method, &rest, is_watch));
     let headers = req.headers().clone();
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
@@ -296,6 +297,32 @@ async fn handle(
         body,
     };
     route(&world, &api, &rest, r, stop).await
+}
+
+/// What a request does, for [`World::request_counts`]: a collection path (ending in a plural
+/// resource, not a name) read is a `list`.
+fn request_kind(method: &Method, rest: &[&str], watch: bool) -> &'static str {
+    if rest.contains(&"proxy") {
+        return "proxy";
+    }
+    // `/api/v1/<plural>`, `/api/v1/namespaces/<ns>/<plural>`, `/apis/<g>/<v>/...`: the
+    // segments after the version alternate `namespaces`, name; an even count is a collection.
+    let after_version = match rest.first() {
+        Some(&"api") => rest.len().saturating_sub(2),
+        Some(&"apis") => rest.len().saturating_sub(3),
+        _ => return "other",
+    };
+    let collection = after_version % 2 == 1;
+    match *method {
+        Method::GET if watch => "watch",
+        Method::GET if collection => "list",
+        Method::GET => "get",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        _ => "other",
+    }
 }
 
 async fn route(

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Benchmark of `meshfleet up` against the simulator (issue #17): N single-node clusters over
+# three GCP regions and AWS eu-west-1, fully meshed, each N beside one cluster at the same
+# simulator speed. The simulator runs as its own process (`meshfleet sim serve`) so its peak
+# memory and CPU are its own; the cloud setups run before `up`, as a user runs them.
+#
+#   crates/cli/benches/up-scale.sh [N...]      # default: 1 16 64; MESHFLEET=path/to/binary
+#   MESHFLEET_SIM_SPEED=50 (default) sets the simulator speed for every run.
+#
+# One AWS region only: the main branch meshes GCP <-> AWS over public addresses
+# (`gcpToAws: publicAddresses`); AWS cross-region interconnects are other work in progress.
+# Prints one line per N: up wall time and its ratio to one cluster, up's peak RSS and CPU, the
+# simulator's peak RSS and CPU, and the API requests the simulator served per cluster (from the
+# counts it prints when it stops).
+set -euo pipefail
+bin="$(realpath "${MESHFLEET:-${CARGO_TARGET_DIR:-target}/debug/meshfleet}")"
+speed="${MESHFLEET_SIM_SPEED:-50}"
+sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(1 16 64)
+command -v /usr/bin/time >/dev/null || { echo "error: /usr/bin/time (Debian package time) is needed" >&2; exit 1; }
+
+fleet() {
+  local n="$1"
+  cat <<HEAD
+apiVersion: meshfleet.io/v1alpha1
+kind: Fleet
+metadata: { name: scale }
+spec:
+  versions: { kubernetes: v1.35.4, talos: v1.13.9, cilium: 1.19.5 }
+  network:
+    pods:     { pool: 10.0.0.0/9,    prefixLength: 19 }
+    services: { pool: 10.128.0.0/12, prefixLength: 22 }
+    nodes:    { pool: 10.160.0.0/12, prefixLength: 24 }
+  mesh: { enabled: true, maxConnectedClusters: 511 }
+  management: { egressCIDRs: [203.0.113.10/32] }
+  interconnect: { gcpToAws: publicAddresses }
+  providers:
+    gcp: { project: scale-project, network: meshfleet, imageBucket: scale-talos-images }
+    aws: { sshKeyName: ops }
+  clusters:
+HEAD
+  local g=(europe-west1:b us-east1:c asia-east1:a) i rz r z
+  for ((i = 0; i < n; i++)); do
+    if ((i % 2 == 0)); then
+      rz="${g[(i / 2) % 3]}" r="${rz%%:*}" z="${rz#*:}"
+      echo "    - { name: c$i, provider: gcp, region: $r, zones: [$r-$z], controlPlane: { replicas: 1, machineType: n2-standard-2 }, workerPools: [] }"
+    else
+      echo "    - { name: c$i, provider: aws, region: eu-west-1, zones: [eu-west-1a], controlPlane: { replicas: 1, machineType: m6i.large }, workerPools: [] }"
+    fi
+  done
+}
+
+field() { grep "$1" "$2" | awk '{print $NF}'; }
+cpu() { echo "$(field 'User time' "$1") + $(field 'System time' "$1")" | bc; }
+secs() { # m:ss.cc or h:mm:ss
+  awk -F: '{ if (NF == 3) print $1*3600 + $2*60 + $3; else print $1*60 + $2 }' <<<"$(field 'Elapsed' "$1")"
+}
+
+one=""
+printf '%5s %9s %7s %11s %9s %12s %10s %12s  %s\n' n "up s" ratio "up peak MB" "up cpu s" "sim peak MB" "sim cpu s" "requests/cl" "requests by kind"
+for n in "${sizes[@]}"; do
+  d="$(mktemp -d)"
+  fleet "$n" >"$d/fleet.yaml"
+  cd "$d"
+  /usr/bin/time -v -o sim.time "$bin" sim serve --listen 127.0.0.1:0 --kubeconfig mgmt.kubeconfig \
+    --speed "$speed" --egress-ip 203.0.113.10 2>sim.log &
+  timer=$!
+  trap 'kill -TERM $(pgrep -P "$timer") 2>/dev/null || true' EXIT
+  for _ in $(seq 300); do [ -s "$d/mgmt.kubeconfig.endpoints.json" ] && [ -s "$d/mgmt.kubeconfig" ] && break; sleep 0.1; done
+  sleep 0.2
+  gcp="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["gcp"])' "$d/mgmt.kubeconfig.endpoints.json")"
+  aws="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["aws"])' "$d/mgmt.kubeconfig.endpoints.json")"
+  echo "test stand-in for the Talos GCP disk" >"$d/talos.raw.tar.gz"
+  (NO_COLOR=1 "$bin" gcp setup -f fleet.yaml --endpoint "$gcp" --image-source talos.raw.tar.gz >/dev/null 2>gcp.log)
+  "$bin" render -f fleet.yaml --out r >/dev/null 2>&1
+  [ ! -f "$d/r/prerequisites/aws.yaml" ] || python3 - "$d/r/prerequisites/aws.yaml" "$aws" <<'PY'
+import json, sys, urllib.request
+import yaml  # PyYAML
+p = yaml.safe_load(open(sys.argv[1]))
+regions = p.get("regions", [])
+body = {"images": [{"region": r["region"], "name": r["ami"]["name"], "owner": r["ami"]["owner"]} for r in regions],
+        "keyPairs": [{"region": r["region"], "name": p["sshKeyName"]} for r in regions] if p.get("sshKeyName") else []}
+req = urllib.request.Request(sys.argv[2] + "/_sim/aws/seed", data=json.dumps(body).encode(),
+                             headers={"Content-Type": "application/json"}, method="POST")
+urllib.request.urlopen(req).read()
+PY
+  [ ! -f "$d/r/prerequisites/aws.yaml" ] || NO_COLOR=1 "$bin" aws setup -f fleet.yaml --endpoint "$aws" >/dev/null 2>aws.log
+  rc=0
+  NO_COLOR=1 /usr/bin/time -v -o up.time "$bin" up -f fleet.yaml --kubeconfig mgmt.kubeconfig \
+    --timeout 1800s --concurrency 64 >up.out 2>up.log || rc=$?
+  kill -TERM "$(pgrep -P "$timer")" 2>/dev/null || true
+  wait "$timer" || true
+  trap - EXIT
+  cd - >/dev/null
+  t="$(secs "$d/up.time")"
+  [ -n "$one" ] || one="$t"
+  counts="$(grep -o 'served [0-9]* Kubernetes API requests: .*' "$d/sim.log" | sed 's/served [0-9]* Kubernetes API requests: //')"
+  total="$(grep -o 'served [0-9]*' "$d/sim.log" | awk '{print $2}')"
+  printf '%5s %9.1f %7.2f %11.0f %9.1f %12.0f %10.1f %12.0f  %s\n' "$n" "$t" "$(echo "$t / $one" | bc -l)" \
+    "$(echo "$(field 'Maximum resident' "$d/up.time") / 1024" | bc -l)" "$(cpu "$d/up.time")" \
+    "$(echo "$(field 'Maximum resident' "$d/sim.time") / 1024" | bc -l)" "$(cpu "$d/sim.time")" \
+    "$(echo "${total:-0} / $n" | bc -l)" "$counts"
+  if [ "$rc" -ne 0 ]; then echo "  up failed (exit $rc); kept $d: tail of up.log:" >&2; tail -5 "$d/up.log" >&2; else rm -rf "$d"; fi
+done
