@@ -15,6 +15,7 @@
 //! body, a report or a golden). [`secrets`] keeps the keys and inside ranges beside the fleet.
 
 pub mod desired;
+pub mod exec;
 pub mod secrets;
 
 use std::path::PathBuf;
