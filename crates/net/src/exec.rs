@@ -337,7 +337,9 @@ fn same(want: &Value, have: &Value) -> bool {
             w.len() == h.len() && w.iter().zip(h).all(|(a, b)| same(a, b))
         }
         (Value::String(w), Value::String(h)) => w == h,
-        (Value::String(s), other) | (other, Value::String(s)) => s.as_str() == other.to_string().as_str(),
+        (Value::String(s), other) | (other, Value::String(s)) => {
+            s.as_str() == other.to_string().as_str()
+        }
         (w, h) => w == h,
     }
 }
