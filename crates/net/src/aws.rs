@@ -3,7 +3,7 @@
 //! back, under the steps' own query-parameter keys.
 //!
 //! Done so far: Transit Gateways, customer gateways and VPN connections (create and read), and
-//! CAPA's VPCs. Not yet: VPC and peering attachments, routes, acceptances, updates (a differing
+//! CAPA's VPCs, the account id (STS). Not yet: VPC and peering attachments, routes, acceptances, updates (a differing
 //! resource is reported as a failure naming the fields), and every GCP step.
 
 use aws_config::{Region, SdkConfig};
@@ -436,8 +436,18 @@ impl NetApi for Ec2 {
     }
 
     async fn account_id(&self) -> Result<String, ApiError> {
-        Err(ApiError::Refused(
-            "the AWS account id (for peering attachments) is not read by the SDK seam yet".into(),
-        ))
+        let sts = aws_sdk_sts::Client::new(&self.config);
+        let out = sts.get_caller_identity().send().await.map_err(|e| {
+            let msg = format!("sts:GetCallerIdentity: {}", DisplayErrorContext(&e));
+            match e {
+                SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
+                    ApiError::Transient(msg)
+                }
+                _ => ApiError::Refused(msg),
+            }
+        })?;
+        out.account()
+            .map(str::to_owned)
+            .ok_or_else(|| ApiError::Refused("sts:GetCallerIdentity returned no account".into()))
     }
 }

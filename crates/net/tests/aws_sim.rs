@@ -116,8 +116,10 @@ async fn tgw_customer_gateways_and_vpns_through_the_sdk_are_created_once() {
         .credentials_provider(Credentials::new("test", "test", None, None, "test"))
         .load()
         .await;
+    let ec2 = Ec2::new(conf);
+    assert_eq!(ec2.account_id().await.unwrap(), "123456789012");
     let api = Mixed {
-        ec2: Ec2::new(conf),
+        ec2,
         rest: RefCell::default(),
     };
 
