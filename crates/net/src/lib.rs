@@ -13,8 +13,12 @@
 //! [`desired::steps`] is the pure part: every request in order, with values only known at run
 //! time as `${step-id.field}` references and pre-shared keys as `${secret:tunnel}` (never in a
 //! body, a report or a golden). [`secrets`] keeps the keys and inside ranges beside the fleet.
+//! [`exec`] runs the steps against a [`exec::NetApi`] seam (idempotent, resumable, dry run);
+//! [`aws`] is the seam's EC2 half through `aws-sdk-ec2` (partial: see its docs).
 
+pub mod aws;
 pub mod desired;
+pub mod exec;
 pub mod secrets;
 
 use std::path::PathBuf;

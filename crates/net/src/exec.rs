@@ -1,0 +1,512 @@
+//! The executor: runs [`desired::steps`](crate::desired::steps) in order against a [`NetApi`].
+//!
+//! Per step: resolve the body's `${…}` references (earlier steps' results, CAPA's VPCs, the
+//! account, pre-shared keys) → read the resource (the seam finds it by name or tag) → decide
+//! create, update or unchanged by comparing the fields the cloud reports back → write. Every
+//! step's result is kept for later references, so a re-run of an interrupted run finds what the
+//! first run made (by name) and carries on: idempotent and resumable without any state file
+//! besides the secrets. A dry run only reads; a reference to a step that would be created is
+//! shown as "after <step>".
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::desired::Step;
+use crate::secrets::Secrets;
+
+/// A failure of one API call.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// Worth retrying: throttling, a 5xx, no response, an eventually consistent read.
+    #[error("{0} (transient)")]
+    Transient(String),
+    /// Not worth retrying: the request was refused.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A VPC that CAPA made for an AWSCluster, found by the cluster tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CapaVpc {
+    /// `vpc-…`.
+    pub vpc_id: String,
+    /// The private subnets (one per availability zone), where TGW attachments go.
+    pub private_subnet_ids: Vec<String>,
+    /// The route tables of the private subnets, where routes to peer networks go.
+    pub route_table_ids: Vec<String>,
+}
+
+/// The calls the executor needs, for both clouds. A step is passed with its body resolved as far
+/// as possible; an implementation dispatches on [`Step::action`].
+#[allow(async_fn_in_trait)]
+pub trait NetApi {
+    /// The resource a step makes, found by its name (GCP), its `Name` tag (AWS) or its key
+    /// (a route's table and destination, an accepted attachment's id); `None` when absent. The
+    /// value holds the step's result fields (`transitGatewayId`, `vpnInterfaces`, …) and the
+    /// request fields the cloud reports back, under the request's own keys, so the executor
+    /// can compare them.
+    async fn read(&self, step: &Step, body: &Value) -> Result<Option<Value>, ApiError>;
+    /// Make the resource; returns what [`NetApi::read`] would return afterwards.
+    async fn create(&self, step: &Step, body: &Value) -> Result<Value, ApiError>;
+    /// Bring an existing resource to `body` (`fields` are the request keys that differ);
+    /// returns what [`NetApi::read`] would return afterwards.
+    async fn update(
+        &self,
+        step: &Step,
+        body: &Value,
+        current: &Value,
+        fields: &[String],
+    ) -> Result<Value, ApiError>;
+    /// The VPC CAPA made for `cluster` in `region`; `None` while it does not exist yet.
+    async fn capa_vpc(&self, region: &str, cluster: &str) -> Result<Option<CapaVpc>, ApiError>;
+    /// The AWS account id (for peering attachments).
+    async fn account_id(&self) -> Result<String, ApiError>;
+}
+
+/// What a step did (or would do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// The resource was absent.
+    Create,
+    /// The resource differed in a field meshfleet sets.
+    Update,
+    /// Nothing to do.
+    Unchanged,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Applied (or nothing was needed).
+    Done,
+    /// Dry run: would be applied.
+    Planned,
+    /// Failed; the run stopped here.
+    Failed,
+}
+
+/// One line of the report (the same columns as `gcp setup`'s).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepRow {
+    /// `vpn-gateway`, `router`, `transit-gateway`, `vpn-connection`, `route`, …
+    pub kind: &'static str,
+    /// The resource: the step id without its cloud, region and kind.
+    pub name: String,
+    /// What was (or would be) done.
+    pub action: Action,
+    /// How it ended.
+    pub status: Status,
+    /// Which fields differed, what a dry run waits for, or the error. Never a secret.
+    pub detail: String,
+}
+
+/// Every step of a run, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// The steps.
+    pub steps: Vec<StepRow>,
+}
+
+impl Report {
+    /// True when no step created or updated anything.
+    pub fn all_unchanged(&self) -> bool {
+        self.steps.iter().all(|s| s.action == Action::Unchanged)
+    }
+}
+
+/// Options of a run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Only read.
+    pub dry_run: bool,
+    /// Attempts per call for transient failures, the first included.
+    pub attempts: u32,
+    /// First backoff; doubles per attempt.
+    pub backoff: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            attempts: 6,
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A run that stopped at a step: the report so far (its last row failed) and why.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "step `{step}` failed: {why}\n  hint: fix the cause and re-run `meshfleet net setup`; it resumes where this run stopped"
+)]
+pub struct Failure {
+    /// The report up to and including the failed step.
+    pub report: Report,
+    /// The step's id.
+    pub step: String,
+    /// The cause.
+    pub why: String,
+}
+
+/// The report's kind of a step.
+pub fn kind(action: &str) -> &'static str {
+    match action {
+        "vpnGateways.insert" => "vpn-gateway",
+        "routers.insert" => "router",
+        "routers.patch" => "router-bgp",
+        "externalVpnGateways.insert" => "external-vpn-gateway",
+        "vpnTunnels.insert" => "vpn-tunnel",
+        "CreateTransitGateway" => "transit-gateway",
+        "CreateTransitGatewayVpcAttachment" => "tgw-vpc-attachment",
+        "CreateCustomerGateway" => "customer-gateway",
+        "CreateVpnConnection" => "vpn-connection",
+        "CreateTransitGatewayPeeringAttachment" => "tgw-peering",
+        "AcceptTransitGatewayPeeringAttachment" => "tgw-peering-accept",
+        "CreateTransitGatewayRoute" => "tgw-route",
+        "CreateVpcPeeringConnection" => "vpc-peering",
+        "AcceptVpcPeeringConnection" => "vpc-peering-accept",
+        "CreateRoute" => "route",
+        _ => "step",
+    }
+}
+
+fn row_name(id: &str) -> String {
+    id.splitn(4, '/').nth(3).unwrap_or(id).to_string()
+}
+
+/// Why a reference has no value yet.
+enum Pending {
+    /// Produced by a step that has not run (dry run: would be created).
+    After(String),
+    /// CAPA has not made the cluster's VPC yet.
+    Capa(String),
+}
+
+/// The values known so far.
+struct Resolver<'a> {
+    opts: &'a Options,
+    secrets: &'a Secrets,
+    ids: Vec<&'a str>,
+    outputs: HashMap<String, Value>,
+    capa: HashMap<(String, String), Option<CapaVpc>>,
+    account: Option<String>,
+}
+
+/// Follow `a.b[0].c` into a value.
+fn follow<'v>(mut cur: &'v Value, path: &str) -> Option<&'v Value> {
+    for part in path.split('.') {
+        let (key, idx) = match part.split_once('[') {
+            Some((k, i)) => (k, Some(i.trim_end_matches(']').parse::<usize>().ok()?)),
+            None => (part, None),
+        };
+        cur = cur.get(key)?;
+        if let Some(i) = idx {
+            cur = cur.get(i)?;
+        }
+    }
+    Some(cur)
+}
+
+impl Resolver<'_> {
+    /// The value of one reference (`inner` is the text between `${` and `}`).
+    async fn value<A: NetApi>(
+        &mut self,
+        api: &A,
+        region: &str,
+        inner: &str,
+    ) -> Result<Result<Value, Pending>, String> {
+        if let Some(t) = inner.strip_prefix("secret:") {
+            return match self.secrets.tunnels.get(t) {
+                Some(s) => Ok(Ok(Value::String(s.psk.clone()))),
+                None => Err(format!(
+                    "no pre-shared key for tunnel `{t}` in {}",
+                    crate::secrets::FILE
+                )),
+            };
+        }
+        if inner == "account" {
+            if self.account.is_none() {
+                self.account = Some(
+                    retry(self.opts, || api.account_id())
+                        .await
+                        .map_err(|e| format!("reading the AWS account id: {e}"))?,
+                );
+            }
+            return Ok(Ok(Value::String(self.account.clone().unwrap_or_default())));
+        }
+        if let Some(rest) = inner.strip_prefix("capa:") {
+            let (cluster, field) = rest
+                .split_once('.')
+                .ok_or_else(|| format!("malformed reference `${{{inner}}}`"))?;
+            let key = (region.to_string(), cluster.to_string());
+            if !self.capa.contains_key(&key) {
+                let v = retry(self.opts, || api.capa_vpc(region, cluster))
+                    .await
+                    .map_err(|e| format!("finding {cluster}'s VPC: {e}"))?;
+                self.capa.insert(key.clone(), v);
+            }
+            return Ok(match &self.capa[&key] {
+                None => Err(Pending::Capa(cluster.to_string())),
+                Some(v) => {
+                    let j = serde_json::to_value(v).map_err(|e| e.to_string())?;
+                    Ok(follow(&j, field)
+                        .cloned()
+                        .ok_or_else(|| format!("CAPA's VPC has no field `{field}`"))?)
+                }
+            });
+        }
+        // `step-id.path`: the longest step id the reference starts with.
+        let id = self
+            .ids
+            .iter()
+            .filter(|id| inner.len() > id.len() && inner.starts_with(**id))
+            .filter(|id| inner.as_bytes()[id.len()] == b'.')
+            .max_by_key(|id| id.len())
+            .ok_or_else(|| format!("reference `${{{inner}}}` names no step"))?;
+        let path = &inner[id.len() + 1..];
+        match self.outputs.get(*id) {
+            None => Ok(Err(Pending::After((*id).to_string()))),
+            Some(out) => follow(out, path).cloned().map(Ok).ok_or_else(|| {
+                format!("step `{id}`'s result has no `{path}` (the cloud answered without it)")
+            }),
+        }
+    }
+
+    /// Resolve a body; returns it and the references still pending (left as written).
+    async fn body<A: NetApi>(
+        &mut self,
+        api: &A,
+        region: &str,
+        body: &Value,
+        pending: &mut Vec<String>,
+    ) -> Result<Value, String> {
+        Ok(match body {
+            Value::String(s) => match s.strip_prefix("${").and_then(|x| x.strip_suffix('}')) {
+                None => body.clone(),
+                Some(inner) => match self.value(api, region, inner).await? {
+                    Ok(v) => v,
+                    Err(p) => {
+                        let why = match p {
+                            Pending::After(id) => format!("after {id}"),
+                            Pending::Capa(c) => format!("after CAPA creates {c}'s VPC"),
+                        };
+                        if !pending.contains(&why) {
+                            pending.push(why);
+                        }
+                        body.clone()
+                    }
+                },
+            },
+            Value::Array(a) => {
+                let mut out = Vec::with_capacity(a.len());
+                for x in a {
+                    out.push(Box::pin(self.body(api, region, x, pending)).await?);
+                }
+                Value::Array(out)
+            }
+            Value::Object(m) => {
+                let mut out = serde_json::Map::new();
+                for (k, v) in m {
+                    out.insert(
+                        k.clone(),
+                        Box::pin(self.body(api, region, v, pending)).await?,
+                    );
+                }
+                Value::Object(out)
+            }
+            other => other.clone(),
+        })
+    }
+}
+
+/// Equal as the clouds compare them: numbers and booleans also match their string forms (EC2's
+/// query parameters are strings), objects compare the keys the request sets.
+fn same(want: &Value, have: &Value) -> bool {
+    match (want, have) {
+        (Value::Object(w), Value::Object(h)) => {
+            w.iter().all(|(k, v)| h.get(k).is_none_or(|hv| same(v, hv)))
+        }
+        (Value::Array(w), Value::Array(h)) => {
+            w.len() == h.len() && w.iter().zip(h).all(|(a, b)| same(a, b))
+        }
+        (Value::String(w), Value::String(h)) => w == h,
+        (Value::String(s), other) | (other, Value::String(s)) => {
+            s.as_str() == other.to_string().as_str()
+        }
+        (w, h) => w == h,
+    }
+}
+
+/// The request keys whose reported value differs (keys the cloud does not report back, such as
+/// a GCP tunnel's shared secret, cannot be compared and are skipped).
+pub fn differing(body: &Value, current: &Value) -> Vec<String> {
+    let Some(b) = body.as_object() else {
+        return vec![];
+    };
+    b.iter()
+        .filter(|(k, v)| current.get(k.as_str()).is_some_and(|c| !same(v, c)))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+fn backoff(opts: &Options, attempt: u32) -> Duration {
+    opts.backoff
+        .saturating_mul(1u32 << (attempt - 1).min(10))
+        .min(Duration::from_secs(20))
+}
+
+async fn retry<T, F: std::future::Future<Output = Result<T, ApiError>>>(
+    opts: &Options,
+    mut f: impl FnMut() -> F,
+) -> Result<T, ApiError> {
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Err(ApiError::Transient(_)) if attempt < opts.attempts => {
+                tokio::time::sleep(backoff(opts, attempt)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Run `steps` in order against `api`.
+pub async fn run<A: NetApi>(
+    api: &A,
+    steps: &[Step],
+    secrets: &Secrets,
+    opts: &Options,
+) -> Result<Report, Failure> {
+    let mut r = Resolver {
+        opts,
+        secrets,
+        ids: steps.iter().map(|s| s.id.as_str()).collect(),
+        outputs: HashMap::new(),
+        capa: HashMap::new(),
+        account: None,
+    };
+    let mut report = Report::default();
+    for step in steps {
+        let mut row = StepRow {
+            kind: kind(step.action),
+            name: row_name(&step.id),
+            action: Action::Create,
+            status: Status::Failed,
+            detail: String::new(),
+        };
+        match one(api, &mut r, step, opts, &mut row).await {
+            Ok(()) => report.steps.push(row),
+            Err(why) => {
+                row.status = Status::Failed;
+                row.detail = why.clone();
+                report.steps.push(row);
+                return Err(Failure {
+                    report,
+                    step: step.id.clone(),
+                    why,
+                });
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Read, decide, write (unless `dry_run`): the action, the result for later references, the
+/// fields that differed.
+async fn decide_and_write<A: NetApi>(
+    api: &A,
+    step: &Step,
+    body: &Value,
+    dry_run: bool,
+) -> Result<(Action, Option<Value>, String), ApiError> {
+    let ctx = |what: &str, e: ApiError| match e {
+        ApiError::Transient(m) => ApiError::Transient(format!("{what}: {m}")),
+        ApiError::Refused(m) => ApiError::Refused(format!("{what}: {m}")),
+    };
+    let current = api.read(step, body).await.map_err(|e| ctx("reading", e))?;
+    Ok(match current {
+        None if dry_run => (Action::Create, None, String::new()),
+        None => {
+            let out = api
+                .create(step, body)
+                .await
+                .map_err(|e| ctx("creating", e))?;
+            (Action::Create, Some(out), String::new())
+        }
+        Some(cur) => {
+            let fields = differing(body, &cur);
+            if fields.is_empty() {
+                (Action::Unchanged, Some(cur), String::new())
+            } else if dry_run {
+                // Later steps may still use what exists (its ids do not change on update).
+                (Action::Update, Some(cur), fields.join(", "))
+            } else {
+                let out = api
+                    .update(step, body, &cur, &fields)
+                    .await
+                    .map_err(|e| ctx(&format!("updating {}", fields.join(", ")), e))?;
+                (Action::Update, Some(out), fields.join(", "))
+            }
+        }
+    })
+}
+
+async fn one<A: NetApi>(
+    api: &A,
+    r: &mut Resolver<'_>,
+    step: &Step,
+    opts: &Options,
+    row: &mut StepRow,
+) -> Result<(), String> {
+    let mut pending = Vec::new();
+    let body = r.body(api, &step.region, &step.body, &mut pending).await?;
+    if !pending.is_empty() {
+        if !opts.dry_run {
+            // A real run has every earlier step's result; only CAPA can be missing.
+            return Err(format!(
+                "cannot run yet: {}\n  hint: `meshfleet up` makes the AWS VPCs; run `net setup` once they exist",
+                pending.join(", ")
+            ));
+        }
+        // What it depends on would be created first: so would this.
+        row.action = Action::Create;
+        row.status = Status::Planned;
+        row.detail = pending.join(", ");
+        return Ok(());
+    }
+    // A transient failure repeats the read too: a create whose answer was lost must be found,
+    // not made twice (AWS tags are not unique).
+    let mut attempt = 1;
+    let (action, out, detail) = loop {
+        match decide_and_write(api, step, &body, opts.dry_run).await {
+            Err(ApiError::Transient(_)) if attempt < opts.attempts => {
+                tokio::time::sleep(backoff(opts, attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e.to_string()),
+            Ok(x) => break x,
+        }
+    };
+    if let Some(out) = out {
+        r.outputs.insert(step.id.clone(), out);
+    }
+    row.action = action;
+    row.status = if opts.dry_run {
+        Status::Planned
+    } else {
+        Status::Done
+    };
+    if action == Action::Unchanged {
+        row.status = Status::Done;
+    }
+    row.detail = detail;
+    Ok(())
+}
