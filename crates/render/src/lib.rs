@@ -46,7 +46,7 @@ pub use gcp::{Allowed, GcpFirewallRule};
 pub use meta::{CLUSTER_LABEL, FLEET_LABEL, POOL_LABEL};
 pub use prereq::{
     AwsAmi, AwsIam, AwsPrerequisites, AwsRegion, AwsVpc, GcpImage, GcpNat, GcpNetwork,
-    GcpPrerequisites, GcpRouter, GcpServiceAccount, GcpSubnetwork, Interconnect,
+    GcpPrerequisites, GcpRouter, GcpServiceAccount, GcpSubnetwork, Interconnects, LinkGroup,
 };
 pub use providers::{ProviderRequirement, ProviderType, required_providers};
 

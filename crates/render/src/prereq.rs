@@ -60,9 +60,10 @@ pub struct GcpPrerequisites {
     pub image: GcpImage,
     /// CAPG's controller service account.
     pub service_account: GcpServiceAccount,
-    /// Cross-provider links the operator has to build (informational).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub interconnects: Vec<Interconnect>,
+    /// The links between node networks this cloud takes part in (informational; `net setup`
+    /// works from the plan).
+    #[serde(skip_serializing_if = "Interconnects::is_empty")]
+    pub interconnects: Interconnects,
 }
 
 /// The fleet's VPC.
@@ -144,36 +145,64 @@ pub struct GcpServiceAccount {
     pub roles: Vec<&'static str>,
 }
 
-/// A link between two providers or regions that needs a VPN or interconnect.
+/// The links a cloud's side takes part in, in a form that grows with the fleet and not with its
+/// pairs: CAPA makes one VPC per cluster, so a fleet of N AWS clusters needs N·(N−1)/2 links,
+/// and listing each with its ends made `prerequisites/*.yaml` quadratic (a 511-cluster fleet
+/// wrote 48 kB per cluster instead of 18). Every node network appears once; the links are
+/// counted per kind and transport, and `meshfleet plan -o json` names each one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Interconnects {
+    /// The node networks the links join: their clusters and node CIDRs (the routes and firewall
+    /// sources of the other ends).
+    pub networks: Vec<LinkEnd>,
+    /// The links, per kind and transport.
+    pub links: Vec<LinkGroup>,
+}
+
+impl Interconnects {
+    /// No link at all (a fleet on one network).
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+}
+
+/// Links of one kind provided one way.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Interconnect {
-    /// The plan's name of the link.
-    pub name: String,
-    /// What it joins (GCP ↔ AWS, AWS across regions, AWS in one region).
+pub struct LinkGroup {
+    /// What they join (GCP ↔ AWS, AWS across regions, AWS in one region).
     pub kind: LinkKind,
-    /// The two networks.
-    pub between: [String; 2],
-    /// The two ends: clusters and node CIDRs (the routes and firewall sources of the other).
-    pub ends: [LinkEnd; 2],
-    /// Suggested transport.
+    /// How the fleet file says to provide them (absent: unset, a warning).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub via: Option<String>,
+    /// How many.
+    pub count: usize,
 }
 
 /// The vanilla Talos Image Factory schematic (no extensions).
 const VANILLA_SCHEMATIC: &str = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba";
 
-fn interconnects<'a>(needs: impl Iterator<Item = &'a InterconnectNeed>) -> Vec<Interconnect> {
-    needs
-        .map(|n| Interconnect {
-            name: n.name.clone(),
-            kind: n.kind,
-            between: n.between.clone(),
-            ends: n.ends.clone(),
-            via: n.via.clone(),
-        })
-        .collect()
+fn interconnects<'a>(needs: impl Iterator<Item = &'a InterconnectNeed>) -> Interconnects {
+    let mut networks: BTreeMap<&str, &LinkEnd> = BTreeMap::new();
+    let mut links: BTreeMap<(LinkKind, Option<&str>), usize> = BTreeMap::new();
+    for n in needs {
+        for e in &n.ends {
+            networks.entry(e.network.as_str()).or_insert(e);
+        }
+        *links.entry((n.kind, n.via.as_deref())).or_default() += 1;
+    }
+    Interconnects {
+        networks: networks.into_values().cloned().collect(),
+        links: links
+            .into_iter()
+            .map(|((kind, via), count)| LinkGroup {
+                kind,
+                via: via.map(str::to_owned),
+                count,
+            })
+            .collect(),
+    }
 }
 
 /// `prerequisites/gcp.yaml`, when any cluster runs on GCP.
@@ -271,9 +300,10 @@ pub struct AwsPrerequisites {
     pub ssh_key_name: Option<String>,
     /// One entry per region an AWS cluster runs in, sorted by region.
     pub regions: Vec<AwsRegion>,
-    /// Cross-provider links the operator has to build (informational).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub interconnects: Vec<Interconnect>,
+    /// The links between node networks this cloud takes part in (informational; `net setup`
+    /// works from the plan).
+    #[serde(skip_serializing_if = "Interconnects::is_empty")]
+    pub interconnects: Interconnects,
 }
 
 /// CAPA's IAM, as `clusterawsadm bootstrap iam create-cloudformation-stack` lays it out.
