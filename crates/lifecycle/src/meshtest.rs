@@ -59,6 +59,10 @@ pub struct Options {
     pub tries_per_cluster: u32,
     /// Poll interval.
     pub every: Duration,
+    /// How long the global service may take to list a healthy cluster's echo before it is
+    /// measured without it: EndpointSlices and Cilium's ClusterMesh sync trail the Pods by a
+    /// moment.
+    pub settle: Duration,
     /// The fleet runs the MCS-API (`spec.mesh.services.mcsApi`): also export the echo Service
     /// with a `ServiceExport` and reach it as `echo.<namespace>.svc.clusterset.local`.
     pub mcs_api: bool,
@@ -72,6 +76,7 @@ impl Default for Options {
             timeout: Duration::from_secs(180),
             tries_per_cluster: 4,
             every: Duration::from_millis(500),
+            settle: Duration::from_secs(10),
             mcs_api: false,
         }
     }
@@ -529,22 +534,39 @@ async fn global<A: Api>(
         return fail("no client".into());
     };
     let tries = o.tries_per_cluster.max(1) * clusters.len() as u32;
-    let v = match dial(w, from, o, host, SERVICE_PORT, tries).await {
-        Ok(v) => v,
-        Err(e) if e.contains("no such host") || e.contains("lookup ") => {
-            return fail(format!("DNS: `{host}` does not resolve in `{from}` ({e})"));
-        }
-        Err(e) => return fail(format!("the dial through `{from}`'s echo Pod failed: {e}")),
-    };
     let by_pod: BTreeMap<String, &String> = clusters.iter().map(|c| (pod_name(c), c)).collect();
-    let served_by: Vec<String> = v["responses"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| by_pod.get(r.as_str()?).map(|c| (*c).clone()))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
+    // The clusters whose echo is up: the global service should reach them all once synced.
+    let healthy: BTreeSet<&String> = clusters
+        .iter()
+        .filter(|c| {
+            members
+                .get(c.as_str())
+                .is_some_and(|m| m.unreachable.is_none() && m.not_ready.is_none())
+        })
         .collect();
+    let started = tokio::time::Instant::now();
+    let (v, served_by) = loop {
+        let v = match dial(w, from, o, host, SERVICE_PORT, tries).await {
+            Ok(v) => v,
+            Err(e) if e.contains("no such host") || e.contains("lookup ") => {
+                return fail(format!("DNS: `{host}` does not resolve in `{from}` ({e})"));
+            }
+            Err(e) => return fail(format!("the dial through `{from}`'s echo Pod failed: {e}")),
+        };
+        let served_by: Vec<String> = v["responses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| by_pod.get(r.as_str()?).map(|c| (*c).clone()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let all = healthy.iter().all(|c| served_by.contains(c));
+        if all || started.elapsed() >= o.settle {
+            break (v, served_by);
+        }
+        tokio::time::sleep(o.every).await;
+    };
     let errors: Vec<&str> = v["errors"]
         .as_array()
         .into_iter()
