@@ -9,12 +9,10 @@ use std::time::Instant;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use meshfleet_aws::{Report, SetupOptions, StepEvent};
-use serde_json::json;
 
 use crate::cli::{FleetArg, TableOrJson};
 use crate::cmd::common;
 use crate::ctx::{Ctx, Exit, Invalid};
-use crate::output::{self, Table};
 
 /// `meshfleet aws …`.
 #[derive(Debug, Args)]
@@ -76,7 +74,7 @@ fn setup(ctx: &Ctx, a: AwsSetupArgs) -> anyhow::Result<Exit> {
         .map_err(|e| Invalid::new(e.to_string()))?;
     let Some(prereq) = prereq else {
         ctx.info("no cluster of this fleet runs on AWS: nothing to do");
-        print(ctx, a.output, &Report::default())?;
+        common::print_steps(ctx, a.output, &Report::default())?;
         return Ok(Exit::Ok);
     };
     let opts = SetupOptions {
@@ -141,42 +139,19 @@ fn setup(ctx: &Ctx, a: AwsSetupArgs) -> anyhow::Result<Exit> {
                 report.steps.len(),
                 started.elapsed().as_secs_f64()
             ));
-            print(ctx, a.output, &report)?;
+            common::print_steps(ctx, a.output, &report)?;
             if !a.dry_run {
                 ctx.info(meshfleet_aws::CAPA_CREDENTIALS_HINT);
             }
             Ok(Exit::Ok)
         }
         Err(failure) => {
-            print(ctx, a.output, &failure.report)?;
+            common::print_steps(ctx, a.output, &failure.report)?;
             if failure.error.is_invalid_input() {
                 return Err(Invalid::new(failure.error.to_string()));
             }
             ctx.error(&failure.error.to_string());
             Ok(Exit::Failed)
-        }
-    }
-}
-
-fn print(ctx: &Ctx, format: TableOrJson, report: &Report) -> anyhow::Result<()> {
-    match format {
-        TableOrJson::Json => output::json(&json!({ "steps": report.steps })),
-        TableOrJson::Table => {
-            if report.steps.is_empty() {
-                return Ok(());
-            }
-            let mut t = Table::new(["KIND", "NAME", "ACTION", "STATUS", "DETAIL"]);
-            for s in &report.steps {
-                t.row([
-                    s.kind.to_owned(),
-                    s.name.clone(),
-                    s.action.as_str().to_owned(),
-                    s.status.as_str().to_owned(),
-                    s.detail.clone(),
-                ]);
-            }
-            print!("{}", t.render(ctx.colour_out));
-            Ok(())
         }
     }
 }

@@ -329,6 +329,37 @@ pub fn engine_error(e: meshfleet_lifecycle::Error) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
+/// Prints a setup's step report (`gcp setup`, `aws setup`, `net setup`): a table for people, or
+/// `{"steps":[…]}` as JSON. An empty table prints nothing.
+pub fn print_steps(
+    ctx: &Ctx,
+    format: crate::cli::TableOrJson,
+    report: &meshfleet_steps::Report,
+) -> anyhow::Result<()> {
+    use crate::cli::TableOrJson;
+    use crate::output::{self, Table};
+    match format {
+        TableOrJson::Json => output::json(&serde_json::json!({ "steps": report.steps })),
+        TableOrJson::Table => {
+            if report.steps.is_empty() {
+                return Ok(());
+            }
+            let mut t = Table::new(["KIND", "NAME", "ACTION", "STATUS", "DETAIL"]);
+            for s in &report.steps {
+                t.row([
+                    s.kind.to_owned(),
+                    s.name.clone(),
+                    s.action.as_str().to_owned(),
+                    s.status.as_str().to_owned(),
+                    s.detail.clone(),
+                ]);
+            }
+            print!("{}", t.render(ctx.colour_out));
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,12 +10,10 @@ use std::time::Instant;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use meshfleet_gcp::{Report, SetupOptions, StepEvent};
-use serde_json::json;
 
 use crate::cli::{FleetArg, TableOrJson};
 use crate::cmd::common;
 use crate::ctx::{Ctx, Exit, Invalid};
-use crate::output::{self, Table};
 
 /// Arguments of `gcp`.
 #[derive(Debug, Args)]
@@ -86,7 +84,7 @@ fn setup(ctx: &Ctx, a: GcpSetupArgs) -> anyhow::Result<Exit> {
         .map_err(|e| Invalid::new(e.to_string()))?;
     let Some(prereq) = prereq else {
         ctx.info("no cluster of this fleet runs on GCP: nothing to do");
-        print(ctx, a.output, &Report::default())?;
+        common::print_steps(ctx, a.output, &Report::default())?;
         return Ok(Exit::Ok);
     };
     let opts = SetupOptions {
@@ -161,12 +159,12 @@ fn setup(ctx: &Ctx, a: GcpSetupArgs) -> anyhow::Result<Exit> {
                 let detail = row.detail.clone();
                 report.steps.push(row);
                 if failed {
-                    print(ctx, a.output, &report)?;
+                    common::print_steps(ctx, a.output, &report)?;
                     ctx.error(&detail);
                     return Ok(Exit::Failed);
                 }
             }
-            print(ctx, a.output, &report)?;
+            common::print_steps(ctx, a.output, &report)?;
             if !a.dry_run && key.exists() && a.kubeconfig.is_none() {
                 // The key file is the hand-over point: CAPG reads its credentials from the
                 // Secret clusterctl makes of this variable.
@@ -179,7 +177,7 @@ fn setup(ctx: &Ctx, a: GcpSetupArgs) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
         Err(failure) => {
-            print(ctx, a.output, &failure.report)?;
+            common::print_steps(ctx, a.output, &failure.report)?;
             if failure.error.is_invalid_input() {
                 return Err(Invalid::new(failure.error.to_string()));
             }
@@ -258,29 +256,6 @@ async fn hand_over(kubeconfig: &Path, key: &Path, dry_run: bool) -> meshfleet_gc
                 GCP.default_namespace
             ),
         ),
-    }
-}
-
-fn print(ctx: &Ctx, format: TableOrJson, report: &Report) -> anyhow::Result<()> {
-    match format {
-        TableOrJson::Json => output::json(&json!({ "steps": report.steps })),
-        TableOrJson::Table => {
-            if report.steps.is_empty() {
-                return Ok(());
-            }
-            let mut t = Table::new(["KIND", "NAME", "ACTION", "STATUS", "DETAIL"]);
-            for s in &report.steps {
-                t.row([
-                    s.kind.to_owned(),
-                    s.name.clone(),
-                    s.action.as_str().to_owned(),
-                    s.status.as_str().to_owned(),
-                    s.detail.clone(),
-                ]);
-            }
-            print!("{}", t.render(ctx.colour_out));
-            Ok(())
-        }
     }
 }
 
