@@ -62,6 +62,17 @@ pub struct RetryPolicy {
     pub propagation: Duration,
 }
 
+impl RetryPolicy {
+    /// The shared retry loop with this policy's attempts and waits.
+    pub fn backoff(&self) -> meshfleet_steps::Backoff {
+        meshfleet_steps::Backoff {
+            attempts: self.attempts,
+            base: self.base,
+            max: self.max,
+        }
+    }
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
@@ -76,29 +87,10 @@ impl Default for RetryPolicy {
 /// The step report, shared with the other setups (`meshfleet-steps`).
 pub use meshfleet_steps::{Action, Report, Status, StepRow};
 
-/// Progress of a run, for a caller that prints as it goes.
-#[derive(Debug, Clone, Copy)]
-pub enum StepEvent<'a> {
-    /// A step begins (reads, then possibly writes).
-    Started {
-        /// Step kind.
-        kind: &'static str,
-        /// Resource name.
-        name: &'a str,
-    },
-    /// A step ended.
-    Finished(&'a StepRow),
-}
+pub use meshfleet_steps::StepEvent;
 
 /// A run that stopped: the steps done so far (the last one failed) and why.
-#[derive(Debug, thiserror::Error)]
-#[error("{error}")]
-pub struct Failure {
-    /// Steps done before the failure, the failed step last.
-    pub report: Report,
-    /// Why it stopped.
-    pub error: SetupError,
-}
+pub type Failure = meshfleet_steps::Failure<SetupError>;
 
 /// Converge the project against Google (or `opts.endpoint`): builds the SDK clients, then
 /// [`run`]s the steps.

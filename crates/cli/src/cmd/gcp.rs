@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use meshfleet_gcp::{Report, SetupOptions, StepEvent};
+use meshfleet_gcp::{Report, SetupOptions};
 
 use crate::cli::{FleetArg, TableOrJson};
 use crate::cmd::common;
@@ -112,35 +112,10 @@ fn setup(ctx: &Ctx, a: GcpSetupArgs) -> anyhow::Result<Exit> {
         .build()
         .context("cannot start the async runtime")?;
     let started = Instant::now();
-    let mut step_start = Instant::now();
-    let progress = |e: &StepEvent<'_>| match e {
-        StepEvent::Started { .. } => step_start = Instant::now(),
-        StepEvent::Finished(row) => ctx.info(&format!(
-            "  {:<15} {:<50} {:<9} {}{}",
-            row.kind,
-            row.name,
-            row.action.as_str(),
-            row.status.as_str(),
-            if step_start.elapsed().as_millis() >= 1000 {
-                format!(" ({:.1}s)", step_start.elapsed().as_secs_f64())
-            } else {
-                String::new()
-            }
-        )),
-    };
+    let progress = common::step_progress(ctx);
     match rt.block_on(meshfleet_gcp::setup(&prereq, &opts, progress)) {
         Ok(report) => {
-            let changed = report
-                .steps
-                .iter()
-                .filter(|s| s.action != meshfleet_gcp::Action::Unchanged)
-                .count();
-            ctx.info(&format!(
-                "{} {changed} of {} steps in {:.1}s",
-                if a.dry_run { "would change" } else { "changed" },
-                report.steps.len(),
-                started.elapsed().as_secs_f64()
-            ));
+            common::step_summary(ctx, a.dry_run, &report, started);
             let key = opts.key_dir.join(format!(
                 "{}-{}.json",
                 prereq.project, prereq.service_account.name
