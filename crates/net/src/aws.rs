@@ -431,7 +431,9 @@ impl NetApi for Ec2 {
             return Ok(None);
         };
         // CAPA marks a subnet's role with `NameAWSClusterAPIRole` = `PrivateRoleTagValue`
-        // (cluster-api-provider-aws v1beta2 `tags.go`: `…/role`, `private`; path at v2.11.1 to confirm).
+        // (cluster-api-provider-aws:`api/v1beta2/tags.go`@v2.11.1: `sigs.k8s.io/cluster-api-provider-aws/role`
+        // = `private`), and gives every subnet a route table of its own
+        // (`pkg/cloud/services/network/routetables.go`@v2.11.1, `reconcileRouteTables`).
         let subnets = ec2
             .describe_subnets()
             .filters(Filter::builder().name("vpc-id").values(vpc).build())

@@ -23,7 +23,7 @@ use super::{ACCOUNT, Aws};
 type Result<T> = std::result::Result<T, QueryError>;
 
 /// CAPA's subnet role tag (cluster-api-provider-aws:`api/v1beta2/tags.go`@v2.11.1,
-/// `NameAWSSubnetAssociation`/`PrivateRoleTagValue`).
+/// `NameAWSClusterAPIRole`, value `PrivateRoleTagValue`).
 const ROLE_TAG: &str = "sigs.k8s.io/cluster-api-provider-aws/role";
 
 /// `Filter.N.Name` → values.
