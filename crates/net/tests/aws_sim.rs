@@ -282,5 +282,46 @@ async fn transit_gateway_peering_and_vpc_peering_through_the_sdk_join_every_vpc_
         assert_eq!(changed.len(), 1, "{via}: {changed:?}");
         assert_eq!((changed[0].0, changed[0].1), (accept, Action::Create));
         all_ok(&verdicts(&fleet, &plan, &aws, &api));
+
+        // Routes repointed by hand (a VPC route to nowhere; for Transit Gateways also a static
+        // route to the wrong attachment): reported, then put back in place (ReplaceRoute,
+        // ReplaceTransitGatewayRoute) without making anything new.
+        aws.with_state(|st| {
+            let v = st.ec2.vpcs.values_mut().next().unwrap();
+            v.routes[0].target = if via == "transitGateway" {
+                "tgw-0000000000000dead".into()
+            } else {
+                "pcx-0000000000000dead".into()
+            };
+            if via == "transitGateway" {
+                let t = st
+                    .ec2
+                    .transit_gateways
+                    .values_mut()
+                    .find(|t| !t.static_routes.is_empty())
+                    .unwrap();
+                t.static_routes[0].target = "tgw-attach-0000000000dead".into();
+            }
+        });
+        first_down(&verdicts(&fleet, &plan, &aws, &api));
+        let fourth = exec::run(&api, &s, &secrets, &opts()).await.unwrap();
+        let changed: Vec<_> = aws_rows(&fourth, &s)
+            .into_iter()
+            .filter(|(_, a, _)| *a != Action::Unchanged)
+            .collect();
+        let want = if via == "transitGateway" { 2 } else { 1 };
+        assert_eq!(changed.len(), want, "{via}: {changed:?}");
+        assert!(
+            changed.iter().all(|(a, x, _)| *x == Action::Update
+                && matches!(*a, "CreateRoute" | "CreateTransitGatewayRoute")),
+            "{via}: {changed:?}"
+        );
+        all_ok(&verdicts(&fleet, &plan, &aws, &api));
+        assert!(
+            exec::run(&api, &s, &secrets, &opts())
+                .await
+                .unwrap()
+                .all_unchanged()
+        );
     }
 }
