@@ -229,6 +229,23 @@ async fn the_example_fleets_aws_side_through_the_sdk_joins_gcp_and_aws_once() {
             .unwrap()
             .all_unchanged()
     );
+
+    // A field EC2 cannot change in place (a customer gateway's address): the run stops there
+    // and says which field differs and what to delete.
+    let cgw = aws.with_state(|st| {
+        let (id, c) = st.ec2.customer_gateways.iter_mut().next().unwrap();
+        c.ip = "198.51.100.7".into();
+        id.clone()
+    });
+    let f = exec::run(&api, &s, &secrets, &opts())
+        .await
+        .expect_err("refused");
+    assert!(f.step.contains("/cgw/"), "{}", f.step);
+    assert!(
+        f.why.contains("IpAddress") && f.why.contains(&format!("delete {cgw}")),
+        "{}",
+        f.why
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]
