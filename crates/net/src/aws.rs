@@ -4,7 +4,7 @@
 //!
 //! Every AWS action [`crate::desired::steps`] emits is served: Transit Gateways, customer
 //! gateways and VPN connections here; VPC and peering attachments, acceptances, Transit
-//! Gateway routes, VPC peering and VPC routes in [`links`]; CAPA's VPCs and the account id
+//! Gateway routes, VPC peering and VPC routes in its `links` module; CAPA's VPCs and the account id
 //! (STS). Updates where EC2 changes a field in place (a route's target, a VPN tunnel's key or
 //! inside range, a VPN's gateways, a Transit Gateway's options, an attachment's subnets);
 //! a refusal naming the fields and the fix otherwise. GCP steps are not served here.
