@@ -14,7 +14,7 @@
 //! time as `${step-id.field}` references and pre-shared keys as `${secret:tunnel}` (never in a
 //! body, a report or a golden). [`secrets`] keeps the keys and inside ranges beside the fleet.
 //! [`exec`] runs the steps against a [`exec::NetApi`] seam (idempotent, resumable, dry run);
-//! [`aws`] is the seam's EC2 half through `aws-sdk-ec2` (partial: see its docs).
+//! [`aws`] is the seam's EC2 half through `aws-sdk-ec2` (every AWS step; GCP's half is not there).
 
 pub mod aws;
 pub mod desired;
