@@ -189,7 +189,9 @@ fn vpc_of(n: &InterconnectNeed, end: usize) -> (String, String, Vec<IpNet>) {
     )
 }
 
-/// Every request the fleet's links need, in order. `secrets` must hold every tunnel of
+/// Every request the fleet's links need, in order. A VPC of CAPA's is referenced as
+/// `${capa:<cluster>.<field>}` in the step's region, or `${capa:<cluster>@<region>.<field>}`
+/// in another (a VPC peering's accepter). `secrets` must hold every tunnel of
 /// [`tunnel_names`] (see [`Secrets::ensure`]); keys are referenced, never copied.
 pub fn steps(fleet: &Fleet, plan: &Plan, secrets: &Secrets) -> Result<Vec<Step>, NetError> {
     let f = fleet.metadata.name.as_str();
@@ -529,7 +531,7 @@ pub fn steps(fleet: &Fleet, plan: &Plan, secrets: &Secrets) -> Result<Vec<Step>,
                     &n.name,
                     merge(
                         json!({"VpcId": format!("${{capa:{ca}.vpcId}}"),
-                            "PeerVpcId": format!("${{capa:{cb}.vpcId}}"), "PeerRegion": rb}),
+                            "PeerVpcId": format!("${{capa:{cb}@{rb}.vpcId}}"), "PeerRegion": rb}),
                         tags(f, &format!("mf-{f}-{ca}--{cb}"), "vpc-peering-connection"),
                     ),
                 );

@@ -245,6 +245,8 @@ impl Resolver<'_> {
             let (cluster, field) = rest
                 .split_once('.')
                 .ok_or_else(|| format!("malformed reference `${{{inner}}}`"))?;
+            // `cluster@region`: a VPC in another region than the step's (a peering's accepter).
+            let (cluster, region) = cluster.split_once('@').unwrap_or((cluster, region));
             let key = (region.to_string(), cluster.to_string());
             if !self.capa.contains_key(&key) {
                 let v = retry(self.opts, || api.capa_vpc(region, cluster))
