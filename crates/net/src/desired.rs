@@ -91,6 +91,21 @@ fn name(fleet: &str, rest: &str) -> Result<String, NetError> {
     Ok(n)
 }
 
+/// The names of the fleet's links that `net setup` makes (`haVpn`, `transitGateway`,
+/// `vpcPeering`; not `existing` or `publicAddresses`).
+pub fn made_links(plan: &Plan) -> Vec<String> {
+    plan.interconnects
+        .iter()
+        .filter(|n| {
+            matches!(
+                n.via.as_deref(),
+                Some("haVpn" | "transitGateway" | "vpcPeering")
+            )
+        })
+        .map(|n| n.name.clone())
+        .collect()
+}
+
 /// The names of the VPN tunnels the fleet's `haVpn` links need (for [`Secrets::ensure`]).
 pub fn tunnel_names(fleet: &Fleet, plan: &Plan) -> Result<Vec<String>, NetError> {
     let mut out = Vec::new();

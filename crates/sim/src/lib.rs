@@ -71,13 +71,14 @@ pub struct SimConfig {
     /// Address of the plain-HTTP AWS API fake (`127.0.0.1:0` picks a free port).
     pub aws_listen: SocketAddr,
     /// Node networks are separate ([`network`]): a GCP network and AWS VPCs reach each other
-    /// only through links that exist in the cloud fakes. Off: every network reaches every
-    /// other (the behaviour before the model existed).
+    /// only through links that exist in the cloud fakes (the default, as on real clouds).
+    /// Off: every network reaches every other (the behaviour before the model existed).
     pub separate_networks: bool,
 }
 
 impl SimConfig {
-    /// Defaults: speed 1, no egress check, memory only, no CRD files, no faults.
+    /// Defaults: speed 1, no egress check, memory only, no CRD files, no faults, separate
+    /// node networks.
     pub fn new(listen: SocketAddr, kubeconfig: PathBuf) -> Self {
         Self {
             listen,
@@ -89,7 +90,7 @@ impl SimConfig {
             faults: 0.0,
             gcp_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             aws_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            separate_networks: false,
+            separate_networks: true,
         }
     }
 }
