@@ -28,6 +28,7 @@ pub mod network;
 pub mod outage;
 pub mod patch;
 pub mod proto;
+pub mod psa;
 pub mod resources;
 pub mod select;
 pub mod store;
@@ -174,6 +175,11 @@ pub struct World {
     pub aws: Arc<aws::Aws>,
     /// Interconnect outages ([`network::set_outage`]).
     pub(crate) outages: network::Outages,
+    /// Since when each workload cluster has been down, as Cluster API's probe sees it
+    /// ([`outage::Probes`]).
+    pub(crate) probes: Mutex<outage::Probes>,
+    /// Each workload API server's Pod Security admission configuration ([`psa::configure`]).
+    pub(crate) pod_security: Mutex<BTreeMap<String, serde_json::Value>>,
     /// Requests served by the Kubernetes APIs, by API and kind of request.
     requests: Mutex<BTreeMap<String, u64>>,
 }
@@ -397,6 +403,8 @@ impl World {
             ),
             aws: Arc::new(aws::Aws::open(None, "http://127.0.0.1:1".into(), speed).expect("aws")),
             outages: network::Outages::default(),
+            probes: Mutex::new(outage::Probes::default()),
+            pod_security: Mutex::new(BTreeMap::new()),
             requests: Mutex::new(BTreeMap::new()),
         })
     }
@@ -549,6 +557,8 @@ pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
         gcp,
         aws,
         outages: network::Outages::default(),
+        probes: Mutex::new(outage::Probes::default()),
+        pod_security: Mutex::new(BTreeMap::new()),
         requests: Mutex::new(BTreeMap::new()),
     });
     workload::seed_management(&world.management)?;
