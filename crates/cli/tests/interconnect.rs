@@ -3,31 +3,12 @@
 //! reach each other only through a link that exists in its cloud fakes.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use serde_json::Value;
 
 mod common;
 
-use common::{BIN, Sim};
-
-fn meshfleet(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("MESHFLEET_SIM_SPEED", "200")
-        .output()
-        .expect("run meshfleet")
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{Sim, meshfleet, show};
 
 /// The example fleet (`meshfleet init`) with its `spec.interconnect` block removed.
 fn example_without_links(d: &Path) {

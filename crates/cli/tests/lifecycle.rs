@@ -6,33 +6,20 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod common;
 
-use common::{BIN, Sim};
+use common::{BIN, Sim, meshfleet, show};
 
 /// Simulated-time factor of the tests.
 const SPEED: &str = "200";
 
-fn meshfleet(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run meshfleet")
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-fn show(o: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr))
 }
 
 /// The example fleet (`meshfleet init`), optionally edited.

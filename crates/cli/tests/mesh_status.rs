@@ -3,7 +3,7 @@
 //! a real fleet would get.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
@@ -12,25 +12,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{BIN, Sim};
-
-fn meshfleet(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("MESHFLEET_SIM_SPEED", "200")
-        .output()
-        .expect("run meshfleet")
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{Sim, meshfleet, show};
 
 const FLEET: &str = "apiVersion: meshfleet.io/v1alpha1\nkind: Fleet\nmetadata: { name: duo }\nspec:\n  versions: { kubernetes: v1.35.4, talos: v1.13.9, cilium: 1.19.5 }\n  network:\n    pods: { pool: 10.64.0.0/10, prefixLength: 16 }\n    services: { pool: 10.128.0.0/12, prefixLength: 20 }\n    nodes: { pool: 10.0.0.0/14, prefixLength: 20 }\n  mesh: { enabled: true, maxConnectedClusters: 255 }\n  management: { egressCIDRs: [203.0.113.10/32] }\n  providers:\n    gcp: { project: my-project, network: meshfleet, imageBucket: talos-images-01-7f3a }\n  clusters:\n    - name: eu\n      provider: gcp\n      region: europe-west1\n      zones: [europe-west1-b]\n      controlPlane: { replicas: 1, machineType: n2-standard-2 }\n      workerPools:\n        - { name: general, replicas: 1, machineType: n2-standard-4 }\n    - name: us\n      provider: gcp\n      region: us-east1\n      zones: [us-east1-b]\n      controlPlane: { replicas: 1, machineType: n2-standard-2 }\n      workerPools:\n        - { name: general, replicas: 1, machineType: n2-standard-4 }\n";
 

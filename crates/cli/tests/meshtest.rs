@@ -11,25 +11,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{BIN, Sim};
-
-fn meshfleet(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("MESHFLEET_SIM_SPEED", "200")
-        .output()
-        .expect("run meshfleet")
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{BIN, Sim, meshfleet, show};
 
 /// `mesh test -o json` with `target` (`--sim` or `--kubeconfig K`): exit code and report.
 fn mesh_test(dir: &Path, target: &[&str]) -> (Option<i32>, Value, Output) {

@@ -4,32 +4,13 @@
 //! afterwards finds everything in place.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
 mod common;
 
-use common::BIN;
-
-fn meshfleet(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("MESHFLEET_SIM_SPEED", "200")
-        .env_remove("MESHFLEET_SIM_SHARED_NETWORKS")
-        .output()
-        .expect("run meshfleet")
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{meshfleet, show};
 
 fn mesh_status(d: &Path) -> Value {
     let out = meshfleet(

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::Sim;
+use common::{Sim, show};
 
 /// Simulated-time factor: slow enough that `kubectl get machines`, sampled every few hundred
 /// milliseconds, sees each cluster mid-rollout.
@@ -58,10 +58,6 @@ spec:
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-fn show(o: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr))
 }
 
 fn kubectl_present() -> bool {

@@ -13,6 +13,28 @@ use serde_json::Value;
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_meshfleet");
 
+/// `meshfleet ARGS` in `dir` without colour; `--sim` runs at speed 200 on separate node networks
+/// (the embedded simulator's default, whatever the caller's environment says).
+pub fn meshfleet(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("MESHFLEET_SIM_SPEED", "200")
+        .env_remove("MESHFLEET_SIM_SHARED_NETWORKS")
+        .output()
+        .expect("run meshfleet")
+}
+
+/// A run's stdout and stderr, for assertion messages.
+pub fn show(o: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// `--crds DIR` with the upstream CRDs when they are there: the simulator then validates every
 /// object `up` applies strictly against the real schemas.
 pub fn crds_args() -> Vec<String> {
