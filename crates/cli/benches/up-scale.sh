@@ -6,12 +6,16 @@
 #
 #   crates/cli/benches/up-scale.sh [N...]      # default: 1 16 64; MESHFLEET=path/to/binary
 #   MESHFLEET_SIM_SPEED=50 (default) sets the simulator speed for every run.
+#   MESHFLEET_UP_CONCURRENCY (default: N, so every cluster converges at once, as one does
+#   beside it) sets `up --concurrency`.
+#   MESHFLEET_UP_KEEP=1 keeps every run's directory (logs, `mesh status` output).
 #
 # One AWS region only: the main branch meshes GCP <-> AWS over public addresses
 # (`gcpToAws: publicAddresses`); AWS cross-region interconnects are other work in progress.
 # Prints one line per N: up wall time and its ratio to one cluster, up's peak RSS and CPU, the
-# simulator's peak RSS and CPU, and the API requests the simulator served per cluster (from the
-# counts it prints when it stops).
+# simulator's peak RSS and CPU, the API requests the simulator served per cluster (from the
+# counts it prints when it stops, `up` and `mesh status` together), and what `mesh status`
+# said afterwards (`meshed` when every expected peer of every cluster is connected).
 set -euo pipefail
 bin="$(realpath "${MESHFLEET:-${CARGO_TARGET_DIR:-target}/debug/meshfleet}")"
 speed="${MESHFLEET_SIM_SPEED:-50}"
@@ -56,7 +60,7 @@ secs() { # m:ss.cc or h:mm:ss
 }
 
 one=""
-printf '%5s %9s %7s %11s %9s %12s %10s %12s  %s\n' n "up s" ratio "up peak MB" "up cpu s" "sim peak MB" "sim cpu s" "requests/cl" "requests by kind"
+printf '%5s %9s %7s %11s %9s %12s %10s %12s %8s  %s\n' n "up s" ratio "up peak MB" "up cpu s" "sim peak MB" "sim cpu s" "requests/cl" "mesh" "requests by kind"
 for n in "${sizes[@]}"; do
   d="$(mktemp -d)"
   fleet "$n" >"$d/fleet.yaml"
@@ -86,7 +90,12 @@ PY
   [ ! -f "$d/r/prerequisites/aws.yaml" ] || NO_COLOR=1 "$bin" aws setup -f fleet.yaml --endpoint "$aws" >/dev/null 2>aws.log
   rc=0
   NO_COLOR=1 /usr/bin/time -v -o up.time "$bin" up -f fleet.yaml --kubeconfig mgmt.kubeconfig \
-    --timeout 1800s --concurrency 64 >up.out 2>up.log || rc=$?
+    --timeout 1800s --concurrency "${MESHFLEET_UP_CONCURRENCY:-$n}" >up.out 2>up.log || rc=$?
+  mesh=failed
+  if [ "$rc" -eq 0 ]; then
+    NO_COLOR=1 "$bin" mesh status -f fleet.yaml --kubeconfig mgmt.kubeconfig >mesh.out 2>mesh.log \
+      && grep -q 'every expected peer connected, no problem found' mesh.out && mesh=meshed
+  fi
   kill -TERM "$(pgrep -P "$timer")" 2>/dev/null || true
   wait "$timer" || true
   trap - EXIT
@@ -95,9 +104,11 @@ PY
   [ -n "$one" ] || one="$t"
   counts="$(grep -o 'served [0-9]* Kubernetes API requests: .*' "$d/sim.log" | sed 's/served [0-9]* Kubernetes API requests: //')"
   total="$(grep -o 'served [0-9]*' "$d/sim.log" | awk '{print $2}')"
-  printf '%5s %9.1f %7.2f %11.0f %9.1f %12.0f %10.1f %12.0f  %s\n' "$n" "$t" "$(echo "$t / $one" | bc -l)" \
+  printf '%5s %9.1f %7.2f %11.0f %9.1f %12.0f %10.1f %12.0f %8s  %s\n' "$n" "$t" "$(echo "$t / $one" | bc -l)" \
     "$(echo "$(field 'Maximum resident' "$d/up.time") / 1024" | bc -l)" "$(cpu "$d/up.time")" \
     "$(echo "$(field 'Maximum resident' "$d/sim.time") / 1024" | bc -l)" "$(cpu "$d/sim.time")" \
-    "$(echo "${total:-0} / $n" | bc -l)" "$counts"
-  if [ "$rc" -ne 0 ]; then echo "  up failed (exit $rc); kept $d: tail of up.log:" >&2; tail -5 "$d/up.log" >&2; else rm -rf "$d"; fi
+    "$(echo "${total:-0} / $n" | bc -l)" "$mesh" "$counts"
+  if [ "$rc" -ne 0 ]; then echo "  up failed (exit $rc); kept $d: tail of up.log:" >&2; tail -5 "$d/up.log" >&2
+  elif [ "$mesh" != meshed ] || [ -n "${MESHFLEET_UP_KEEP:-}" ]; then echo "  kept $d" >&2
+  else rm -rf "$d"; fi
 done

@@ -175,6 +175,8 @@ pub struct World {
     pub(crate) outages: network::Outages,
     /// Requests served by the Kubernetes APIs, by API and kind of request.
     requests: Mutex<BTreeMap<String, u64>>,
+    /// The simulated CAAPH's parsed release values ([`caaph::ValuesCache`]).
+    pub(crate) caaph: Mutex<caaph::ValuesCache>,
 }
 
 impl World {
@@ -397,6 +399,7 @@ impl World {
             aws: Arc::new(aws::Aws::open(None, "http://127.0.0.1:1".into(), speed).expect("aws")),
             outages: network::Outages::default(),
             requests: Mutex::new(BTreeMap::new()),
+            caaph: Mutex::new(caaph::ValuesCache::default()),
         })
     }
 }
@@ -549,6 +552,7 @@ pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
         aws,
         outages: network::Outages::default(),
         requests: Mutex::new(BTreeMap::new()),
+        caaph: Mutex::new(caaph::ValuesCache::default()),
     });
     workload::seed_management(&world.management)?;
     // Workload clusters that existed before a restart come back with their objects.
