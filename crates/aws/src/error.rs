@@ -337,3 +337,9 @@ pub fn denied_action(message: &str) -> Option<&str> {
     let action = action.trim_end_matches([',', '.', ';']);
     action.contains(':').then_some(action)
 }
+
+impl meshfleet_steps::Transient for ApiError {
+    fn is_transient(&self) -> bool {
+        self.is_retryable()
+    }
+}

@@ -2,7 +2,7 @@
 //! difference, and report. Transient failures are retried here, around each call, so the API
 //! implementations stay single-shot.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use meshfleet_render::AwsPrerequisites;
 
@@ -43,28 +43,9 @@ pub(crate) fn check_inputs(p: &AwsPrerequisites, opts: &SetupOptions) -> Result<
 /// Call `f` until it succeeds, fails with a non-transient error, or runs out of attempts.
 async fn retry<T>(
     policy: &RetryPolicy,
-    mut f: impl AsyncFnMut() -> Result<T, ApiError>,
+    f: impl AsyncFnMut() -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    let mut attempt = 1;
-    loop {
-        match f().await {
-            Err(e) if e.is_retryable() && attempt < policy.attempts => {
-                tracing::debug!(attempt, error = %e, "retrying");
-                tokio::time::sleep(backoff(policy, attempt)).await;
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
-}
-
-fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
-    let exp = policy
-        .base
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-    let capped = exp.min(policy.max);
-    // Up to +50% jitter so concurrent runs do not retry in lockstep.
-    capped + capped.mul_f64(fastrand::f64() * 0.5)
+    policy.backoff().retry(f).await
 }
 
 /// Run every step against `api`. A dry run only reads.
@@ -359,6 +340,7 @@ impl<A: AwsApi, F: FnMut(&StepEvent<'_>)> Exec<'_, A, F> {
                     // Reading is allowed in a dry run too: the interrupted operation finishes
                     // server-side either way.
                     (self.progress)(&StepEvent::Waiting {
+                        on: "CloudFormation",
                         kind: KIND,
                         name: &name,
                     });
@@ -395,6 +377,7 @@ impl<A: AwsApi, F: FnMut(&StepEvent<'_>)> Exec<'_, A, F> {
                     .await
                     .map_err(|e| Self::err(KIND, &name, e.in_region(&home)))?;
                     (self.progress)(&StepEvent::Waiting {
+                        on: "CloudFormation",
                         kind: KIND,
                         name: &name,
                     });
@@ -423,6 +406,7 @@ impl<A: AwsApi, F: FnMut(&StepEvent<'_>)> Exec<'_, A, F> {
                         Err(e) => return Err(Self::err(KIND, &name, e.in_region(&home))),
                     }
                     (self.progress)(&StepEvent::Waiting {
+                        on: "CloudFormation",
                         kind: KIND,
                         name: &name,
                     });
@@ -488,6 +472,7 @@ impl<A: AwsApi, F: FnMut(&StepEvent<'_>)> Exec<'_, A, F> {
                         Err(e) => return Err(Self::err(KIND, &name, e.in_region(&home))),
                     }
                     (self.progress)(&StepEvent::Waiting {
+                        on: "CloudFormation",
                         kind: KIND,
                         name: &name,
                     });

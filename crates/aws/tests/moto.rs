@@ -11,52 +11,13 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+use meshfleet_testkit::Moto;
 
 use meshfleet_aws::api::AwsApi;
 use meshfleet_aws::real::SdkApi;
 use meshfleet_aws::{Action, AwsPrerequisites, SetupError, SetupOptions, StepEvent, run, template};
-
-/// A moto server for one test, killed on drop.
-struct Moto {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn moto_command() -> Option<Command> {
-    let on_path = |c: &str| {
-        Command::new(c)
-            .arg("--help")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if on_path("moto_server") {
-        return Some(Command::new("moto_server"));
-    }
-    let module = Command::new("python3")
-        .args(["-c", "import moto.server"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    module.then(|| {
-        let mut c = Command::new("python3");
-        c.args(["-m", "moto.server"]);
-        c
-    })
-}
 
 /// Start moto with Talos `versions` published in `regions`; `None` (after a loud message) when
 /// moto is not installed.
@@ -67,18 +28,6 @@ fn moto(versions: &[&str], regions: &[&str]) -> Option<Moto> {
 /// [`moto`], with IAM enforced after the first `no_auth` requests
 /// (`INITIAL_NO_AUTH_ACTION_COUNT`).
 fn moto_with(versions: &[&str], regions: &[&str], no_auth: Option<u32>) -> Option<Moto> {
-    let Some(mut cmd) = moto_command() else {
-        if std::env::var("MESHFLEET_REQUIRE_MOTO").as_deref() == Ok("1") {
-            panic!(
-                "moto is required (MESHFLEET_REQUIRE_MOTO=1) but neither `moto_server` nor `python3 -m moto.server` runs: pip install 'moto[server]==5.2.5'"
-            );
-        }
-        eprintln!(
-            "SKIPPED: moto is not installed (pip install 'moto[server]==5.2.5'); set MESHFLEET_REQUIRE_MOTO=1 to make this a failure"
-        );
-        return None;
-    };
-    let dir = tempfile::tempdir().expect("tempdir");
     let mut amis = Vec::new();
     for v in versions {
         for r in regions {
@@ -96,36 +45,15 @@ fn moto_with(versions: &[&str], regions: &[&str], no_auth: Option<u32>) -> Optio
             }));
         }
     }
-    let amis_path = dir.path().join("amis.json");
-    std::fs::write(&amis_path, serde_json::to_vec(&amis).unwrap()).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    if let Some(n) = no_auth {
-        cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
-    }
-    let child = cmd
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .env("MOTO_AMIS_PATH", &amis_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto");
-    let m = Moto {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        _dir: dir,
-    };
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "moto did not listen on {port} within 30s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some(m)
+    Moto::start_with(|dir| {
+        let amis_path = dir.join("amis.json");
+        std::fs::write(&amis_path, serde_json::to_vec(&amis).unwrap()).unwrap();
+        let mut env = vec![("MOTO_AMIS_PATH".to_owned(), amis_path.display().to_string())];
+        if let Some(n) = no_auth {
+            env.push(("INITIAL_NO_AUTH_ACTION_COUNT".to_owned(), n.to_string()));
+        }
+        env
+    })
 }
 
 fn options(m: &Moto) -> SetupOptions {
@@ -143,15 +71,7 @@ async fn api(m: &Moto, p: &AwsPrerequisites) -> SdkApi {
 
 /// Import a key pair through the SDK (moto keeps it per region).
 async fn import_key(m: &Moto, region: &str, name: &str) {
-    let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&m.url)
-        .region(aws_config::Region::new(region.to_owned()))
-        .credentials_provider(aws_credential_types::Credentials::new(
-            "t", "t", None, None, "test",
-        ))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .load()
-        .await;
+    let cfg = meshfleet_testkit::aws_config(&m.url, region).await;
     aws_sdk_ec2::Client::new(&cfg)
         .import_key_pair()
         .key_name(name)

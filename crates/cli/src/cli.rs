@@ -96,6 +96,8 @@ pub enum Command {
     Gcp(cmd::gcp::GcpArgs),
     /// AWS prerequisites.
     Aws(cmd::aws::AwsArgs),
+    /// The links between node networks (HA VPN, Transit Gateway, VPC peering), both clouds.
+    Net(cmd::net::NetArgs),
     /// Check, reading only, that every cloud the fleet uses is ready (dry runs of gcp/aws setup).
     Doctor(cmd::doctor::DoctorArgs),
 }

@@ -71,8 +71,9 @@ pub async fn start(
     cfg.speed = speed;
     cfg.egress_ip = Some(egress);
     cfg.state_dir = Some(dir.join("state"));
-    // Separate node networks (the sim's interconnect model), as `sim serve --separate-networks`.
-    cfg.separate_networks = std::env::var("MESHFLEET_SIM_SEPARATE_NETWORKS")
+    // Separate node networks (the sim's interconnect model) unless opted out, as
+    // `sim serve --shared-networks`.
+    cfg.separate_networks = !std::env::var("MESHFLEET_SIM_SHARED_NETWORKS")
         .is_ok_and(|v| matches!(v.as_str(), "1" | "true"));
     let sim = meshfleet_sim::start(cfg)
         .await
@@ -210,7 +211,7 @@ pub async fn gcp_setup(
 }
 
 /// The access key of the simulated AWS account's credentials profile (the fake checks none).
-const SIM_AWS_KEY: &str = "meshfleet-sim";
+pub(crate) const SIM_AWS_KEY: &str = "meshfleet-sim";
 
 /// Write a provider's credentials Secret into the simulated management cluster through its
 /// API, as `clusterctl init` does from `<CLOUD>_B64ENCODED_CREDENTIALS` on a real one.
@@ -285,6 +286,43 @@ pub async fn aws_setup(
         .iter()
         .filter(|s| s.action != meshfleet_aws::Action::Unchanged)
         .count())
+}
+
+/// The simulated counterpart of `meshfleet net setup`: once the simulated CAPA has made the
+/// AWS VPCs the links attach to, run the fleet's link steps against the simulator's Google and
+/// AWS APIs (the same client code as against the clouds). Until then every run stops at the
+/// first step that needs a VPC, and is retried. Returns how many steps changed something.
+pub async fn net_setup(
+    sim: &meshfleet_sim::Simulator,
+    fleet_dir: &Path,
+    fleet: &meshfleet_spec::Fleet,
+    plan: &meshfleet_plan::Plan,
+) -> anyhow::Result<usize> {
+    let ep = meshfleet_net::setup::Endpoints {
+        gcp: Some(sim.gcp_url().to_string()),
+        aws: Some(sim.aws_url().to_string()),
+        aws_static_key: Some(SIM_AWS_KEY.to_owned()),
+    };
+    let opts = meshfleet_net::exec::Options {
+        attempts: 4,
+        backoff: std::time::Duration::from_millis(50),
+        ..Default::default()
+    };
+    loop {
+        match meshfleet_net::setup::run(fleet, plan, fleet_dir, &ep, &opts).await {
+            Ok(report) => {
+                return Ok(report
+                    .steps
+                    .iter()
+                    .filter(|s| s.action != meshfleet_net::exec::Action::Unchanged)
+                    .count());
+            }
+            Err(meshfleet_net::setup::SetupError::Failed(f)) if f.waits_for_capa() => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(anyhow::anyhow!("simulated net setup failed: {e}")),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,8 +2,7 @@
 //! unchanged, dry run, kill -9 mid-way and resume, a missing AMI or key pair (exit 1), bad
 //! input (exit 2).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -35,26 +34,7 @@ impl Sim {
     }
 
     fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        let hostport = self.aws.trim_start_matches("http://");
-        let mut s = TcpStream::connect(hostport).expect("connect");
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .expect("write");
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).expect("read");
-        let code = resp
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = resp
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b)
-            .unwrap_or_default();
-        (code, body.to_owned())
+        common::http(&self.aws, method, path, body)
     }
 
     fn seed(&self, images: bool, key: bool) {

@@ -1,8 +1,7 @@
 //! `meshfleet gcp setup` as a process against the simulator's Google Cloud endpoints: create
 //! then unchanged, dry run, kill and resume, injected faults, and the errors that carry a fix.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -34,26 +33,7 @@ impl Sim {
 
     /// One plain HTTP request to the simulator's GCP listener.
     fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        let hostport = self.gcp.trim_start_matches("http://");
-        let mut s = TcpStream::connect(hostport).expect("connect");
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .expect("write");
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).expect("read");
-        let code = resp
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = resp
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b)
-            .unwrap_or_default();
-        (code, body.to_owned())
+        common::http(&self.gcp, method, path, body)
     }
 
     fn admin(&self, path: &str, body: &str) {

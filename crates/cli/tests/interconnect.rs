@@ -1,6 +1,6 @@
-//! Interconnects end to end (issue #15): a simulator whose node networks are separate
-//! (`sim serve --separate-networks`) runs the example fleet; GCP and AWS nodes reach each other
-//! only through a link that exists in its cloud fakes.
+//! Interconnects end to end (issue #15): a simulator whose node networks are separate (its
+//! default; `--separate-networks` is still accepted) runs the example fleet; GCP and AWS nodes
+//! reach each other only through a link that exists in its cloud fakes.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -78,6 +78,10 @@ fn without_links_cross_cloud_mesh_links_are_down_and_explained() {
         text.contains("`gcp-euw1`, `gcp-use1` ↔ `aws-euw1`"),
         "the summary names the clusters apart: {text}"
     );
+    assert!(
+        text.contains("meshfleet net setup -f"),
+        "the summary names the command that makes links: {text}"
+    );
 
     let out = meshfleet(
         d,
@@ -103,6 +107,10 @@ fn without_links_cross_cloud_mesh_links_are_down_and_explained() {
         problems.contains("link `meshfleet--aws-euw1`")
             && problems.contains("`spec.interconnect.gcpToAws` is not set"),
         "mesh status names the missing interconnect: {problems}"
+    );
+    assert!(
+        problems.contains("meshfleet net setup -f"),
+        "and the command that creates it: {problems}"
     );
     assert_ne!(out.status.code(), Some(0), "{}", show(&out));
 }

@@ -241,6 +241,70 @@ fn mesh_test_until(d: &Path, kc: &str, limit: Duration, done: impl Fn(&Value) ->
     }
 }
 
+/// `status -o json` until `done` holds of it, or panic after `limit`.
+fn status_until(d: &Path, kc: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let out = meshfleet(
+            d,
+            &[
+                "status",
+                "-f",
+                "fleet.yaml",
+                "-o",
+                "json",
+                "--kubeconfig",
+                kc,
+            ],
+        );
+        let v: Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+        if done(&v) {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "status never got there: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn cluster_status<'a>(st: &'a Value, name: &str) -> &'a Value {
+    st["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {st}"))
+}
+
+/// The Machines of cluster `name` of fleet `trio`.
+fn machines(kc: &str, name: &str) -> Vec<Value> {
+    let out = Command::new("kubectl")
+        .args([
+            "--kubeconfig",
+            kc,
+            "-n",
+            "trio",
+            "get",
+            "machines",
+            "-o",
+            "json",
+            "-l",
+        ])
+        .arg(format!("cluster.x-k8s.io/cluster-name={name}"))
+        .output()
+        .expect("run kubectl");
+    assert!(out.status.success(), "{}", show(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn condition<'a>(obj: &'a Value, t: &str) -> &'a Value {
+    obj["status"]["conditions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["type"] == t))
+        .unwrap_or(&Value::Null)
+}
+
 #[test]
 fn a_region_outage_fails_over_after_the_cache_ttl_and_a_partition_splits_two_clusters() {
     let dir = tempfile::tempdir().unwrap();
@@ -285,6 +349,61 @@ fn a_region_outage_fails_over_after_the_cache_ttl_and_a_partition_splits_two_clu
     });
     assert_eq!(ok_pairs(&v), Vec::<(String, String)>::new(), "{v}");
     assert!(!served_by(&v, "eu-a").0 && !served_by(&v, "eu-b").0);
+    // The management cluster sees it as Cluster API does: once the remote-connection grace
+    // period (50 s, 0.25 s at speed 200) has passed, the Cluster's RemoteConnectionProbe is
+    // False and `status` says why; after the remote-conditions grace period (5 min, 1.5 s) the
+    // Machines' node conditions are Unknown. The survivor is untouched.
+    let st = status_until(d, kc, Duration::from_secs(30), |st| {
+        ["eu-a", "eu-b"].iter().all(|c| {
+            let c = cluster_status(st, c);
+            c["ready"] == false
+                && c["problem"].as_str().is_some_and(|p| {
+                    p.contains("Remote connection probe failed, probe last succeeded at")
+                })
+        })
+    });
+    assert_eq!(cluster_status(&st, "us")["ready"], true, "{st}");
+    let start = Instant::now();
+    loop {
+        let ms = machines(kc, "eu-a");
+        let down = ms.iter().all(|m| {
+            let c = condition(m, "NodeHealthy");
+            c["status"] == "Unknown"
+                && c["reason"] == "NodeConnectionDown"
+                && c["message"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("Last successful probe at "))
+        });
+        if !ms.is_empty() && down {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "eu-a's Machines never lost their nodes: {ms:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        machines(kc, "us")
+            .iter()
+            .all(|m| condition(m, "NodeHealthy")["status"] == "True")
+    );
+    // No machine of the lost region was replaced (no remediation of an unreachable cluster).
+    assert_eq!(machines(kc, "eu-a").len(), 2);
+    let (_, v, _) = mesh_test(d, &["--kubeconfig", kc]);
+    let from_eu = v["matrix"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["from"] == "eu-a")
+        .unwrap();
+    assert!(
+        from_eu["error"]
+            .as_str()
+            .unwrap()
+            .contains("Cluster API agrees: RemoteConnectionProbe is False"),
+        "{from_eu}"
+    );
 
     let out = meshfleet(
         d,
@@ -306,6 +425,15 @@ fn a_region_outage_fails_over_after_the_cache_ttl_and_a_partition_splits_two_clu
             .all(|p| p["ok"] == true)
     });
     assert_eq!(ok_pairs(&v), pairs_without(&all, &[]));
+    // Healed without `up`: Cluster API reaches the clusters again.
+    status_until(d, kc, Duration::from_secs(30), |st| {
+        all.iter().all(|c| cluster_status(st, c)["ready"] == true)
+    });
+    assert!(
+        machines(kc, "eu-a")
+            .iter()
+            .all(|m| condition(m, "NodeHealthy")["status"] == "True")
+    );
 
     // A partition between eu-a and us: both keep running; exactly the two pairs between them
     // fail, blamed on the mesh link, and each is still served by the clusters it reaches.
@@ -338,4 +466,151 @@ fn a_region_outage_fails_over_after_the_cache_ttl_and_a_partition_splits_two_clu
             .all(|p| p["ok"] == true)
             && served_by(v, "us") == (true, strings(&all))
     });
+}
+
+/// The kubeconfig of workload cluster `name` of fleet `fleet`, from its Secret in the
+/// management cluster (what CACPPT writes and `mesh test` reads), written beside the test.
+fn workload_kubeconfig(d: &Path, mgmt: &str, fleet: &str, name: &str) -> String {
+    let out = Command::new("kubectl")
+        .args(["--kubeconfig", mgmt, "-n", fleet, "get", "secret"])
+        .arg(format!("{name}-kubeconfig"))
+        .args(["-o", "jsonpath={.data.value}"])
+        .output()
+        .expect("run kubectl");
+    assert!(out.status.success(), "{}", show(&out));
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD
+        .decode(out.stdout.trim_ascii())
+        .expect("base64 kubeconfig");
+    let path = d.join(format!("{name}.kubeconfig"));
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// `kubectl get` in a workload cluster: the names it lists (empty when there are none).
+fn names(kc: &str, args: &[&str]) -> Vec<String> {
+    let out = Command::new("kubectl")
+        .args(["--kubeconfig", kc, "get"])
+        .args(args)
+        .args(["-o", "name", "--ignore-not-found"])
+        .output()
+        .expect("run kubectl");
+    assert!(out.status.success(), "{}", show(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn ctrl_c_stops_mesh_test_promptly_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("fleet.yaml"), TRIO).unwrap();
+    let sim = Sim::start_at(d, "200", &["--egress-ip", "203.0.113.10"]);
+    let out = sim.up("60s");
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let kc = sim.kc();
+    let all = ["eu-a", "eu-b", "us"];
+    let kcs: Vec<String> = all
+        .iter()
+        .map(|c| workload_kubeconfig(d, kc, "trio", c))
+        .collect();
+    // A partition keeps the run busy for its settle wait (the global service from `eu-a` waits
+    // up to 10 s for `us`'s echo), so the interrupt lands while everything it made exists.
+    let out = meshfleet(d, &["sim", "fail", "--kubeconfig", kc, "--link", "eu-a,us"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+
+    let mut child = Command::new(BIN)
+        .args(["mesh", "test", "-f", "fleet.yaml", "--kubeconfig", kc])
+        .current_dir(d)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start mesh test");
+    // Every cluster has the namespace and its echo Pod before the interrupt.
+    let start = Instant::now();
+    loop {
+        let up = kcs.iter().all(|k| {
+            names(k, &["pods", "-n", "meshfleet-mesh-test"])
+                .iter()
+                .any(|p| p.starts_with("pod/echo-"))
+        });
+        if up {
+            break;
+        }
+        if let Ok(Some(s)) = child.try_wait() {
+            let out = child.wait_with_output().unwrap();
+            panic!("mesh test ended ({s}) before the interrupt: {}", show(&out));
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the test objects never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        child.try_wait().unwrap(),
+        None,
+        "still running at the interrupt"
+    );
+    let sent = Instant::now();
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(kill.success());
+    // Promptly: it neither finishes the settle wait nor hangs.
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if sent.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("mesh test still running 20 s after SIGINT: {}", show(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = sent.elapsed();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        !status.success(),
+        "an interrupted run fails: {}",
+        show(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("interrupted"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        took < Duration::from_secs(8),
+        "took {took:?}: {}",
+        show(&out)
+    );
+    // Nothing of the run is left in any workload cluster: no namespace, and no object carrying
+    // its label anywhere.
+    for k in &kcs {
+        assert_eq!(
+            names(k, &["namespace", "meshfleet-mesh-test"]),
+            Vec::<String>::new(),
+            "{k}: {}",
+            show(&out)
+        );
+        assert_eq!(
+            names(
+                k,
+                &[
+                    "pods,services,endpointslices",
+                    "-A",
+                    "-l",
+                    "meshfleet.io/mesh-test"
+                ]
+            ),
+            Vec::<String>::new(),
+            "{k}"
+        );
+    }
 }

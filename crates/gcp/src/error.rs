@@ -380,3 +380,9 @@ fn role_for(kind: &str) -> &'static str {
         _ => "roles/compute.networkAdmin",
     }
 }
+
+impl meshfleet_steps::Transient for ApiError {
+    fn is_transient(&self) -> bool {
+        self.is_retryable()
+    }
+}

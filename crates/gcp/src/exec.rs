@@ -49,28 +49,13 @@ fn is_url(s: &str) -> bool {
 /// Call `f` until it succeeds, fails with a non-transient error, or runs out of attempts.
 async fn retry<T>(
     policy: &RetryPolicy,
-    mut f: impl AsyncFnMut() -> Result<T, ApiError>,
+    f: impl AsyncFnMut() -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    let mut attempt = 1;
-    loop {
-        match f().await {
-            Err(e) if e.is_retryable() && attempt < policy.attempts => {
-                tracing::debug!(attempt, error = %e, "retrying");
-                tokio::time::sleep(backoff(policy, attempt)).await;
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
+    policy.backoff().retry(f).await
 }
 
 fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
-    let exp = policy
-        .base
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-    let capped = exp.min(policy.max);
-    // Up to +50% jitter so concurrent runs do not retry in lockstep.
-    capped + capped.mul_f64(fastrand::f64() * 0.5)
+    policy.backoff().wait(attempt)
 }
 
 /// Run every step against `api`. A dry run only reads.

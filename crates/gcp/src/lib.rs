@@ -25,8 +25,6 @@ pub mod real;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Serialize;
-
 pub use api::{ComputeRef, CreatedKey, GcpApi};
 pub use error::{ApiError, SetupError};
 pub use exec::run;
@@ -64,6 +62,17 @@ pub struct RetryPolicy {
     pub propagation: Duration,
 }
 
+impl RetryPolicy {
+    /// The shared retry loop with this policy's attempts and waits.
+    pub fn backoff(&self) -> meshfleet_steps::Backoff {
+        meshfleet_steps::Backoff {
+            attempts: self.attempts,
+            base: self.base,
+            max: self.max,
+        }
+    }
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
@@ -75,105 +84,13 @@ impl Default for RetryPolicy {
     }
 }
 
-/// What a step did (or would do).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    /// The resource was absent.
-    Create,
-    /// The resource differed in a field meshfleet owns.
-    Update,
-    /// Nothing to do.
-    Unchanged,
-}
+/// The step report, shared with the other setups (`meshfleet-steps`).
+pub use meshfleet_steps::{Action, Report, Status, StepRow};
 
-impl Action {
-    /// Lower-case name, as printed.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Create => "create",
-            Self::Update => "update",
-            Self::Unchanged => "unchanged",
-        }
-    }
-}
-
-/// How a step ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Applied (or nothing was needed).
-    Done,
-    /// Dry run: would be applied.
-    Planned,
-    /// Failed; the run stopped here.
-    Failed,
-}
-
-impl Status {
-    /// Lower-case name, as printed.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Done => "done",
-            Self::Planned => "planned",
-            Self::Failed => "failed",
-        }
-    }
-}
-
-/// One line of the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StepRow {
-    /// `api`, `service-account`, `iam-role`, `key`, `bucket`, `image-object`, `image`,
-    /// `network`, `subnetwork`, `router` or `firewall`.
-    pub kind: &'static str,
-    /// The resource's name.
-    pub name: String,
-    /// What was (or would be) done.
-    pub action: Action,
-    /// How it ended.
-    pub status: Status,
-    /// Extra facts (what differed, where a key is kept, …). Never a secret.
-    pub detail: String,
-}
-
-/// Every step of a run, in order.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Report {
-    /// The steps.
-    pub steps: Vec<StepRow>,
-}
-
-impl Report {
-    /// True when no step created or updated anything.
-    pub fn all_unchanged(&self) -> bool {
-        self.steps.iter().all(|s| s.action == Action::Unchanged)
-    }
-}
-
-/// Progress of a run, for a caller that prints as it goes.
-#[derive(Debug, Clone, Copy)]
-pub enum StepEvent<'a> {
-    /// A step begins (reads, then possibly writes).
-    Started {
-        /// Step kind.
-        kind: &'static str,
-        /// Resource name.
-        name: &'a str,
-    },
-    /// A step ended.
-    Finished(&'a StepRow),
-}
+pub use meshfleet_steps::StepEvent;
 
 /// A run that stopped: the steps done so far (the last one failed) and why.
-#[derive(Debug, thiserror::Error)]
-#[error("{error}")]
-pub struct Failure {
-    /// Steps done before the failure, the failed step last.
-    pub report: Report,
-    /// Why it stopped.
-    pub error: SetupError,
-}
+pub type Failure = meshfleet_steps::Failure<SetupError>;
 
 /// Converge the project against Google (or `opts.endpoint`): builds the SDK clients, then
 /// [`run`]s the steps.

@@ -224,14 +224,32 @@ struct Member<A> {
 }
 
 async fn open<A: Api>(mgmt: &A, fleet: &str, cluster: &str) -> Result<A, String> {
-    match workload::from_secret(mgmt, fleet, cluster, workload::GLANCE).await {
+    let err = match workload::from_secret(mgmt, fleet, cluster, workload::GLANCE).await {
         Ok(Some(w)) => match w.list("v1", "Node", None, "").await {
-            Ok(_) => Ok(w),
-            Err(e) => Err(e.to_string()),
+            Ok(_) => return Ok(w),
+            Err(e) => e.to_string(),
         },
-        Ok(None) => Err("no kubeconfig Secret yet (the cluster is not up)".into()),
-        Err(e) => Err(e.to_string()),
-    }
+        Ok(None) => return Err("no kubeconfig Secret yet (the cluster is not up)".into()),
+        Err(e) => e.to_string(),
+    };
+    Err(match probe_failed(mgmt, fleet, cluster).await {
+        Some(m) => format!("{err}; Cluster API agrees: RemoteConnectionProbe is False: {m}"),
+        None => err,
+    })
+}
+
+/// The message of the Cluster's `RemoteConnectionProbe` condition when it is False: Cluster
+/// API's own view that the workload API has stopped answering (after its grace period,
+/// `core/reconcilers/cluster/cluster_controller_status.go`@v1.14.0).
+async fn probe_failed<A: Api>(mgmt: &A, fleet: &str, cluster: &str) -> Option<String> {
+    let c = mgmt
+        .get(&crate::objects::cluster_ref(fleet, cluster))
+        .await
+        .ok()??;
+    meshfleet_kube::status::conditions(&c)
+        .into_iter()
+        .find(|x| x.type_ == "RemoteConnectionProbe" && x.status == "False")
+        .map(|x| x.message.unwrap_or_else(|| "no message".into()))
 }
 
 /// Set up one cluster: a leftover namespace is waited out, then the objects are applied.
@@ -370,12 +388,14 @@ pub async fn run<A: Api>(
     if o.mcs_api {
         names.push(format!("{SERVICE}.{}.svc.clusterset.local", o.namespace));
     }
-    for host in &names {
-        for from in clusters {
-            let g = global(&members, clusters, from, host, o).await;
-            report.global_services.push(g);
-        }
-    }
+    // Every (name, source cluster) is measured at once: each may wait up to `settle` for the
+    // global service to list every healthy echo, and a partition or an outage makes several
+    // of them wait; in sequence those waits would add up.
+    let checks = names
+        .iter()
+        .flat_map(|host| clusters.iter().map(move |from| (host, from)))
+        .map(|(host, from)| global(&members, clusters, from, host, o));
+    report.global_services = futures_util::future::join_all(checks).await;
     for c in clusters {
         let ok = report
             .matrix

@@ -259,6 +259,26 @@ async fn one_inner<A: Api>(mgmt: &A, fleet: &str, e: &Expected, mesh_on: bool) -
             None => format!("{} is {}", b.type_, b.status),
         });
     }
+    // A cluster that was up and whose API server Cluster API can no longer probe: that is the
+    // cause, whatever the summaries say after it (workers and control plane follow once the
+    // Machines' node conditions turn Unknown; `RemoteConnectionProbe`,
+    // cluster_controller_status.go@v1.14.0).
+    let cluster_cond = |t: &str| {
+        conds
+            .iter()
+            .find(|c| c.object == "Cluster" && c.condition.type_ == t)
+    };
+    if !deleting
+        && cluster_cond("ControlPlaneInitialized").is_some_and(|c| c.condition.is_true())
+        && let Some(probe) =
+            cluster_cond("RemoteConnectionProbe").filter(|c| c.condition.status == "False")
+    {
+        st.ready = false;
+        st.problem = Some(format!(
+            "unreachable: Cluster API cannot reach its API server (RemoteConnectionProbe: {})",
+            probe.condition.message.as_deref().unwrap_or("probe failed")
+        ));
+    }
     if deleting {
         let why = conds
             .iter()

@@ -65,6 +65,27 @@ pub struct Outcome<A> {
     pub workload: Option<A>,
 }
 
+impl<A> Outcome<A> {
+    /// The outcome of a convergence result: converged with its endpoints and API, or failed
+    /// with the error's whole chain as the reason (one form for `up` and the rollout waves).
+    pub(crate) fn of(cluster: String, r: Result<(Option<Endpoints>, A), Error>) -> Self {
+        match r {
+            Ok((endpoints, workload)) => Self {
+                cluster,
+                failure: None,
+                endpoints,
+                workload: Some(workload),
+            },
+            Err(e) => Self {
+                cluster,
+                failure: Some(format!("{e:#}")),
+                endpoints: None,
+                workload: None,
+            },
+        }
+    }
+}
+
 /// What `up` ended with.
 #[derive(Debug, Clone, Default)]
 pub struct UpReport {
@@ -364,20 +385,7 @@ async fn converge_cluster<A: Api>(
         start: Instant::now(),
         timeout: shared.opts.timeout,
     };
-    match converge_inner(&shared, &cluster, &deadline).await {
-        Ok((endpoints, workload)) => Outcome {
-            cluster: name,
-            failure: None,
-            endpoints,
-            workload: Some(workload),
-        },
-        Err(e) => Outcome {
-            cluster: name,
-            failure: Some(format!("{e:#}")),
-            endpoints: None,
-            workload: None,
-        },
-    }
+    Outcome::of(name, converge_inner(&shared, &cluster, &deadline).await)
 }
 
 async fn converge_inner<A: Api>(

@@ -183,20 +183,7 @@ async fn converge_rolling<A: Api>(
             .map(|()| (endpoints, workload)),
         Err(e) => Err(e),
     };
-    match r {
-        Ok((endpoints, workload)) => Outcome {
-            cluster: name,
-            failure: None,
-            endpoints,
-            workload: Some(workload),
-        },
-        Err(e) => Outcome {
-            cluster: name,
-            failure: Some(format!("{e:#}")),
-            endpoints: None,
-            workload: None,
-        },
-    }
+    Outcome::of(name, r)
 }
 
 /// The health gate of a rolled cluster: control plane and workers at the file's versions and

@@ -3,16 +3,18 @@
 //! failure of one cluster (the others converge and mesh), and a missing provider (nothing
 //! written).
 
+// Each test binary uses its own part of the shared fake and fixture.
+#[allow(dead_code)]
 mod fake;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fake::Fake;
+use fake::fixture::{self, Setup, recorder};
 use meshfleet_lifecycle::down::{self, DownOptions};
-use meshfleet_lifecycle::up::{self, UpOptions};
+
 use meshfleet_lifecycle::{Api, Error, Event, ObjectRef, Progress};
-use meshfleet_render::Rendered;
 
 fn fleet_text(mesh: bool) -> String {
     format!(
@@ -41,68 +43,8 @@ spec:
     )
 }
 
-struct Setup {
-    fleet: meshfleet_spec::Fleet,
-    plan: meshfleet_plan::Plan,
-    rendered: Rendered,
-    opts: UpOptions,
-}
-
-impl Setup {
-    async fn up(
-        &self,
-        mgmt: &Fake,
-        opts: UpOptions,
-        progress: Arc<Progress>,
-    ) -> Result<up::UpReport, Error> {
-        up::run(
-            mgmt,
-            &self.fleet,
-            &self.plan,
-            &self.rendered,
-            opts,
-            progress,
-        )
-        .await
-    }
-}
-
 fn setup(mesh: bool) -> Setup {
-    let loaded = meshfleet_spec::parse(&fleet_text(mesh)).expect("valid fleet");
-    let fleet = loaded.fleet;
-    let plan = meshfleet_plan::plan(&fleet, None).expect("plannable fleet");
-    let rendered = meshfleet_render::render(&fleet, &plan).expect("renderable fleet");
-    let opts = UpOptions {
-        fleet: "acme".into(),
-        timeout: Duration::from_secs(5),
-        concurrency: 2,
-        mesh,
-        ipsec: false,
-        labels: [("meshfleet.io/fleet".to_string(), "acme".to_string())].into(),
-        mesh_ids: plan
-            .clusters
-            .iter()
-            .map(|c| (c.name.clone(), u32::from(c.mesh_id)))
-            .collect(),
-        max_connected: 255,
-        peers: plan.mesh_peers.clone(),
-    };
-    Setup {
-        fleet,
-        plan,
-        rendered,
-        opts,
-    }
-}
-
-/// A progress sink that keeps every event.
-fn recorder() -> (Arc<Progress>, Arc<Mutex<Vec<Event>>>) {
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let e = events.clone();
-    (
-        Arc::new(Progress::new(move |ev| e.lock().unwrap().push(ev.clone()))),
-        events,
-    )
+    fixture::setup(&fleet_text(mesh), 2)
 }
 
 #[tokio::test]

@@ -6,12 +6,10 @@
 #[allow(dead_code)]
 mod fake;
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
 use fake::Fake;
-use meshfleet_lifecycle::up::{self, UpOptions, UpReport};
-use meshfleet_lifecycle::{Error, Event, Progress};
+use fake::fixture::{self, Setup};
+use meshfleet_lifecycle::up::UpReport;
+use meshfleet_lifecycle::{Error, Event};
 
 fn fleet_text(k8s: &str, staging_label: &str) -> String {
     format!(
@@ -43,55 +41,12 @@ spec:
     )
 }
 
-struct Setup {
-    fleet: meshfleet_spec::Fleet,
-    plan: meshfleet_plan::Plan,
-    rendered: meshfleet_render::Rendered,
-    opts: UpOptions,
-}
-
 fn setup(text: &str) -> Setup {
-    let fleet = meshfleet_spec::parse(text).expect("valid fleet").fleet;
-    let plan = meshfleet_plan::plan(&fleet, None).expect("plannable");
-    let rendered = meshfleet_render::render(&fleet, &plan).expect("renderable");
-    let opts = UpOptions {
-        fleet: "acme".into(),
-        timeout: Duration::from_secs(5),
-        concurrency: 4,
-        mesh: true,
-        ipsec: false,
-        labels: [("meshfleet.io/fleet".to_string(), "acme".to_string())].into(),
-        mesh_ids: plan
-            .clusters
-            .iter()
-            .map(|c| (c.name.clone(), u32::from(c.mesh_id)))
-            .collect(),
-        max_connected: 255,
-        peers: plan.mesh_peers.clone(),
-    };
-    Setup {
-        fleet,
-        plan,
-        rendered,
-        opts,
-    }
+    fixture::setup(text, 4)
 }
 
 async fn up(s: &Setup, mgmt: &Fake) -> (Result<UpReport, Error>, Vec<Event>) {
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let e = events.clone();
-    let progress = Arc::new(Progress::new(move |ev| e.lock().unwrap().push(ev.clone())));
-    let r = up::run(
-        mgmt,
-        &s.fleet,
-        &s.plan,
-        &s.rendered,
-        s.opts.clone(),
-        progress,
-    )
-    .await;
-    let ev = events.lock().unwrap().clone();
-    (r, ev)
+    s.up_recorded(mgmt).await
 }
 
 /// The Kubernetes versions of a cluster's running machines in the fake.

@@ -2,9 +2,16 @@
 //! their `Name` tag (the steps tag everything they make), compared on the fields EC2 reports
 //! back, under the steps' own query-parameter keys.
 //!
-//! Done so far: Transit Gateways, customer gateways and VPN connections (create and read), and
-//! CAPA's VPCs, the account id (STS). Not yet: VPC and peering attachments, routes, acceptances, updates (a differing
-//! resource is reported as a failure naming the fields), and every GCP step.
+//! Every AWS action [`crate::desired::steps`] emits is served: Transit Gateways, customer
+//! gateways and VPN connections here; VPC and peering attachments, acceptances, Transit
+//! Gateway routes, VPC peering and VPC routes in its `links` module; CAPA's VPCs and the account id
+//! (STS). Updates where EC2 changes a field in place (a route's target, a VPN tunnel's key or
+//! inside range, a VPN's gateways, a Transit Gateway's options, an attachment's subnets);
+//! a refusal naming the fields and the fix otherwise. GCP steps are not served here.
+
+mod links;
+
+use std::time::Duration;
 
 use aws_config::{Region, SdkConfig};
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -32,6 +39,10 @@ fn capa_tag(cluster: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Ec2 {
     config: SdkConfig,
+    /// How long a resource still changing (`pending`, …) is waited for.
+    settle: Duration,
+    /// How often it is polled meanwhile.
+    poll: Duration,
 }
 
 fn convert<E: ProvideErrorMetadata + std::error::Error + 'static>(
@@ -105,7 +116,20 @@ impl Ec2 {
     /// Use a loaded SDK configuration (credentials, endpoint override); the region is set per
     /// call.
     pub fn new(config: SdkConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            // A Transit Gateway or an attachment typically turns `available` within minutes.
+            settle: Duration::from_secs(15 * 60),
+            poll: Duration::from_secs(5),
+        }
+    }
+
+    /// Wait at most `timeout` (polling every `poll`) for a resource found `pending`,
+    /// `modifying`, … to settle before reporting it; past it the read fails as transient.
+    pub fn with_settle(mut self, timeout: Duration, poll: Duration) -> Self {
+        self.settle = timeout;
+        self.poll = poll;
+        self
     }
 
     fn client(&self, region: &str) -> aws_sdk_ec2::Client {
@@ -139,6 +163,7 @@ impl Ec2 {
                     "Options.DefaultRouteTableAssociation": s(o.and_then(|o| o.default_route_table_association()).map(|v| v.as_str())),
                     "Options.DefaultRouteTablePropagation": s(o.and_then(|o| o.default_route_table_propagation()).map(|v| v.as_str())),
                     "Options.VpnEcmpSupport": s(o.and_then(|o| o.vpn_ecmp_support()).map(|v| v.as_str())),
+                    "state": s(t.state().map(|v| v.as_str())),
                 })
             })
             .map(drop_nulls))
@@ -171,9 +196,11 @@ impl Ec2 {
             .await
             .map_err(|e| convert("CreateTransitGateway", e))?;
         let name = name_of(b).unwrap_or_default();
-        self.read_tgw(region, &name)
-            .await?
-            .ok_or_else(|| ApiError::Transient(format!("transit gateway `{name}` not visible yet")))
+        self.settled(&format!("transit gateway `{name}`"), || {
+            self.read_tgw(region, &name)
+        })
+        .await?
+        .ok_or_else(|| ApiError::Transient(format!("transit gateway `{name}` not visible yet")))
     }
 
     async fn read_cgw(&self, region: &str, name: &str) -> Result<Option<Value>, ApiError> {
@@ -195,6 +222,7 @@ impl Ec2 {
                     "Type": c.r#type(),
                     "BgpAsn": c.bgp_asn(),
                     "IpAddress": c.ip_address(),
+                    "state": c.state(),
                 }))
             }))
     }
@@ -239,6 +267,7 @@ impl Ec2 {
                     "CustomerGatewayId": v.customer_gateway_id(),
                     "TransitGatewayId": v.transit_gateway_id(),
                     "Options.StaticRoutesOnly": v.options().and_then(|o| o.static_routes_only()),
+                    "state": v.state().map(|s| s.as_str()),
                     "tunnels": tunnels.iter().map(|t| json!({"outsideIpAddress": t.outside_ip_address()})).collect::<Vec<_>>(),
                 });
                 for (k, t) in tunnels.iter().enumerate() {
@@ -317,9 +346,11 @@ impl Ec2 {
             .await
             .map_err(|e| convert("CreateVpnConnection", e))?;
         let name = name_of(b).unwrap_or_default();
-        self.read_vpn(region, &name)
-            .await?
-            .ok_or_else(|| ApiError::Transient(format!("VPN connection `{name}` not visible yet")))
+        self.settled(&format!("VPN connection `{name}`"), || {
+            self.read_vpn(region, &name)
+        })
+        .await?
+        .ok_or_else(|| ApiError::Transient(format!("VPN connection `{name}` not visible yet")))
     }
 }
 
@@ -344,11 +375,16 @@ impl NetApi for Ec2 {
             return Err(unsupported(step));
         }
         let name = name_of(body).unwrap_or_default();
+        let r = step.region.as_str();
+        let what = format!("`{}`", step.id);
         match step.action {
-            "CreateTransitGateway" => self.read_tgw(&step.region, &name).await,
-            "CreateCustomerGateway" => self.read_cgw(&step.region, &name).await,
-            "CreateVpnConnection" => self.read_vpn(&step.region, &name).await,
-            _ => Err(unsupported(step)),
+            "CreateTransitGateway" => self.settled(&what, || self.read_tgw(r, &name)).await,
+            "CreateCustomerGateway" => self.settled(&what, || self.read_cgw(r, &name)).await,
+            "CreateVpnConnection" => self.settled(&what, || self.read_vpn(r, &name)).await,
+            _ => match self.read_link(step, body).await {
+                Some(r) => r,
+                None => Err(unsupported(step)),
+            },
         }
     }
 
@@ -357,22 +393,24 @@ impl NetApi for Ec2 {
             "CreateTransitGateway" => self.create_tgw(&step.region, body).await,
             "CreateCustomerGateway" => self.create_cgw(&step.region, body).await,
             "CreateVpnConnection" => self.create_vpn(&step.region, body).await,
-            _ => Err(unsupported(step)),
+            _ => match self.create_link(step, body).await {
+                Some(r) => r,
+                None => Err(unsupported(step)),
+            },
         }
     }
 
     async fn update(
         &self,
         step: &Step,
-        _body: &Value,
-        _current: &Value,
+        body: &Value,
+        current: &Value,
         fields: &[String],
     ) -> Result<Value, ApiError> {
-        Err(ApiError::Refused(format!(
-            "`{}` differs in {}; updating it is not implemented by the SDK seam yet",
-            step.id,
-            fields.join(", ")
-        )))
+        if step.cloud != Cloud::Aws {
+            return Err(unsupported(step));
+        }
+        self.update_any(step, body, current, fields).await
     }
 
     async fn capa_vpc(&self, region: &str, cluster: &str) -> Result<Option<CapaVpc>, ApiError> {
@@ -393,7 +431,9 @@ impl NetApi for Ec2 {
             return Ok(None);
         };
         // CAPA marks a subnet's role with `NameAWSClusterAPIRole` = `PrivateRoleTagValue`
-        // (cluster-api-provider-aws v1beta2 `tags.go`: `…/role`, `private`; path at v2.11.1 to confirm).
+        // (cluster-api-provider-aws:`api/v1beta2/tags.go`@v2.11.1: `sigs.k8s.io/cluster-api-provider-aws/role`
+        // = `private`), and gives every subnet a route table of its own
+        // (`pkg/cloud/services/network/routetables.go`@v2.11.1, `reconcileRouteTables`).
         let subnets = ec2
             .describe_subnets()
             .filters(Filter::builder().name("vpc-id").values(vpc).build())

@@ -91,6 +91,21 @@ fn name(fleet: &str, rest: &str) -> Result<String, NetError> {
     Ok(n)
 }
 
+/// The names of the fleet's links that `net setup` makes (`haVpn`, `transitGateway`,
+/// `vpcPeering`; not `existing` or `publicAddresses`).
+pub fn made_links(plan: &Plan) -> Vec<String> {
+    plan.interconnects
+        .iter()
+        .filter(|n| {
+            matches!(
+                n.via.as_deref(),
+                Some("haVpn" | "transitGateway" | "vpcPeering")
+            )
+        })
+        .map(|n| n.name.clone())
+        .collect()
+}
+
 /// The names of the VPN tunnels the fleet's `haVpn` links need (for [`Secrets::ensure`]).
 pub fn tunnel_names(fleet: &Fleet, plan: &Plan) -> Result<Vec<String>, NetError> {
     let mut out = Vec::new();
@@ -174,7 +189,9 @@ fn vpc_of(n: &InterconnectNeed, end: usize) -> (String, String, Vec<IpNet>) {
     )
 }
 
-/// Every request the fleet's links need, in order. `secrets` must hold every tunnel of
+/// Every request the fleet's links need, in order. A VPC of CAPA's is referenced as
+/// `${capa:<cluster>.<field>}` in the step's region, or `${capa:<cluster>@<region>.<field>}`
+/// in another (a VPC peering's accepter). `secrets` must hold every tunnel of
 /// [`tunnel_names`] (see [`Secrets::ensure`]); keys are referenced, never copied.
 pub fn steps(fleet: &Fleet, plan: &Plan, secrets: &Secrets) -> Result<Vec<Step>, NetError> {
     let f = fleet.metadata.name.as_str();
@@ -514,7 +531,7 @@ pub fn steps(fleet: &Fleet, plan: &Plan, secrets: &Secrets) -> Result<Vec<Step>,
                     &n.name,
                     merge(
                         json!({"VpcId": format!("${{capa:{ca}.vpcId}}"),
-                            "PeerVpcId": format!("${{capa:{cb}.vpcId}}"), "PeerRegion": rb}),
+                            "PeerVpcId": format!("${{capa:{cb}@{rb}.vpcId}}"), "PeerRegion": rb}),
                         tags(f, &format!("mf-{f}-{ca}--{cb}"), "vpc-peering-connection"),
                     ),
                 );

@@ -67,58 +67,8 @@ pub trait NetApi {
     async fn account_id(&self) -> Result<String, ApiError>;
 }
 
-/// What a step did (or would do).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    /// The resource was absent.
-    Create,
-    /// The resource differed in a field meshfleet sets.
-    Update,
-    /// Nothing to do.
-    Unchanged,
-}
-
-/// How a step ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Applied (or nothing was needed).
-    Done,
-    /// Dry run: would be applied.
-    Planned,
-    /// Failed; the run stopped here.
-    Failed,
-}
-
-/// One line of the report (the same columns as `gcp setup`'s).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StepRow {
-    /// `vpn-gateway`, `router`, `transit-gateway`, `vpn-connection`, `route`, …
-    pub kind: &'static str,
-    /// The resource: the step id without its cloud, region and kind.
-    pub name: String,
-    /// What was (or would be) done.
-    pub action: Action,
-    /// How it ended.
-    pub status: Status,
-    /// Which fields differed, what a dry run waits for, or the error. Never a secret.
-    pub detail: String,
-}
-
-/// Every step of a run, in order.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Report {
-    /// The steps.
-    pub steps: Vec<StepRow>,
-}
-
-impl Report {
-    /// True when no step created or updated anything.
-    pub fn all_unchanged(&self) -> bool {
-        self.steps.iter().all(|s| s.action == Action::Unchanged)
-    }
-}
+/// The step report, shared with the other setups (`meshfleet-steps`).
+pub use meshfleet_steps::{Action, Report, Status, StepRow};
 
 /// Options of a run.
 #[derive(Debug, Clone)]
@@ -245,6 +195,8 @@ impl Resolver<'_> {
             let (cluster, field) = rest
                 .split_once('.')
                 .ok_or_else(|| format!("malformed reference `${{{inner}}}`"))?;
+            // `cluster@region`: a VPC in another region than the step's (a peering's accepter).
+            let (cluster, region) = cluster.split_once('@').unwrap_or((cluster, region));
             let key = (region.to_string(), cluster.to_string());
             if !self.capa.contains_key(&key) {
                 let v = retry(self.opts, || api.capa_vpc(region, cluster))

@@ -14,12 +14,17 @@
 //! time as `${step-id.field}` references and pre-shared keys as `${secret:tunnel}` (never in a
 //! body, a report or a golden). [`secrets`] keeps the keys and inside ranges beside the fleet.
 //! [`exec`] runs the steps against a [`exec::NetApi`] seam (idempotent, resumable, dry run);
-//! [`aws`] is the seam's EC2 half through `aws-sdk-ec2` (partial: see its docs).
+//! [`aws`] is the seam's EC2 half through `aws-sdk-ec2`, [`gcp`] its Compute half through
+//! `google-cloud-compute-v1`, and [`Clouds`] joins the two, sending each step to its cloud.
 
 pub mod aws;
 pub mod desired;
 pub mod exec;
+pub mod gcp;
 pub mod secrets;
+pub mod setup;
+
+pub use gcp::Clouds;
 
 use std::path::PathBuf;
 

@@ -61,6 +61,7 @@ impl Clouds {
         }
         if let Some(rest) = inner.strip_prefix("capa:") {
             let (cluster, field) = rest.split_once('.').unwrap();
+            let cluster = cluster.split('@').next().unwrap();
             return match field {
                 "vpcId" => format!("vpc-{cluster}"),
                 other => format!("{other}-of-{cluster}"),
@@ -173,6 +174,7 @@ impl Clouds {
                         transit_gateway: tgw.clone(),
                         attached: Attached::Vpc { vpc: g("VpcId") },
                         state: "available".into(),
+                        ..Default::default()
                     },
                 );
                 // DefaultRouteTablePropagation=enable.
@@ -233,6 +235,7 @@ impl Clouds {
                         transit_gateway: tgw.clone(),
                         attached: Attached::Vpn { vpn: id },
                         state: "available".into(),
+                        ..Default::default()
                     },
                 );
                 self.ec2
@@ -269,6 +272,7 @@ impl Clouds {
                             peer_transit_gateway: g("PeerTransitGatewayId"),
                         },
                         state: "pendingAcceptance".into(),
+                        ..Default::default()
                     },
                 );
                 json!({"transitGatewayAttachmentId": id})
@@ -305,6 +309,7 @@ impl Clouds {
                         requester_vpc: g("VpcId"),
                         accepter_vpc: g("PeerVpcId"),
                         status: "pending-acceptance".into(),
+                        ..Default::default()
                     },
                 );
                 json!({"vpcPeeringConnectionId": id})

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use ipnet::IpNet;
-use meshfleet_plan::{FirewallRule, Protocol, Role};
+use meshfleet_plan::{FirewallRule, Protocol, Purpose, Role};
 use meshfleet_spec::{AwsProvider, Encryption, Routing, TunnelProtocol};
 use serde::Serialize;
 
@@ -75,6 +75,11 @@ struct Network {
     additional_control_plane_ingress_rules: Vec<IngressRule>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     additional_node_ingress_rules: Vec<IngressRule>,
+    /// Who reaches the nodes' NodePorts (30000-32767). Unset, CAPA opens them to 0.0.0.0/0
+    /// (cluster-api-provider-aws:`pkg/cloud/services/securitygroup/securitygroups.go`@v2.11.1,
+    /// `getSecurityGroupIngressRules`, role `node`: `services.AnyIPv4CidrBlock` unless
+    /// `NodePortIngressRuleCidrBlocks` is given; field of `api/v1beta2/network_types.go`).
+    node_port_ingress_rule_cidr_blocks: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -235,6 +240,25 @@ fn plan_rules(rules: &[(&FirewallRule, Vec<Role>)]) -> (Vec<IngressRule>, Vec<In
     (cp, nodes)
 }
 
+/// The node CIDRs that may reach this cluster's NodePorts: its own, and its mesh peers' where
+/// the clustermesh-apiserver is a NodePort (the plan's rule for it lists them). Never empty,
+/// so CAPA never falls back to 0.0.0.0/0.
+fn node_port_sources(ctx: &Ctx<'_>) -> Vec<String> {
+    let mut out = vec![ctx.plan.network.nodes];
+    for (rule, _) in &ctx.rules {
+        if rule.purpose == Purpose::ClustermeshApiserver
+            && rule.ports.iter().all(|p| (30000..=32767).contains(p))
+        {
+            for s in rule.sources.iter().filter(|n| matches!(n, IpNet::V4(_))) {
+                if !out.contains(s) {
+                    out.push(*s);
+                }
+            }
+        }
+    }
+    out.iter().map(ToString::to_string).collect()
+}
+
 /// One private and one public subnet per zone, carved from the node CIDR in zone order.
 /// Returns nothing when the node block is too small to split (CAPA then lays out subnets
 /// itself inside the VPC).
@@ -338,6 +362,7 @@ impl InfraTrait for Infra<'_> {
                     },
                     additional_control_plane_ingress_rules: cp_rules,
                     additional_node_ingress_rules: node_rules,
+                    node_port_ingress_rule_cidr_blocks: node_port_sources(ctx),
                 },
                 control_plane_load_balancer: LoadBalancer {
                     load_balancer_type: "nlb",

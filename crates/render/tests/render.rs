@@ -218,6 +218,33 @@ fn aws_cluster_is_v1beta2_with_cilium_ports_and_an_nlb() {
         aws["spec"]["controlPlaneLoadBalancer"]["loadBalancerType"],
         "nlb"
     );
+    // Security groups admit the node CIDRs of the cluster and its mesh peers through the
+    // links, never the whole internet: CAPA opens NodePorts to 0.0.0.0/0 unless
+    // `nodePortIngressRuleCidrBlocks` narrows them.
+    let gcp_nodes: Vec<String> = plan
+        .clusters
+        .iter()
+        .filter(|c| c.provider == meshfleet_spec::Provider::Gcp)
+        .map(|c| c.network.nodes.to_string())
+        .collect();
+    let node_ports: Vec<&str> = aws["spec"]["network"]["nodePortIngressRuleCidrBlocks"]
+        .as_array()
+        .expect("node port sources")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(node_ports[0], nodes.to_string());
+    for g in &gcp_nodes {
+        let g: ipnet::IpNet = g.parse().unwrap();
+        assert!(
+            node_ports
+                .iter()
+                .any(|n| n.parse::<ipnet::IpNet>().unwrap().contains(&g)),
+            "{g} not admitted to NodePorts: {node_ports:?}"
+        );
+    }
+    let text = serde_json::to_string(&aws["spec"]["network"]).unwrap();
+    assert!(!text.contains("0.0.0.0/0"), "{text}");
     for o in &r
         .clusters
         .iter()

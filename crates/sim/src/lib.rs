@@ -28,6 +28,7 @@ pub mod network;
 pub mod outage;
 pub mod patch;
 pub mod proto;
+pub mod psa;
 pub mod resources;
 pub mod select;
 pub mod store;
@@ -71,13 +72,14 @@ pub struct SimConfig {
     /// Address of the plain-HTTP AWS API fake (`127.0.0.1:0` picks a free port).
     pub aws_listen: SocketAddr,
     /// Node networks are separate ([`network`]): a GCP network and AWS VPCs reach each other
-    /// only through links that exist in the cloud fakes. Off: every network reaches every
-    /// other (the behaviour before the model existed).
+    /// only through links that exist in the cloud fakes (the default, as on real clouds).
+    /// Off: every network reaches every other (the behaviour before the model existed).
     pub separate_networks: bool,
 }
 
 impl SimConfig {
-    /// Defaults: speed 1, no egress check, memory only, no CRD files, no faults.
+    /// Defaults: speed 1, no egress check, memory only, no CRD files, no faults, separate
+    /// node networks.
     pub fn new(listen: SocketAddr, kubeconfig: PathBuf) -> Self {
         Self {
             listen,
@@ -89,7 +91,7 @@ impl SimConfig {
             faults: 0.0,
             gcp_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             aws_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            separate_networks: false,
+            separate_networks: true,
         }
     }
 }
@@ -173,6 +175,11 @@ pub struct World {
     pub aws: Arc<aws::Aws>,
     /// Interconnect outages ([`network::set_outage`]).
     pub(crate) outages: network::Outages,
+    /// Since when each workload cluster has been down, as Cluster API's probe sees it
+    /// ([`outage::Probes`]).
+    pub(crate) probes: Mutex<outage::Probes>,
+    /// Each workload API server's Pod Security admission configuration ([`psa::configure`]).
+    pub(crate) pod_security: Mutex<BTreeMap<String, serde_json::Value>>,
     /// Requests served by the Kubernetes APIs, by API and kind of request.
     requests: Mutex<BTreeMap<String, u64>>,
     /// The simulated CAAPH's parsed release values ([`caaph::ValuesCache`]).
@@ -398,6 +405,8 @@ impl World {
             ),
             aws: Arc::new(aws::Aws::open(None, "http://127.0.0.1:1".into(), speed).expect("aws")),
             outages: network::Outages::default(),
+            probes: Mutex::new(outage::Probes::default()),
+            pod_security: Mutex::new(BTreeMap::new()),
             requests: Mutex::new(BTreeMap::new()),
             caaph: Mutex::new(caaph::ValuesCache::default()),
         })
@@ -551,6 +560,8 @@ pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
         gcp,
         aws,
         outages: network::Outages::default(),
+        probes: Mutex::new(outage::Probes::default()),
+        pod_security: Mutex::new(BTreeMap::new()),
         requests: Mutex::new(BTreeMap::new()),
         caaph: Mutex::new(caaph::ValuesCache::default()),
     });

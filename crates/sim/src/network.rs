@@ -27,9 +27,9 @@
 //! `Router.{bgp.asn,interfaces[].{name,linkedVpnTunnel,ipRange},bgpPeers[].{interfaceName,
 //! peerIpAddress,peerAsn}}`) and, for AWS, [`crate::aws::ec2net`].
 //!
-//! With [`crate::SimConfig::separate_networks`] off (the default until meshfleet creates the
-//! links) every network reaches every other, as before; outages marked with [`set_outage`]
-//! apply either way.
+//! With [`crate::SimConfig::separate_networks`] off (an opt-out: `sim serve --shared-networks`;
+//! on by default now that `meshfleet net setup` creates the links) every network reaches every
+//! other, as before; outages marked with [`set_outage`] apply either way.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;

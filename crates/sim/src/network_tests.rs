@@ -105,6 +105,7 @@ fn att(tgw: &str, attached: Attached, state: &str) -> TgwAttachment {
         transit_gateway: tgw.into(),
         attached,
         state: state.into(),
+        ..Default::default()
     }
 }
 
@@ -403,6 +404,7 @@ fn vpc_peering_must_be_active_and_routed_both_ways() {
             requester_vpc: "vpc-eu".into(),
             accepter_vpc: "vpc-us".into(),
             status: "pending-acceptance".into(),
+            ..Default::default()
         },
     );
     let why = err(aws_aws(&paths(true, e.clone(), BTreeMap::new()), EU, US));

@@ -23,10 +23,24 @@
 //!   backends ([`crate::workloads`]);
 //! - traffic to its pods times out ([`crate::echo`]).
 //!
+//! - the management cluster sees it as Cluster API does ([`Probes`]): the Cluster's
+//!   `RemoteConnectionProbe` turns False once the probe has failed for longer than the
+//!   remote-connection grace period (so the Cluster is no longer `Available`), and the Machines'
+//!   `NodeReady`/`NodeHealthy` keep their last known status until the remote-conditions grace
+//!   period has passed, then turn Unknown with reason `NodeConnectionDown`;
+//! - nothing is remediated: Cluster API's MachineHealthCheck cannot read the cluster's Nodes
+//!   through the ClusterCache while it is disconnected and stops with an error before looking
+//!   at any Machine (`core/reconcilers/machinehealthcheck/machinehealthcheck_controller.go`
+//!   @v1.14.0, `ClusterCache.GetClient`), so a lost region is never replaced machine by machine
+//!   (and the simulator runs no MachineHealthCheck remediation at all). The node lifecycle
+//!   controller, which would mark Nodes `Ready: Unknown`, runs in the cluster's own control
+//!   plane, which is part of the outage, so the Nodes keep what they last said.
+//!
 //! Deleting the Outage restores all of it; the next controller passes bring the links (and so
-//! the global services) back without anyone running `up`.
+//! the global services) and the management-side conditions back without anyone running `up`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -119,7 +133,11 @@ pub fn current(world: &World) -> Outages {
     if objs.is_empty() {
         return Outages::default();
     }
-    let all = clusters(m);
+    resolve(&clusters(m), &objs)
+}
+
+/// Resolve Outage objects `objs` against the clusters `all` (key, name, region).
+fn resolve(all: &[(String, String, String)], objs: &[Value]) -> Outages {
     let key_of = |name: &str| -> Vec<String> {
         all.iter()
             .filter(|(k, n, _)| n == name || k == name)
@@ -127,7 +145,7 @@ pub fn current(world: &World) -> Outages {
             .collect()
     };
     let mut out = Outages::default();
-    for o in &objs {
+    for o in objs {
         let spec = o.get("spec").cloned().unwrap_or(Value::Null);
         if let Some(c) = spec.get("cluster").and_then(Value::as_str) {
             out.down.extend(key_of(c));
@@ -171,6 +189,95 @@ pub fn workload_api_down(world: &World, path: &str) -> bool {
         return false;
     }
     current(world).is_down(&format!("{ns}/{name}"))
+}
+
+/// Cluster API's `--remote-connection-grace-period` default: how long after the last
+/// successful health probe of a workload cluster the Cluster's `RemoteConnectionProbe` turns
+/// False (kubernetes-sigs/cluster-api:`core/main.go`@v1.14.0, 50 s; the condition is set by
+/// `setRemoteConnectionProbeCondition` in `core/reconcilers/cluster/cluster_controller_status.go`).
+/// The ClusterCache probes every 10 s with a 5 s timeout and disconnects after 5 failures
+/// (`controllers/clustercache/cluster_cache.go`@v1.14.0); the simulator counts the grace
+/// period from the outage itself (the Outage's creation time). Scaled by `--speed`.
+pub const REMOTE_CONNECTION_GRACE: Duration = Duration::from_secs(50);
+
+/// Cluster API's `--remote-conditions-grace-period` default: how long after the last
+/// successful probe the Machines' `NodeReady`/`NodeHealthy` are overwritten with Unknown,
+/// reason `NodeConnectionDown` (`core/main.go`@v1.14.0, 5 min;
+/// `setNodeHealthyAndReadyConditions` in `core/reconcilers/machine/machine_controller_status.go`).
+/// Until then they keep the last status read. Scaled by `--speed`.
+pub const REMOTE_CONDITIONS_GRACE: Duration = Duration::from_secs(300);
+
+/// A workload cluster the management cluster has lost contact with.
+#[derive(Debug, Clone)]
+pub struct Lost {
+    /// When the outage began (the Outage object's creation, Unix milliseconds): the last
+    /// moment a probe could have succeeded. Kept in the object, so a simulator served again
+    /// from kept state (`--sim`) continues the grace periods instead of restarting them.
+    pub since_ms: i64,
+    /// The same time as Cluster API prints it (RFC 3339).
+    pub last_success: String,
+}
+
+impl Lost {
+    /// Whether `grace` (scaled by `--speed`) has passed since contact was lost.
+    pub fn past(&self, world: &World, grace: Duration) -> bool {
+        let now = jiff::Timestamp::now().as_millisecond();
+        now - self.since_ms >= world.scaled(grace).as_millis() as i64
+    }
+}
+
+/// What Cluster API's ClusterCache knows of each workload cluster's health probe: the clusters
+/// (keys) it cannot reach, since when. Refreshed once per controller pass ([`track`]).
+#[derive(Debug, Default)]
+pub struct Probes(BTreeMap<String, Lost>);
+
+/// Bring [`World::probes`] up to date with the outages in force (once per controller pass),
+/// and return them.
+pub(crate) fn track(world: &World) -> Outages {
+    let m = &world.management;
+    let objs = objects(m);
+    let mut lost: BTreeMap<String, Lost> = BTreeMap::new();
+    let mut all = Outages::default();
+    if !objs.is_empty() {
+        let cl = clusters(m);
+        for o in &objs {
+            let one = resolve(&cl, std::slice::from_ref(o));
+            let created = o
+                .pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let ts = created
+                .parse::<jiff::Timestamp>()
+                .unwrap_or_else(|_| jiff::Timestamp::now());
+            for k in &one.down {
+                let l = Lost {
+                    since_ms: ts.as_millisecond(),
+                    last_success: ts.to_string(),
+                };
+                // Several outages of one cluster: contact was lost at the first.
+                let e = lost.entry(k.clone()).or_insert_with(|| l.clone());
+                if l.since_ms < e.since_ms {
+                    *e = l;
+                }
+            }
+            all.down.extend(one.down);
+            all.partitions.extend(one.partitions);
+        }
+    }
+    *world.probes.lock().unwrap_or_else(|e| e.into_inner()) = Probes(lost);
+    all
+}
+
+/// Whether (and since when) the management cluster has lost contact with workload cluster
+/// `key`.
+pub fn lost(world: &World, key: &str) -> Option<Lost> {
+    world
+        .probes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .0
+        .get(key)
+        .cloned()
 }
 
 /// Why the mesh link from cluster `a` to cluster `b` (keys) cannot be up, if an outage

@@ -87,6 +87,11 @@ pub struct MachineConfig {
     /// `machine.kubelet.extraArgs.cloud-provider: external`
     /// (siderolabs/talos-cloud-controller-manager:`docs/install.md`@v1.9.1).
     pub external_cloud_provider: bool,
+    /// The API server's Pod Security admission configuration (a `PodSecurityConfiguration`:
+    /// `defaults` and `exemptions`), from the `PodSecurity` entry of
+    /// `cluster.apiServer.admissionControl` (siderolabs/talos:
+    /// `pkg/machinery/config/types/v1alpha1/v1alpha1_types.go`@v1.13.0, `AdmissionControl`).
+    pub pod_security: Option<Value>,
 }
 
 /// Load a TalosConfig spec's patches as CABPT does: `Err` with CABPT's message when one does
@@ -145,6 +150,15 @@ fn v1alpha1_switches(doc: &Value, cfg: &mut MachineConfig) {
             == Some("external")
     {
         cfg.external_cloud_provider = true;
+    }
+    if let Some(plugins) = doc
+        .pointer("/cluster/apiServer/admissionControl")
+        .and_then(Value::as_array)
+        && let Some(ps) = plugins
+            .iter()
+            .find(|p| p.get("name").and_then(Value::as_str) == Some("PodSecurity"))
+    {
+        cfg.pod_security = ps.get("configuration").cloned();
     }
 }
 
@@ -255,10 +269,21 @@ mod tests {
         assert_eq!(
             load(&spec).unwrap(),
             MachineConfig {
-                external_cloud_provider: true
+                external_cloud_provider: true,
+                pod_security: None,
             }
         );
         assert!(!load(&json!({})).unwrap().external_cloud_provider);
+    }
+
+    #[test]
+    fn the_api_servers_pod_security_configuration_is_read() {
+        let spec = json!({"strategicPatches": [
+            "cluster:\n  apiServer:\n    admissionControl:\n      - name: PodSecurity\n        configuration:\n          defaults: { enforce: baseline }\n          exemptions: { namespaces: [kube-system] }\n",
+        ]});
+        let c = load(&spec).unwrap().pod_security.unwrap();
+        assert_eq!(c["defaults"]["enforce"], "baseline");
+        assert_eq!(c["exemptions"]["namespaces"][0], "kube-system");
     }
 
     #[test]

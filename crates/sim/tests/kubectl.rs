@@ -149,7 +149,7 @@ async fn kubectl_verbs() {
             "gcpcluster/gcp-a",
             "-n",
             "fleet",
-            "--timeout=60s",
+            &wait_timeout(),
         ],
     );
     ok(
@@ -160,7 +160,7 @@ async fn kubectl_verbs() {
             "cluster/gcp-a",
             "-n",
             "fleet",
-            "--timeout=60s",
+            &wait_timeout(),
         ],
     );
     let list: Value =
@@ -229,7 +229,7 @@ async fn kubectl_verbs() {
             "--for=condition=Ready",
             "nodes",
             "--all",
-            "--timeout=60s",
+            &wait_timeout(),
         ],
     );
     let nodes = ok(&wkc, &["get", "nodes", "-o", "wide"]);
@@ -281,10 +281,43 @@ async fn kubectl_verbs() {
         ),
         "dg=="
     );
+    // Pod Security admission: a namespace labelled `enforce: restricted` refuses a privileged
+    // Pod with the real admission's message (kubernetes/pod-security-admission@v0.36.2
+    // `admission/admission.go`, `policy/check_*.go`), and admits `mesh test`'s echo Pod.
+    let psa = dir.path().join("psa.yaml");
+    std::fs::write(
+        &psa,
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: locked\n  labels:\n    pod-security.kubernetes.io/enforce: restricted\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata:\n  name: priv\n  namespace: locked\nspec:\n  containers:\n  - name: app\n    image: busybox\n    securityContext:\n      privileged: true\n",
+    )
+    .unwrap();
+    let (good, _, err) = kubectl(&wkc, &["apply", "-f", psa.to_str().unwrap()]);
+    assert!(!good, "{err}");
+    assert!(
+        err.contains("pods \"priv\" is forbidden: violates PodSecurity \"restricted:latest\": privileged (container \"app\" must not set securityContext.privileged=true), allowPrivilegeEscalation != false (container \"app\" must set securityContext.allowPrivilegeEscalation=false)"),
+        "{err}"
+    );
+    let echo = dir.path().join("echo.yaml");
+    std::fs::write(
+        &echo,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: echo\n  namespace: locked\nspec:\n  automountServiceAccountToken: false\n\
+         \x20 securityContext:\n    runAsNonRoot: true\n    runAsUser: 65534\n    seccompProfile:\n      type: RuntimeDefault\n\
+         \x20 containers:\n  - name: echo\n    image: registry.k8s.io/e2e-test-images/agnhost:2.52\n    args: [netexec, --http-port=8080]\n\
+         \x20   securityContext:\n      allowPrivilegeEscalation: false\n      readOnlyRootFilesystem: true\n      capabilities:\n        drop: [ALL]\n",
+    )
+    .unwrap();
+    ok(
+        &wkc,
+        &["apply", "--server-side", "-f", echo.to_str().unwrap()],
+    );
+    assert_eq!(
+        ok(&wkc, &["get", "pod", "echo", "-n", "locked", "-o", "name"]).trim(),
+        "pod/echo"
+    );
     // Delete (kubectl waits for the finalizers to finish the ordered teardown).
     let out = ok(
         &kc,
-        &["delete", "cluster", "gcp-a", "-n", "fleet", "--timeout=60s"],
+        &["delete", "cluster", "gcp-a", "-n", "fleet", &wait_timeout()],
     );
     assert!(out.contains("deleted"), "{out}");
     let (good, _, err) = kubectl(&kc, &["get", "cluster", "gcp-a", "-n", "fleet"]);

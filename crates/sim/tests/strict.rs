@@ -318,7 +318,7 @@ async fn machines_get_node_refs_only_once_a_ccm_sets_provider_ids() {
             "cluster/gcp-a",
             "-n",
             "fleet",
-            "--timeout=60s",
+            &wait_timeout(),
         ],
     );
     let nodes: Value =
@@ -457,7 +457,7 @@ async fn load_balancers_get_an_ingress_only_from_the_clouds_own_ccm() {
                 &format!("cluster/{c}"),
                 "-n",
                 "fleet",
-                "--timeout=60s",
+                &wait_timeout(),
             ],
         );
     }
@@ -547,7 +547,7 @@ async fn a_public_egress_cannot_reach_private_control_planes() {
             "cluster/gcp-a",
             "-n",
             "fleet",
-            "--timeout=60s",
+            &wait_timeout(),
         ],
     );
     let ms = get(&kc, &["machines", "-l", "cluster.x-k8s.io/control-plane"]).unwrap();
@@ -621,7 +621,7 @@ async fn a_private_egress_inside_the_node_network_reaches_private_addresses() {
             "cluster/gcp-a",
             "-n",
             "fleet",
-            "--timeout=60s",
+            &wait_timeout(),
         ],
     );
     sim.stop().await;
@@ -689,7 +689,7 @@ async fn cabpt_refuses_patch_kinds_talos_1_13_machinery_does_not_know() {
     apply(&kc, &fixed);
     kubectl(
         &kc,
-        &["delete", "machine", &name, "-n", "fleet", "--timeout=60s"],
+        &["delete", "machine", &name, "-n", "fleet", &wait_timeout()],
     );
     kubectl(
         &kc,
@@ -699,7 +699,7 @@ async fn cabpt_refuses_patch_kinds_talos_1_13_machinery_does_not_know() {
             "cluster/gcp-a",
             "-n",
             "fleet",
-            "--timeout=60s",
+            &wait_timeout(),
         ],
     );
     sim.stop().await;
@@ -734,7 +734,7 @@ async fn capg_creates_prefixed_firewall_rules_in_the_project_and_deletes_them_wi
             "cluster/gcp-a",
             "-n",
             "fleet",
-            "--timeout=60s",
+            &wait_timeout(),
         ],
     );
     let world = sim.sim.as_ref().unwrap().world().clone();
@@ -774,7 +774,7 @@ async fn capg_creates_prefixed_firewall_rules_in_the_project_and_deletes_them_wi
     assert_eq!(apid["allowed"][0]["IPProtocol"], "tcp");
     kubectl(
         &kc,
-        &["delete", "cluster", "gcp-a", "-n", "fleet", "--timeout=60s"],
+        &["delete", "cluster", "gcp-a", "-n", "fleet", &wait_timeout()],
     );
     assert!(names().is_empty(), "{:?}", names());
     sim.stop().await;

@@ -8,13 +8,11 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use meshfleet_aws::{Report, SetupOptions, StepEvent};
-use serde_json::json;
+use meshfleet_aws::{Report, SetupOptions};
 
 use crate::cli::{FleetArg, TableOrJson};
 use crate::cmd::common;
 use crate::ctx::{Ctx, Exit, Invalid};
-use crate::output::{self, Table};
 
 /// `meshfleet aws …`.
 #[derive(Debug, Args)]
@@ -76,7 +74,7 @@ fn setup(ctx: &Ctx, a: AwsSetupArgs) -> anyhow::Result<Exit> {
         .map_err(|e| Invalid::new(e.to_string()))?;
     let Some(prereq) = prereq else {
         ctx.info("no cluster of this fleet runs on AWS: nothing to do");
-        print(ctx, a.output, &Report::default())?;
+        common::print_steps(ctx, a.output, &Report::default())?;
         return Ok(Exit::Ok);
     };
     let opts = SetupOptions {
@@ -109,74 +107,23 @@ fn setup(ctx: &Ctx, a: AwsSetupArgs) -> anyhow::Result<Exit> {
         .build()
         .context("cannot start the async runtime")?;
     let started = Instant::now();
-    let mut step_start = Instant::now();
-    let progress = |e: &StepEvent<'_>| match e {
-        StepEvent::Started { .. } => step_start = Instant::now(),
-        StepEvent::Waiting { kind, name } => ctx.info(&format!(
-            "  {kind:<15} {name:<50} waiting for CloudFormation"
-        )),
-        StepEvent::Finished(row) => ctx.info(&format!(
-            "  {:<15} {:<50} {:<9} {}{}",
-            row.kind,
-            row.name,
-            row.action.as_str(),
-            row.status.as_str(),
-            if step_start.elapsed().as_millis() >= 1000 {
-                format!(" ({:.1}s)", step_start.elapsed().as_secs_f64())
-            } else {
-                String::new()
-            }
-        )),
-    };
+    let progress = common::step_progress(ctx);
     match rt.block_on(meshfleet_aws::setup(&prereq, &opts, progress)) {
         Ok(report) => {
-            let changed = report
-                .steps
-                .iter()
-                .filter(|s| s.action != meshfleet_aws::Action::Unchanged)
-                .count();
-            ctx.info(&format!(
-                "{} {changed} of {} steps in {:.1}s",
-                if a.dry_run { "would change" } else { "changed" },
-                report.steps.len(),
-                started.elapsed().as_secs_f64()
-            ));
-            print(ctx, a.output, &report)?;
+            common::step_summary(ctx, a.dry_run, &report, started);
+            common::print_steps(ctx, a.output, &report)?;
             if !a.dry_run {
                 ctx.info(meshfleet_aws::CAPA_CREDENTIALS_HINT);
             }
             Ok(Exit::Ok)
         }
         Err(failure) => {
-            print(ctx, a.output, &failure.report)?;
+            common::print_steps(ctx, a.output, &failure.report)?;
             if failure.error.is_invalid_input() {
                 return Err(Invalid::new(failure.error.to_string()));
             }
             ctx.error(&failure.error.to_string());
             Ok(Exit::Failed)
-        }
-    }
-}
-
-fn print(ctx: &Ctx, format: TableOrJson, report: &Report) -> anyhow::Result<()> {
-    match format {
-        TableOrJson::Json => output::json(&json!({ "steps": report.steps })),
-        TableOrJson::Table => {
-            if report.steps.is_empty() {
-                return Ok(());
-            }
-            let mut t = Table::new(["KIND", "NAME", "ACTION", "STATUS", "DETAIL"]);
-            for s in &report.steps {
-                t.row([
-                    s.kind.to_owned(),
-                    s.name.clone(),
-                    s.action.as_str().to_owned(),
-                    s.status.as_str().to_owned(),
-                    s.detail.clone(),
-                ]);
-            }
-            print!("{}", t.render(ctx.colour_out));
-            Ok(())
         }
     }
 }

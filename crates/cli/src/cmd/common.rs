@@ -329,6 +329,82 @@ pub fn engine_error(e: meshfleet_lifecycle::Error) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
+/// The progress lines of a setup (stderr): one per finished step with its time when it took a
+/// second or more, and a line when a step waits on the cloud.
+pub fn step_progress(ctx: &Ctx) -> impl FnMut(&meshfleet_steps::StepEvent<'_>) + '_ {
+    use meshfleet_steps::StepEvent;
+    let mut step_start = std::time::Instant::now();
+    move |e: &StepEvent<'_>| match e {
+        StepEvent::Started { .. } => step_start = std::time::Instant::now(),
+        StepEvent::Waiting { kind, name, on } => {
+            ctx.info(&format!("  {kind:<15} {name:<50} waiting for {on}"))
+        }
+        StepEvent::Finished(row) => ctx.info(&format!(
+            "  {:<15} {:<50} {:<9} {}{}",
+            row.kind,
+            row.name,
+            row.action.as_str(),
+            row.status.as_str(),
+            if step_start.elapsed().as_millis() >= 1000 {
+                format!(" ({:.1}s)", step_start.elapsed().as_secs_f64())
+            } else {
+                String::new()
+            }
+        )),
+    }
+}
+
+/// The closing line of a setup run (stderr): how many steps changed (or would), in how long.
+pub fn step_summary(
+    ctx: &Ctx,
+    dry_run: bool,
+    report: &meshfleet_steps::Report,
+    started: std::time::Instant,
+) {
+    let changed = report
+        .steps
+        .iter()
+        .filter(|s| s.action != meshfleet_steps::Action::Unchanged)
+        .count();
+    ctx.info(&format!(
+        "{} {changed} of {} steps in {:.1}s",
+        if dry_run { "would change" } else { "changed" },
+        report.steps.len(),
+        started.elapsed().as_secs_f64()
+    ));
+}
+
+/// Prints a setup's step report (`gcp setup`, `aws setup`, `net setup`): a table for people, or
+/// `{"steps":[…]}` as JSON. An empty table prints nothing.
+pub fn print_steps(
+    ctx: &Ctx,
+    format: crate::cli::TableOrJson,
+    report: &meshfleet_steps::Report,
+) -> anyhow::Result<()> {
+    use crate::cli::TableOrJson;
+    use crate::output::{self, Table};
+    match format {
+        TableOrJson::Json => output::json(&serde_json::json!({ "steps": report.steps })),
+        TableOrJson::Table => {
+            if report.steps.is_empty() {
+                return Ok(());
+            }
+            let mut t = Table::new(["KIND", "NAME", "ACTION", "STATUS", "DETAIL"]);
+            for s in &report.steps {
+                t.row([
+                    s.kind.to_owned(),
+                    s.name.clone(),
+                    s.action.as_str().to_owned(),
+                    s.status.as_str().to_owned(),
+                    s.detail.clone(),
+                ]);
+            }
+            print!("{}", t.render(ctx.colour_out));
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,13 +9,11 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use meshfleet_gcp::{Report, SetupOptions, StepEvent};
-use serde_json::json;
+use meshfleet_gcp::{Report, SetupOptions};
 
 use crate::cli::{FleetArg, TableOrJson};
 use crate::cmd::common;
 use crate::ctx::{Ctx, Exit, Invalid};
-use crate::output::{self, Table};
 
 /// Arguments of `gcp`.
 #[derive(Debug, Args)]
@@ -86,7 +84,7 @@ fn setup(ctx: &Ctx, a: GcpSetupArgs) -> anyhow::Result<Exit> {
         .map_err(|e| Invalid::new(e.to_string()))?;
     let Some(prereq) = prereq else {
         ctx.info("no cluster of this fleet runs on GCP: nothing to do");
-        print(ctx, a.output, &Report::default())?;
+        common::print_steps(ctx, a.output, &Report::default())?;
         return Ok(Exit::Ok);
     };
     let opts = SetupOptions {
@@ -114,35 +112,10 @@ fn setup(ctx: &Ctx, a: GcpSetupArgs) -> anyhow::Result<Exit> {
         .build()
         .context("cannot start the async runtime")?;
     let started = Instant::now();
-    let mut step_start = Instant::now();
-    let progress = |e: &StepEvent<'_>| match e {
-        StepEvent::Started { .. } => step_start = Instant::now(),
-        StepEvent::Finished(row) => ctx.info(&format!(
-            "  {:<15} {:<50} {:<9} {}{}",
-            row.kind,
-            row.name,
-            row.action.as_str(),
-            row.status.as_str(),
-            if step_start.elapsed().as_millis() >= 1000 {
-                format!(" ({:.1}s)", step_start.elapsed().as_secs_f64())
-            } else {
-                String::new()
-            }
-        )),
-    };
+    let progress = common::step_progress(ctx);
     match rt.block_on(meshfleet_gcp::setup(&prereq, &opts, progress)) {
         Ok(report) => {
-            let changed = report
-                .steps
-                .iter()
-                .filter(|s| s.action != meshfleet_gcp::Action::Unchanged)
-                .count();
-            ctx.info(&format!(
-                "{} {changed} of {} steps in {:.1}s",
-                if a.dry_run { "would change" } else { "changed" },
-                report.steps.len(),
-                started.elapsed().as_secs_f64()
-            ));
+            common::step_summary(ctx, a.dry_run, &report, started);
             let key = opts.key_dir.join(format!(
                 "{}-{}.json",
                 prereq.project, prereq.service_account.name
@@ -161,12 +134,12 @@ fn setup(ctx: &Ctx, a: GcpSetupArgs) -> anyhow::Result<Exit> {
                 let detail = row.detail.clone();
                 report.steps.push(row);
                 if failed {
-                    print(ctx, a.output, &report)?;
+                    common::print_steps(ctx, a.output, &report)?;
                     ctx.error(&detail);
                     return Ok(Exit::Failed);
                 }
             }
-            print(ctx, a.output, &report)?;
+            common::print_steps(ctx, a.output, &report)?;
             if !a.dry_run && key.exists() && a.kubeconfig.is_none() {
                 // The key file is the hand-over point: CAPG reads its credentials from the
                 // Secret clusterctl makes of this variable.
@@ -179,7 +152,7 @@ fn setup(ctx: &Ctx, a: GcpSetupArgs) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
         Err(failure) => {
-            print(ctx, a.output, &failure.report)?;
+            common::print_steps(ctx, a.output, &failure.report)?;
             if failure.error.is_invalid_input() {
                 return Err(Invalid::new(failure.error.to_string()));
             }
@@ -258,29 +231,6 @@ async fn hand_over(kubeconfig: &Path, key: &Path, dry_run: bool) -> meshfleet_gc
                 GCP.default_namespace
             ),
         ),
-    }
-}
-
-fn print(ctx: &Ctx, format: TableOrJson, report: &Report) -> anyhow::Result<()> {
-    match format {
-        TableOrJson::Json => output::json(&json!({ "steps": report.steps })),
-        TableOrJson::Table => {
-            if report.steps.is_empty() {
-                return Ok(());
-            }
-            let mut t = Table::new(["KIND", "NAME", "ACTION", "STATUS", "DETAIL"]);
-            for s in &report.steps {
-                t.row([
-                    s.kind.to_owned(),
-                    s.name.clone(),
-                    s.action.as_str().to_owned(),
-                    s.status.as_str().to_owned(),
-                    s.detail.clone(),
-                ]);
-            }
-            print!("{}", t.render(ctx.colour_out));
-            Ok(())
-        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod gcp;
 pub mod init;
 pub mod kubeconfig;
 pub mod mesh;
+pub mod net;
 pub mod outage;
 pub mod plan;
 pub mod render;
@@ -36,6 +37,7 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Exit> {
         Command::Mesh(a) => mesh::run(ctx, a),
         Command::Gcp(a) => gcp::run(ctx, a),
         Command::Aws(a) => aws::run(ctx, a),
+        Command::Net(a) => net::run(ctx, a),
         Command::Doctor(a) => doctor::run(ctx, a),
     }
 }

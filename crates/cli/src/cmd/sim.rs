@@ -56,9 +56,14 @@ pub struct ServeArgs {
     /// Address of the plain-HTTP AWS API fake (its URL goes to `<kubeconfig>.endpoints.json`).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub aws_listen: SocketAddr,
-    /// Keep node networks separate: GCP and AWS nodes (and two AWS VPCs) reach each other only
-    /// through interconnects that exist, consistent on both sides, in the cloud fakes.
-    #[arg(long, env = "MESHFLEET_SIM_SEPARATE_NETWORKS")]
+    /// Join every node network to every other, as if the links existed (the old behaviour).
+    /// By default node networks are separate: GCP and AWS nodes (and two AWS VPCs) reach each
+    /// other only through interconnects that exist, consistent on both sides, in the cloud
+    /// fakes.
+    #[arg(long, env = "MESHFLEET_SIM_SHARED_NETWORKS")]
+    pub shared_networks: bool,
+    /// The default now; accepted so older scripts keep working.
+    #[arg(long, hide = true, conflicts_with = "shared_networks")]
     pub separate_networks: bool,
 }
 
@@ -100,7 +105,7 @@ fn serve(ctx: &Ctx, a: ServeArgs) -> anyhow::Result<Exit> {
     cfg.faults = a.faults;
     cfg.gcp_listen = a.gcp_listen;
     cfg.aws_listen = a.aws_listen;
-    cfg.separate_networks = a.separate_networks;
+    cfg.separate_networks = !a.shared_networks;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

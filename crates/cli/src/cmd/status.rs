@@ -38,7 +38,11 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<Exit> {
         let expected = engine::expected(fleet, &p.plan.mesh_peers);
         let mesh_on = fleet.spec.mesh.enabled;
         if mesh_on && let Some(partial) = p.plan.partial_mesh() {
-            ctx.warn(&partial);
+            ctx.warn(&format!(
+                "{partial}\n  hint: set `spec.interconnect` in `{}` and run `meshfleet net setup -f {}`",
+                p.input.path.display(),
+                p.input.path.display()
+            ));
         }
         let mut last = String::new();
         loop {

@@ -103,6 +103,19 @@ pub fn run(ctx: &Ctx, a: UpArgs) -> anyhow::Result<Exit> {
                     Err(e) => return e,
                 }
             }
+            // The links, once CAPA has made the VPCs they attach to (`net setup` on a real
+            // management cluster, where the user runs it after `up`).
+            if !p.plan.interconnects.is_empty() {
+                let fleet_dir = p.input.path.parent().unwrap_or(Path::new("."));
+                match simproc::net_setup(sim, fleet_dir, &p.input.loaded.fleet, &p.plan).await {
+                    Ok(0) => {}
+                    Ok(changed) => ctx.info(&format!(
+                        "simulator: links between node networks created as `meshfleet net setup` would ({changed} changes, {:.1}s)",
+                        started.elapsed().as_secs_f64()
+                    )),
+                    Err(e) => return e,
+                }
+            }
             std::future::pending::<anyhow::Error>().await
         };
         let kubeconfig = sim.as_ref().map(|(_, k, _)| k.clone()).or(a.kubeconfig.clone());
@@ -206,7 +219,17 @@ async fn converge(
     print!("{}", status::table(&st, mesh_on, ctx.colour_out));
     if mesh_on && let Some(partial) = p.plan.partial_mesh() {
         ctx.warn(&format!(
-            "{partial}\n  hint: set `spec.interconnect` in `{}` (see `meshfleet plan`), or `existing` when a network team provides the links",
+            "{partial}\n  hint: set `spec.interconnect` in `{}` (see `meshfleet plan`) and run `meshfleet net setup -f {}`, or `existing` when a network team provides the links",
+            p.input.path.display(),
+            p.input.path.display()
+        ));
+    }
+    // On a real management cluster the links are a step of their own: they attach to the
+    // VPCs CAPA has just made (`up --sim` runs them itself).
+    if mesh_on && !a.sim && !meshfleet_net::desired::made_links(&p.plan).is_empty() {
+        ctx.info(&format!(
+            "the links between node networks ({}) are created by `meshfleet net setup -f {}`: run it now that CAPA has made the AWS VPCs (it is idempotent); until they carry traffic the mesh across them is partial",
+            meshfleet_net::desired::made_links(&p.plan).join(", "),
             p.input.path.display()
         ));
     }

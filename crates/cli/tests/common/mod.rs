@@ -274,3 +274,29 @@ fn rerun_on_failure(mut run: impl FnMut() -> Output) -> Output {
     }
     out
 }
+
+/// One plain HTTP/1.1 request to a listener of the simulator (`base` is `http://host:port`):
+/// the status code and the body. The cloud fakes speak plain HTTP, so no client crate is needed.
+pub fn http(base: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let hostport = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(hostport).expect("connect");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let code = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    (code, body.to_owned())
+}

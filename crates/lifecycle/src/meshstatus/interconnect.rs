@@ -57,7 +57,7 @@ pub fn explain_interconnects(report: &mut MeshReport, links: &[InterconnectNeed]
                     shown.join(", ")
                 ),
                 format!(
-                    "set `{field}` in `{file}` and create the link (or `existing` when a network team provides it); until then the mesh is partial"
+                    "set `{field}` in `{file}` and create the link with `meshfleet net setup -f {file}` (or set `existing` when a network team provides it); until then the mesh is partial"
                 ),
             ),
             Some("existing") => (
@@ -77,7 +77,7 @@ pub fn explain_interconnects(report: &mut MeshReport, links: &[InterconnectNeed]
                     shown.join(", ")
                 ),
                 format!(
-                    "check both sides of the link: it must route {} ↔ {} (meshfleet does not create `{via}` links yet; set `{field}: existing` if a network team provides it)",
+                    "create or repair it with `meshfleet net setup -f {file}` (after `up`, once CAPA has made the AWS VPCs; it reports the step that is missing or differs); it must route {} ↔ {} (set `{field}: existing` if a network team provides it)",
                     cidrs(l, 0),
                     cidrs(l, 1)
                 ),

@@ -5,6 +5,8 @@
 //! cluster, and makes the agents report ready every peer the values give an address. Every
 //! write is logged, so tests assert order; clusters can be made to fail.
 
+pub mod fixture;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 

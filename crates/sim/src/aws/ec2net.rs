@@ -98,8 +98,14 @@ pub enum Attached {
     },
 }
 
+impl Default for Attached {
+    fn default() -> Self {
+        Attached::Vpc { vpc: String::new() }
+    }
+}
+
 /// One Transit Gateway attachment.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TgwAttachment {
     /// The Transit Gateway (for a peering, the requester's).
@@ -108,6 +114,18 @@ pub struct TgwAttachment {
     pub attached: Attached,
     /// `available`, `pendingAcceptance`, `pending`, `rejected`, …
     pub state: String,
+    /// The region it was made in (the requester's, for a peering).
+    #[serde(default)]
+    pub region: String,
+    /// A peering's accepter region.
+    #[serde(default)]
+    pub peer_region: String,
+    /// A VPC attachment's subnets (one per availability zone it serves).
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    /// Tags (the requester's, for a peering).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// One customer gateway: the far end of a VPN as AWS knows it.
@@ -169,6 +187,12 @@ pub struct VpcPeering {
     pub accepter_vpc: String,
     /// `Status.Code`: `pending-acceptance`, `active`, `rejected`, …
     pub status: String,
+    /// The requester's region.
+    pub region: String,
+    /// The accepter's region.
+    pub peer_region: String,
+    /// Tags (the requester's).
+    pub tags: BTreeMap<String, String>,
 }
 
 impl Ec2Net {
@@ -176,4 +200,21 @@ impl Ec2Net {
     pub fn vpc_of(&self, cluster: &str) -> Option<(&String, &Vpc)> {
         self.vpcs.iter().find(|(_, v)| v.cluster == cluster)
     }
+
+    /// The VPC whose route table (see [`route_table_of`]) is `rtb`.
+    pub fn vpc_of_table(&self, rtb: &str) -> Option<(&String, &Vpc)> {
+        self.vpcs.iter().find(|(id, _)| route_table_of(id) == rtb)
+    }
+}
+
+/// The one route table standing for a VPC's private route tables: `rtb-` and the VPC id's
+/// digits (CAPA makes one per private subnet; the fake has one subnet per VPC, see
+/// [`private_subnet_of`]).
+pub fn route_table_of(vpc: &str) -> String {
+    format!("rtb-{}", vpc.trim_start_matches("vpc-"))
+}
+
+/// The private subnet of a VPC: `subnet-` and the VPC id's digits.
+pub fn private_subnet_of(vpc: &str) -> String {
+    format!("subnet-{}", vpc.trim_start_matches("vpc-"))
 }

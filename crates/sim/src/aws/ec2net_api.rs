@@ -286,6 +286,8 @@ pub(super) fn handle(aws: &Aws, region: &str, action: &str, p: &Params) -> Optio
                         transit_gateway: tgw.clone(),
                         attached: Attached::Vpn { vpn: id.clone() },
                         state: "available".to_owned(),
+                        region: region.to_owned(),
+                        ..Default::default()
                     },
                 );
                 if let Some(t) = st.ec2.transit_gateways.get_mut(&tgw)
@@ -310,6 +312,35 @@ pub(super) fn handle(aws: &Aws, region: &str, action: &str, p: &Params) -> Optio
                     .collect()
             });
             Ok(format!("<vpnConnectionSet>{items}</vpnConnectionSet>"))
+        }
+        "ModifyVpnTunnelOptions" => {
+            // The tunnel is named by its outside address; only the options given change.
+            let id = p.get("VpnConnectionId").unwrap_or("").to_owned();
+            let outside = p.get("VpnTunnelOutsideIpAddress").unwrap_or("").to_owned();
+            let psk = p.get("TunnelOptions.PreSharedKey").map(str::to_owned);
+            let inside = p.get("TunnelOptions.TunnelInsideCidr").map(str::to_owned);
+            aws.with_state(|st| {
+                let Some(v) = st.ec2.vpn_connections.get_mut(&id) else {
+                    return Err(not_found("InvalidVpnConnectionID.NotFound", &id));
+                };
+                let Some(t) = v.tunnels.iter_mut().find(|t| t.outside_ip == outside) else {
+                    return Err(QueryError::new(
+                        400,
+                        "InvalidParameterValue",
+                        format!("VPN connection {id} has no tunnel with outside address {outside}"),
+                    ));
+                };
+                if let Some(k) = psk {
+                    t.psk = k;
+                }
+                if let Some(c) = inside {
+                    t.inside_cidr = c;
+                }
+                Ok(format!(
+                    "<vpnConnection>{}</vpnConnection>",
+                    vpn_xml(&id, v)
+                ))
+            })
         }
         _ => return None,
     })

@@ -11,7 +11,7 @@
 //! |---|---|
 //! | STS | `GetCallerIdentity` (account `123456789012`, as moto) |
 //! | EC2 | `DescribeRegions` (`AllRegions`), `DescribeImages` (`Owner.N`, `Filter.N.Name=name`, `ImageId.N`), `DescribeKeyPairs` (`KeyName.N`: `InvalidKeyPair.NotFound` for a missing name), `ImportKeyPair` |
-//! | EC2 (interconnects, [`ec2net`]) | `DescribeVpcs` (CAPA's, `tag-key` filter), `CreateTransitGateway`, `DescribeTransitGateways`, `CreateCustomerGateway`, `DescribeCustomerGateways`, `CreateVpnConnection` (on a Transit Gateway), `DescribeVpnConnections` (with `tunnelOptionSet`) |
+//! | EC2 (interconnects, [`ec2net`]) | `DescribeVpcs` (CAPA's, `tag-key` filter), `CreateTransitGateway`, `DescribeTransitGateways`, `CreateCustomerGateway`, `DescribeCustomerGateways`, `CreateVpnConnection` (on a Transit Gateway), `DescribeVpnConnections` (with `tunnelOptionSet`); CAPA's `DescribeSubnets`/`DescribeRouteTables`, `CreateRoute`/`ReplaceRoute`, Transit Gateway VPC and peering attachments (`Create…`, `Describe…`, `ModifyTransitGatewayVpcAttachment`, `AcceptTransitGatewayPeeringAttachment`), `CreateTransitGatewayRoute`/`ReplaceTransitGatewayRoute`/`SearchTransitGatewayRoutes`, VPC peering (`Create…`, `Describe…`, `Accept…`) |
 //! | CloudFormation | `CreateStack`, `UpdateStack`, `DeleteStack`, `DescribeStacks`, `GetTemplate`, `DescribeStackEvents` |
 //!
 //! Behaviour, following moto 5.2.5 and the AWS API references: a stack operation stays
@@ -37,6 +37,7 @@
 
 pub mod ec2net;
 mod ec2net_api;
+mod ec2net_links;
 mod query;
 mod server;
 

@@ -279,6 +279,7 @@ fn ec2(aws: &Aws, region: &str, action: &str, p: &Params) -> Result<String> {
             ))
         }
         _ => super::ec2net_api::handle(aws, region, action, p)
+            .or_else(|| super::ec2net_links::handle(aws, region, action, p))
             .unwrap_or_else(|| Err(unknown(action))),
     }
 }

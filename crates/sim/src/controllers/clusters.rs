@@ -86,6 +86,25 @@ pub(super) fn clusters(world: &World, timers: &mut Timers) {
                 update(api, &sk, |v| v["data"]["value"] = json!(enc));
             }
         }
+        // Cluster API's probe of the workload API: an outage turns it False only once the
+        // remote-connection grace period has passed since the last success, with the message
+        // `setRemoteConnectionProbeCondition` writes (cluster_controller_status.go@v1.14.0).
+        let lost = crate::outage::lost(world, &wl)
+            .filter(|l| l.past(world, crate::outage::REMOTE_CONNECTION_GRACE));
+        let (probe_ok, probe_msg) = match (&lost, cp_init) {
+            (Some(l), true) => (
+                false,
+                format!(
+                    "Remote connection probe failed, probe last succeeded at {}",
+                    l.last_success
+                ),
+            ),
+            (None, true) => (true, String::new()),
+            (_, false) => (
+                false,
+                "the workload cluster API server is not reachable yet".to_string(),
+            ),
+        };
         let cp_machines: Vec<&Value> = machines
             .iter()
             .filter(|m| {
@@ -224,17 +243,13 @@ pub(super) fn clusters(world: &World, timers: &mut Timers) {
             ),
             cond(
                 "RemoteConnectionProbe",
-                Some(cp_init),
-                if cp_init {
+                Some(probe_ok),
+                if probe_ok {
                     "ProbeSucceeded"
                 } else {
                     "ProbeFailed"
                 },
-                if cp_init {
-                    ""
-                } else {
-                    "the workload cluster API server is not reachable yet"
-                },
+                &probe_msg,
                 g,
             ),
             cond(

@@ -27,6 +27,19 @@ pub(super) fn machines(world: &World, timers: &mut Timers) {
             .as_ref()
             .map(|c| format!("{}/{}", ns_of(c), name_of(c)));
         let workload = wl_key.as_deref().and_then(|w| world.workload(w));
+        // The cluster does not answer (a simulated outage): Cluster API cannot read its Nodes,
+        // keeps the Machine's last known node conditions through the remote-conditions grace
+        // period, then reports them Unknown (`setNodeHealthyAndReadyConditions`,
+        // machine_controller_status.go@v1.14.0). A deleting Machine waits with the rest.
+        if let Some(lost) = wl_key
+            .as_deref()
+            .and_then(|w| crate::outage::lost(world, w))
+        {
+            if lost.past(world, crate::outage::REMOTE_CONDITIONS_GRACE) {
+                connection_down(api, &k, m, &lost);
+            }
+            continue;
+        }
         if deleting(m) {
             if let Some(w) = &workload {
                 let nk = Key::new("/nodes", "", s(m, "/status/nodeRef/name"));
@@ -222,10 +235,15 @@ pub(super) fn machines(world: &World, timers: &mut Timers) {
         let internal = addresses[0]["address"].as_str().unwrap_or("").to_string();
         // A node registers once its kubelet can reach an API server: after etcd bootstrap.
         let node_up = cp_bootstrapped && workload.is_some();
-        let external_ccm = talos_cfg
+        let loaded = talos_cfg
             .as_ref()
-            .and_then(|t| crate::talos::load(t.get("spec").unwrap_or(&Value::Null)).ok())
-            .is_some_and(|c| c.external_cloud_provider);
+            .and_then(|t| crate::talos::load(t.get("spec").unwrap_or(&Value::Null)).ok());
+        let external_ccm = loaded.as_ref().is_some_and(|c| c.external_cloud_provider);
+        // The API server runs on the control-plane machines with their config's admission
+        // settings.
+        if is_cp && let (Some(key), Some(c)) = (&wl_key, &loaded) {
+            crate::psa::configure(world, key, c.pod_security.clone());
+        }
         let mut node = None;
         if node_up && let Some(w) = &workload {
             register_node(w, m, is_cp, &internal, external_ccm);
@@ -279,6 +297,46 @@ pub(super) fn machines(world: &World, timers: &mut Timers) {
         }
         set_status(api, &k, st);
     }
+}
+
+/// A Machine whose cluster has not answered for the remote-conditions grace period: its
+/// `NodeReady` and `NodeHealthy` turn Unknown, reason `NodeConnectionDown`, with Cluster API's
+/// "Last successful probe at …" message (`lastProbeSuccessMessage`,
+/// machine_controller_status.go@v1.14.0), and `Ready`/`Available` follow.
+fn connection_down(api: &Api, k: &Key, m: &Value, lost: &crate::outage::Lost) {
+    let Some(conds) = m.pointer("/status/conditions").and_then(Value::as_array) else {
+        return;
+    };
+    let part = |t: &str| -> (Option<bool>, String, String) {
+        conds
+            .iter()
+            .find(|c| s(c, "/type") == t)
+            .map(|c| {
+                let ok = match s(c, "/status") {
+                    "True" => Some(true),
+                    "False" => Some(false),
+                    _ => None,
+                };
+                (
+                    ok,
+                    s(c, "/reason").to_string(),
+                    s(c, "/message").to_string(),
+                )
+            })
+            .unwrap_or((None, String::new(), String::new()))
+    };
+    let (boot, infra) = (part("BootstrapConfigReady"), part("InfrastructureReady"));
+    let msg = format!("Last successful probe at {}", lost.last_success);
+    let down: Part<'_> = (None, "NodeConnectionDown", &msg);
+    let mut st = m.get("status").cloned().unwrap_or(json!({}));
+    st["conditions"] = json!(machine_conditions(
+        generation(m),
+        (boot.0, &boot.1, &boot.2),
+        (infra.0, &infra.1, &infra.2),
+        down,
+        down,
+    ));
+    set_status(api, k, st);
 }
 
 /// A Machine's v1beta2 conditions: the three inputs, `NodeReady`, and `Ready`/`Available`

@@ -162,6 +162,7 @@ pub(crate) fn refresh_workload_kubeconfigs(world: &World, keys: &[String]) {
 
 pub(crate) fn reconcile_all(world: &World, timers: &mut Timers, collect: bool) {
     let m = &world.management;
+    crate::outage::track(world);
     namespaces(m);
     // Garbage can only appear when something was deleted.
     if collect {

@@ -303,7 +303,7 @@ fn collection(
                         .range(prefix.clone()..)
                         .take_while(|(k, _)| k.starts_with(&prefix))
                         .filter(|(k, _)| !k[prefix.len()..].contains('/'))
-                        .map(|(_, v)| v.clone())
+                        .map(|(k, v)| answer(k, v.clone()))
                         .collect()
                 })
                 .unwrap_or_default()
@@ -470,7 +470,10 @@ fn image_source_error(st: &State, body: &Value) -> ApiResult<Option<(u16, String
 fn item(gcp: &Gcp, r: &Req, project: &str, rel: &str) -> ApiResult<Reply> {
     let rid = r.q("requestId").map(str::to_string);
     match r.method {
-        Method::GET => gcp.read(|st| current(st, project, rel)).and_then(ok),
+        Method::GET => gcp
+            .read(|st| current(st, project, rel))
+            .map(|v| answer(rel, v))
+            .and_then(ok),
         Method::PATCH => {
             let patch = r.json()?;
             gcp.with_state(|st| {
@@ -522,6 +525,23 @@ fn item(gcp: &Gcp, r: &Req, project: &str, rel: &str) -> ApiResult<Reply> {
             .map(|v| Reply::Json(StatusCode::OK, v)),
         _ => Err(ApiError::new(405, format!("{} is not allowed here", r.method))),
     }
+}
+
+/// A stored resource as Compute answers with it: a VPN tunnel's `sharedSecret` is input only,
+/// the API returns `sharedSecretHash` instead (`VpnTunnel` in the Compute v1 REST reference,
+/// which documents no hash algorithm; the fake's is FNV-1a, hex). The stored resource keeps the
+/// key: the network model compares both ends' keys.
+fn answer(rel: &str, mut v: Value) -> Value {
+    if rel.contains("/vpnTunnels/")
+        && let Some(o) = v.as_object_mut()
+        && let Some(Value::String(k)) = o.remove("sharedSecret")
+    {
+        let h = k.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        o.insert("sharedSecretHash".into(), json!(format!("{h:016x}")));
+    }
+    v
 }
 
 /// JSON merge with Compute's (and Storage's) PATCH semantics: objects merge, `null` removes,

@@ -579,7 +579,7 @@ async fn resource(
         },
         (Method::POST, None) => create(world, api, &t, version, ns, &r),
         (Method::PUT, Some(n)) => update(api, &t, version, ns, n, sub.is_some(), &r),
-        (Method::PATCH, Some(n)) => patch_op(api, &t, version, ns, n, sub.is_some(), &r),
+        (Method::PATCH, Some(n)) => patch_op(world, api, &t, version, ns, n, sub.is_some(), &r),
         (Method::DELETE, Some(n)) if sub.is_none() => delete(api, &t, version, ns, n, &r),
         _ => status_error(
             405,

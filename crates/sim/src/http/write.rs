@@ -183,7 +183,6 @@ pub(super) fn create(
     ns: &str,
     r: &Req,
 ) -> Response<Body> {
-    let _ = world;
     let mut obj = match parse_body(r) {
         Ok(v) if v.is_object() => v,
         Ok(_) => return bad_request("the request body must be an object"),
@@ -253,10 +252,13 @@ pub(super) fn create(
             obj["spec"] = json!({"finalizers": ["kubernetes"]});
         }
     }
-    let warnings = match schema_check(t, version, &mut obj, r) {
+    let mut warnings = match schema_check(t, version, &mut obj, r) {
         Ok(w) => w,
         Err(e) => return store_error(t, &name, e),
     };
+    if let Err(e) = pod_security(world, api, t, ns, &name, &obj, &mut warnings) {
+        return store_error(t, &name, e);
+    }
     let key = Key::new(&t.key(), ns, &name);
     let manager = r.manager();
     let part = part_of(t, false);
@@ -425,6 +427,7 @@ where
 }
 
 pub(super) fn patch_op(
+    world: &World,
     api: &Api,
     t: &ResourceType,
     version: &str,
@@ -446,7 +449,7 @@ pub(super) fn patch_op(
     };
     match ct.as_str() {
         "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
-            apply(api, t, version, ns, name, status, r, body)
+            apply(world, api, t, version, ns, name, status, r, body)
         }
         "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
             let want_rv = body
@@ -494,6 +497,7 @@ pub(super) fn patch_op(
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn apply(
+    world: &World,
     api: &Api,
     t: &ResourceType,
     version: &str,
@@ -571,6 +575,12 @@ pub(super) fn apply(
         return store_error(t, name, e);
     }
     let key = Key::new(&t.key(), ns, name);
+    // Pod Security admission judges a Pod this apply creates (read before the store is locked).
+    let namespace = (is_pod(t) && !status)
+        .then(|| api.store.get(&Key::new("/namespaces", "", ns)))
+        .flatten();
+    let config = crate::psa::config(world, &api.name);
+    let mut psa_warnings = Vec::new();
     let manager = r.q("fieldManager").unwrap_or("").to_string();
     let force = r.q("force") == Some("true");
     let part = part_of(t, status);
@@ -620,6 +630,9 @@ pub(super) fn apply(
                 return Err(reject(422, "Invalid", &format!("{} \"{name}\" is invalid: {msg}", t.qualified()), Some(json!({"name": name, "group": t.group, "kind": t.kind, "causes": causes}))));
             }
         }
+        if created && is_pod(t) && !status {
+            psa_warnings = admit_pod(config.as_ref(), namespace.as_ref(), name, &new)?;
+        }
         if dry {
             dry_out = Some(new);
             return Ok(Change::Keep);
@@ -627,6 +640,7 @@ pub(super) fn apply(
         Ok(Change::Put(new))
     });
     let res = if dry { res.map(|_| dry_out) } else { res };
+    warnings.extend(psa_warnings);
     respond_written(
         res,
         t,
@@ -639,6 +653,49 @@ pub(super) fn apply(
         },
         &warnings,
     )
+}
+
+fn is_pod(t: &ResourceType) -> bool {
+    t.group.is_empty() && t.kind == "Pod"
+}
+
+/// Pod Security admission of a Pod being created in `namespace` ([`crate::psa`]): the warnings
+/// to send, or the 403 the real admission answers.
+fn admit_pod(
+    config: Option<&Value>,
+    namespace: Option<&Value>,
+    name: &str,
+    pod: &Value,
+) -> Result<Vec<String>, StoreError> {
+    let v = crate::psa::admit(config, namespace, name, pod);
+    match v.refused {
+        Some(msg) => Err(reject(
+            403,
+            "Forbidden",
+            &msg,
+            Some(json!({"name": name, "kind": "pods"})),
+        )),
+        None => Ok(v.warnings),
+    }
+}
+
+/// [`admit_pod`] for a create request: reads the namespace, adds the warnings.
+fn pod_security(
+    world: &World,
+    api: &Api,
+    t: &ResourceType,
+    ns: &str,
+    name: &str,
+    pod: &Value,
+    warnings: &mut Vec<String>,
+) -> Result<(), StoreError> {
+    if !is_pod(t) {
+        return Ok(());
+    }
+    let namespace = api.store.get(&Key::new("/namespaces", "", ns));
+    let config = crate::psa::config(world, &api.name);
+    warnings.extend(admit_pod(config.as_ref(), namespace.as_ref(), name, pod)?);
+    Ok(())
 }
 
 pub(super) fn prune_to(v: &mut Value, unknown: &[String]) {

@@ -127,6 +127,23 @@ where
     }
 }
 
+/// The `--timeout=` for `kubectl wait` and `kubectl delete` in these tests: generous, and
+/// longer on a loaded machine. A wait returns as soon as its condition holds (about a second
+/// here when the machine is idle), so a long limit costs nothing when things work; but under a
+/// full `cargo test --workspace` on two cores the simulator's passes (CPU work over every
+/// object, in a blocking thread) queue behind every other test binary, and a fixed 60 s was
+/// exceeded once in CI by a cluster that comes up in 1.1 s alone. 120 s, times the load
+/// average per core when above 1, at most 15 minutes.
+pub fn wait_timeout() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(1.0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let secs = (120.0 * (load / cores).max(1.0)).min(900.0);
+    format!("--timeout={}s", secs.ceil() as u64)
+}
+
 pub fn condition<'a>(obj: &'a Value, ty: &str) -> Option<&'a Value> {
     obj.pointer("/status/conditions")?
         .as_array()?

@@ -72,9 +72,19 @@ pub(super) fn run(ctx: &Ctx, a: MeshTestArgs) -> anyhow::Result<Exit> {
         };
         display.clear();
         if r.is_none() {
-            ctx.error("interrupted: removing the test namespace");
-            for w in meshtest::cleanup(&mgmt.kube, &name, &clusters, &opts).await {
-                ctx.warn(&w);
+            ctx.error("interrupted: removing the test namespace (Ctrl-C again to leave it)");
+            // A second Ctrl-C gives up the cleanup (a cluster may be slow to answer); the next
+            // run removes what is left before it starts.
+            tokio::select! {
+                ws = meshtest::cleanup(&mgmt.kube, &name, &clusters, &opts) => {
+                    for w in ws {
+                        ctx.warn(&w);
+                    }
+                }
+                _ = tokio::signal::ctrl_c() => ctx.warn(&format!(
+                    "cleanup interrupted: namespace `{}` may be left in some clusters; the next `meshfleet mesh test` removes it",
+                    opts.namespace
+                )),
             }
         }
         mgmt.close(ctx).await;
