@@ -154,10 +154,8 @@ pub(crate) fn reconcile(world: &World, timers: &mut Timers) {
             continue;
         }
         let ns = ns_of(&hcp).to_string();
-        let sel = ClusterSelector::compile(
-            hcp.pointer("/spec/clusterSelector")
-                .unwrap_or(&Value::Null),
-        );
+        let sel =
+            ClusterSelector::compile(hcp.pointer("/spec/clusterSelector").unwrap_or(&Value::Null));
         let clusters: Vec<&Value> = all_clusters
             .iter()
             .map(|c| &**c)
@@ -200,7 +198,10 @@ pub(crate) fn reconcile(world: &World, timers: &mut Timers) {
             let k = Key::new(&hrp_t.key(), &ns, &name);
             // Compared in place: copying every release's values to find them unchanged made
             // the pass quadratic in the fleet.
-            match api.store.read(&k, |cur| cur.get("spec") == Some(&hrp["spec"])) {
+            match api
+                .store
+                .read(&k, |cur| cur.get("spec") == Some(&hrp["spec"]))
+            {
                 None => create(api, &k, hrp),
                 Some(false) => update(api, &k, |v| v["spec"] = hrp["spec"].clone()),
                 Some(true) => {}
@@ -663,8 +664,10 @@ fn cilium_objects(values: &Value, release_ns: &str) -> CiliumObjects {
                 json!(base64::engine::general_purpose::STANDARD.encode(text)),
             );
         }
-        mesh_secret = Some(json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": "cilium-clustermesh", "namespace": ns, "labels": {"app.kubernetes.io/part-of": "cilium"}}, "data": data}));
+        mesh_secret = Some(
+            json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": "cilium-clustermesh", "namespace": ns, "labels": {"app.kubernetes.io/part-of": "cilium"}}, "data": data}),
+        );
     }
     CiliumObjects {
         ns: ns.to_string(),

@@ -580,8 +580,7 @@ fn link_in(
         },
         _ => net.reach(ai, &acidr, pi, &pcidr),
     };
-    let allows = |m: &Member, infra: &Value, src: &IpNet, proto: &str, port: u16| match &m
-        .prepared
+    let allows = |m: &Member, infra: &Value, src: &IpNet, proto: &str, port: u16| match &m.prepared
     {
         Some(p) => p.fw.allows(src, proto, port),
         None => fw.allows(infra, src, proto, port, false),

@@ -85,7 +85,8 @@ impl Outages {
         } else if self.is_down(a) {
             Some(format!("cluster `{a}` is down (simulated outage)"))
         // Asked for every mesh link on every pass: no allocation when nothing is partitioned.
-        } else if a != b && !self.partitions.is_empty() && self.partitions.contains(&ordered(a, b)) {
+        } else if a != b && !self.partitions.is_empty() && self.partitions.contains(&ordered(a, b))
+        {
             Some(format!(
                 "the networks of `{a}` and `{b}` are partitioned (simulated outage)"
             ))

@@ -6,8 +6,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -156,7 +156,9 @@ mod shared_objects {
         de: D,
     ) -> Result<BTreeMap<String, (Key, Arc<Value>)>, D::Error> {
         let m: BTreeMap<String, (Key, Value)> = BTreeMap::deserialize(de)?;
-        Ok(m.into_iter().map(|(k, (key, v))| (k, (key, Arc::new(v)))).collect())
+        Ok(m.into_iter()
+            .map(|(k, (key, v))| (k, (key, Arc::new(v))))
+            .collect())
     }
 }
 
@@ -579,7 +581,10 @@ mod tests {
         assert_eq!(st.list_shared("/pods", Some("ab")).len(), 1);
         assert_eq!(st.list_shared("/podsx", None).len(), 1);
         let k = Key::new("/secrets", "a", "v");
-        assert_eq!(st.read(&k, |v| v["metadata"]["name"].clone()), Some(json!("v")));
+        assert_eq!(
+            st.read(&k, |v| v["metadata"]["name"].clone()),
+            Some(json!("v"))
+        );
         assert_eq!(st.read(&Key::new("/secrets", "b", "v"), |_| ()), None);
     }
 

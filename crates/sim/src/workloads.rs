@@ -429,8 +429,7 @@ fn remember_links(world: &World) {
         if !mem.was_up.contains_key(key) {
             mem.was_up.insert(key.clone(), HashSet::new());
         }
-        let (Some(down), Some(up)) = (mem.down_since.get_mut(key), mem.was_up.get_mut(key))
-        else {
+        let (Some(down), Some(up)) = (mem.down_since.get_mut(key), mem.was_up.get_mut(key)) else {
             continue;
         };
         for link in &l.links {
@@ -467,7 +466,10 @@ pub fn knows(world: &World, api: &Api, key: &str, peer: &str) -> bool {
     if !mem.was_up.get(key).is_some_and(|s| s.contains(peer)) {
         return false;
     }
-    match (cache_ttl(api), mem.down_since.get(key).and_then(|d| d.get(peer))) {
+    match (
+        cache_ttl(api),
+        mem.down_since.get(key).and_then(|d| d.get(peer)),
+    ) {
         (None, _) => true,
         (Some(ttl), Some(since)) => since.elapsed() < world.scaled(ttl),
         (Some(_), None) => true,

@@ -109,7 +109,10 @@ pub(super) fn watch_stream(
                 last_rv = ev.rv;
                 if let Some(ty) = translate(&ev)
                     && tx
-                        .send(encode(ty, present(Arc::unwrap_or_clone(ev.object), &t, &version)))
+                        .send(encode(
+                            ty,
+                            present(Arc::unwrap_or_clone(ev.object), &t, &version),
+                        ))
                         .await
                         .is_err()
                 {
