@@ -570,7 +570,7 @@ fn link_in(
         Some(p) => p.cidr,
         None => node_cidr(infra),
     };
-    let (Some(acidr), Some(pcidr)) = (cidr(a, ai), cidr(*peer, pi)) else {
+    let (Some(acidr), Some(pcidr)) = (cidr(a, ai), cidr(peer, pi)) else {
         return Err("node CIDR of one side is unknown".into());
     };
     let reach = match (&a.prepared, &peer.prepared) {
@@ -591,7 +591,7 @@ fn link_in(
             a.name, peer.name
         ));
     }
-    if !allows(*peer, pi, &acidr, "tcp", port) {
+    if !allows(peer, pi, &acidr, "tcp", port) {
         return Err(format!(
             "`{}` firewall does not allow tcp/{port} (clustermesh-apiserver) from `{}` nodes {acidr}: connection timed out",
             peer.name, a.name

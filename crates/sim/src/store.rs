@@ -113,7 +113,7 @@ pub enum StoreError {
 struct Inner {
     rv: u64,
     #[serde(with = "shared_objects")]
-    objects: BTreeMap<String, (Key, Arc<Value>)>,
+    objects: Objects,
     #[serde(skip)]
     history: VecDeque<Event>,
 }
@@ -135,13 +135,16 @@ fn key_range(resource: &str, namespace: Option<&str>) -> (String, String) {
     }
 }
 
+/// The objects by map key, each shared with the events and the history that carry it.
+type Objects = BTreeMap<String, (Key, Arc<Value>)>;
+
 /// The state file holds plain objects; in memory they are shared with the history.
 mod shared_objects {
     use super::*;
     use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(
-        m: &BTreeMap<String, (Key, Arc<Value>)>,
+        m: &Objects,
         ser: S,
     ) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
@@ -154,7 +157,7 @@ mod shared_objects {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(
         de: D,
-    ) -> Result<BTreeMap<String, (Key, Arc<Value>)>, D::Error> {
+    ) -> Result<Objects, D::Error> {
         let m: BTreeMap<String, (Key, Value)> = BTreeMap::deserialize(de)?;
         Ok(m.into_iter()
             .map(|(k, (key, v))| (k, (key, Arc::new(v))))
@@ -254,7 +257,7 @@ impl Store {
     pub fn visit(&self, mut f: impl FnMut(&Key, &Value)) {
         let g = self.lock();
         for (k, v) in g.objects.values() {
-            f(k, &**v);
+            f(k, v);
         }
     }
 

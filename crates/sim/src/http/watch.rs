@@ -72,7 +72,7 @@ pub(super) fn watch_stream(
                 return None;
             }
             let sel = |o: &Value| ls.matches(o) && fs.matches(o);
-            let now = sel(&*ev.object);
+            let now = sel(&ev.object);
             let was = ev.old.as_deref().is_some_and(sel);
             match (ev.kind, was, now) {
                 (EventType::Deleted, w, n) => (w || n).then_some("DELETED"),
