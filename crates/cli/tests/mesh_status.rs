@@ -285,6 +285,8 @@ fn sim_flag_reads_the_state_up_sim_kept() {
 
 /// Closing the clustermesh-apiserver's NodePort in one cluster's security group (what an
 /// operator's hand-edited firewall does): the others report it unreachable, with the port.
+/// CAPA opens NodePorts to `nodePortIngressRuleCidrBlocks` as well as by the rendered 32379
+/// rule, so both are narrowed to the cluster's own nodes.
 #[test]
 fn a_closed_32379_is_reported_unreachable() {
     let dir = tempfile::tempdir().unwrap();
@@ -326,6 +328,9 @@ fn a_closed_32379_is_reported_unreachable() {
             before - 1,
             "the rendered rule for 32379 is there"
         );
+        let own = aws.data["spec"]["network"]["vpc"]["cidrBlock"].clone();
+        assert!(own.is_string(), "the VPC's CIDR is rendered: {}", aws.data);
+        aws.data["spec"]["network"]["nodePortIngressRuleCidrBlocks"] = serde_json::json!([own]);
         api.replace("aws-euw1", &Default::default(), &aws)
             .await
             .unwrap();

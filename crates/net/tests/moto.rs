@@ -28,89 +28,24 @@
 //!   `initiating-request` then `pending-acceptance` as in EC2; the seam polls the former.
 
 use std::cell::Cell;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::Credentials;
+use aws_config::SdkConfig;
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use meshfleet_net::aws::Ec2;
 use meshfleet_net::desired::{Cloud, Step};
 use meshfleet_net::exec::{self, Action, ApiError, CapaVpc, NetApi};
 use meshfleet_plan::Plan;
 use meshfleet_spec::Provider;
+use meshfleet_testkit::Moto;
 use serde_json::Value;
 
 mod common;
 use common::{AWS3, Mixed, aws_rows, example, opts, setup};
 
-/// A moto server for one test, killed on drop.
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn moto_command() -> Option<Command> {
-    let ok = |c: &mut Command| {
-        c.stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if ok(Command::new("moto_server").arg("--help")) {
-        return Some(Command::new("moto_server"));
-    }
-    ok(Command::new("python3").args(["-c", "import moto.server"])).then(|| {
-        let mut c = Command::new("python3");
-        c.args(["-m", "moto.server"]);
-        c
-    })
-}
-
-/// Start moto on a free loopback port; `None` (after a loud message) when it is not installed.
 fn moto() -> Option<Moto> {
-    let Some(mut cmd) = moto_command() else {
-        if std::env::var("MESHFLEET_REQUIRE_MOTO").as_deref() == Ok("1") {
-            panic!(
-                "moto is required (MESHFLEET_REQUIRE_MOTO=1) but neither `moto_server` nor `python3 -m moto.server` runs: pip install 'moto[server]==5.2.5'"
-            );
-        }
-        eprintln!(
-            "SKIPPED: moto is not installed (pip install 'moto[server]==5.2.5'); set MESHFLEET_REQUIRE_MOTO=1 to make this a failure"
-        );
-        return None;
-    };
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let child = cmd
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto");
-    let m = Moto {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "moto did not listen on {port} within 30s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some(m)
+    Moto::start()
 }
 
 /// The steps moto can serve: all but GCP's external VPN gateway, tunnels and BGP peers, which
@@ -127,13 +62,7 @@ fn without_gcp_tail(s: Vec<Step>) -> Vec<Step> {
 }
 
 async fn config(m: &Moto, region: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(&m.url)
-        .region(Region::new(region.to_owned()))
-        .credentials_provider(Credentials::new("t", "t", None, None, "test"))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .load()
-        .await
+    meshfleet_testkit::aws_config(&m.url, region).await
 }
 
 async fn ec2(m: &Moto, region: &str) -> aws_sdk_ec2::Client {

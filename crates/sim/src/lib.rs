@@ -577,6 +577,11 @@ pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
         world.ensure_workload(k)?;
     }
     controllers::refresh_workload_kubeconfigs(&world, &keys);
+    let timers = if keys.is_empty() {
+        controllers::Timers::default()
+    } else {
+        controllers::first_pass(&world).await
+    };
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(http::serve(
@@ -593,6 +598,7 @@ pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
     tasks.push(tokio::spawn(controllers::run(
         world.clone(),
         stop_rx.clone(),
+        timers,
     )));
     if world.cfg.state_dir.is_some() {
         let w = world.clone();

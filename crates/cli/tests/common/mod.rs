@@ -72,6 +72,15 @@ impl Sim {
             .arg(&kubeconfig)
             .args(["--speed", speed])
             .args(if crds { crds_args() } else { Vec::new() })
+            // Tests of the lifecycle run `up --kubeconfig`, which does not create the links
+            // between node networks (`net setup` does, after CAPA has made the VPCs): they get
+            // one shared network unless they ask for separate ones. The interconnect tests
+            // (`net.rs`, `interconnect.rs`) pass `--separate-networks` or use `up --sim`.
+            .args(if extra.contains(&"--separate-networks") {
+                None
+            } else {
+                Some("--shared-networks")
+            })
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

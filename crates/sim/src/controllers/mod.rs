@@ -88,8 +88,24 @@ impl Timers {
     }
 }
 
-/// Run every controller until `stop`.
-pub async fn run(world: Arc<World>, mut stop: watch::Receiver<bool>) {
+/// One pass of every reconciler before the API servers answer, when a kept state comes back:
+/// its clusters were running when the state was saved, so their agents' metrics, mesh links
+/// and workloads must be there for the first request (a real Cilium agent serves its
+/// ClusterMesh gauges as long as it runs), not one pass later. The timers it started carry on
+/// in [`run`].
+pub(crate) async fn first_pass(world: &Arc<World>) -> Timers {
+    let w = world.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut timers = Timers::default();
+        reconcile_all(&w, &mut timers, true);
+        timers
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// Run every controller until `stop`, from the `timers` of [`first_pass`] (or none).
+pub async fn run(world: Arc<World>, mut stop: watch::Receiver<bool>, timers: Timers) {
     let mut rx = world.management.store.subscribe();
     // Fast ticks only matter while a simulated delay runs; slow ticks pick up changes in
     // workload clusters (their stores are not subscribed) and anything else level-triggered.
@@ -101,7 +117,7 @@ pub async fn run(world: Arc<World>, mut stop: watch::Receiver<bool>) {
         .clamp(Duration::from_millis(200), Duration::from_millis(1000));
     let mut tick = tokio::time::interval(fast);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut timers = Timers::default();
+    let mut timers = timers;
     let mut last = Instant::now()
         .checked_sub(slow)
         .unwrap_or_else(Instant::now);

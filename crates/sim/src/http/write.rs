@@ -426,6 +426,7 @@ where
     respond_written(res, t, version, name, StatusCode::OK, &warnings)
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn patch_op(
     world: &World,
     api: &Api,
