@@ -105,7 +105,7 @@ pub(crate) async fn first_pass(world: &Arc<World>) -> Timers {
 }
 
 /// Run every controller until `stop`, from the `timers` of [`first_pass`] (or none).
-pub async fn run(world: Arc<World>, mut stop: watch::Receiver<bool>, timers: Timers) {
+pub(crate) async fn run(world: Arc<World>, mut stop: watch::Receiver<bool>, timers: Timers) {
     let mut rx = world.management.store.subscribe();
     // Fast ticks only matter while a simulated delay runs; slow ticks pick up changes in
     // workload clusters (their stores are not subscribed) and anything else level-triggered.
