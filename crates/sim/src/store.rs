@@ -143,10 +143,7 @@ mod shared_objects {
     use super::*;
     use serde::{Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(
-        m: &Objects,
-        ser: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(m: &Objects, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut out = ser.serialize_map(Some(m.len()))?;
         for (k, (key, v)) in m {
@@ -155,9 +152,7 @@ mod shared_objects {
         out.end()
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        de: D,
-    ) -> Result<Objects, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Objects, D::Error> {
         let m: BTreeMap<String, (Key, Value)> = BTreeMap::deserialize(de)?;
         Ok(m.into_iter()
             .map(|(k, (key, v))| (k, (key, Arc::new(v))))
