@@ -192,10 +192,13 @@ pub async fn run<A: Api>(
         not_rolled: rolled.untouched,
         ..UpReport::default()
     };
+    // Nothing waits on the snapshot any more: connecting the mesh reads the workload
+    // clusters. Listing on would fetch every Cilium proxy, each naming all its peers, five
+    // times a second for as long as the mesh takes to connect (quadratic in the fleet).
+    lister.abort();
     if shared.opts.mesh {
         report.mesh_problems = connect_mesh(&shared, &outcomes, timeout).await?;
     }
-    lister.abort();
     for o in outcomes {
         if let Some(f) = o.failure {
             report.failures.insert(o.cluster, f);

@@ -66,45 +66,71 @@ pub fn render_template(tpl: &str, cluster: &Value, cp: &Value) -> String {
     out
 }
 
-fn selector_matches(sel: &Value, cluster: &Value) -> bool {
-    let ml = sel
-        .get("matchLabels")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let mut ok = LabelSelector::from_match_labels(&ml).matches(cluster);
-    for e in sel
-        .get("matchExpressions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let key = s(e, "/key");
-        let vals: Vec<String> = e
-            .get("values")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
+/// A HelmChartProxy's `clusterSelector`, compiled once per pass: it is matched against every
+/// Cluster, and compiling it for each (511 proxies × 511 Clusters at Cilium's maximum) made the
+/// pass quadratic in allocations.
+struct ClusterSelector {
+    /// `matchLabels`, then each `matchExpressions` entry with a known operator.
+    all: Vec<LabelSelector>,
+    /// No expression failed to parse (one that does matches nothing).
+    valid: bool,
+    /// Whether the selector names anything: an empty selector selects nothing, as CAAPH does.
+    nonempty: bool,
+}
+
+impl ClusterSelector {
+    fn compile(sel: &Value) -> Self {
+        let ml = sel
+            .get("matchLabels")
+            .and_then(Value::as_object)
+            .cloned()
             .unwrap_or_default();
-        let expr = match s(e, "/operator") {
-            "In" => format!("{key} in ({})", vals.join(",")),
-            "NotIn" => format!("{key} notin ({})", vals.join(",")),
-            "Exists" => key.to_string(),
-            "DoesNotExist" => format!("!{key}"),
-            _ => continue,
-        };
-        ok &= LabelSelector::parse(&expr).is_ok_and(|l| l.matches(cluster));
-    }
-    // An empty selector selects nothing, as CAAPH does.
-    ok && (!ml.is_empty()
-        || sel
+        let mut all = vec![LabelSelector::from_match_labels(&ml)];
+        let mut valid = true;
+        for e in sel
             .get("matchExpressions")
             .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty()))
+            .into_iter()
+            .flatten()
+        {
+            let key = s(e, "/key");
+            let vals: Vec<String> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let expr = match s(e, "/operator") {
+                "In" => format!("{key} in ({})", vals.join(",")),
+                "NotIn" => format!("{key} notin ({})", vals.join(",")),
+                "Exists" => key.to_string(),
+                "DoesNotExist" => format!("!{key}"),
+                _ => continue,
+            };
+            match LabelSelector::parse(&expr) {
+                Ok(l) => all.push(l),
+                Err(_) => valid = false,
+            }
+        }
+        let nonempty = !ml.is_empty()
+            || sel
+                .get("matchExpressions")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty());
+        Self {
+            all,
+            valid,
+            nonempty,
+        }
+    }
+
+    fn matches(&self, cluster: &Value) -> bool {
+        self.valid && self.nonempty && self.all.iter().all(|l| l.matches(cluster))
+    }
 }
 
 fn cond1(t: &str, ok: bool, reason: &str, msg: &str) -> Value {
@@ -121,21 +147,19 @@ pub(crate) fn reconcile(world: &World, timers: &mut Timers) {
     ) else {
         return;
     };
-    let all_clusters = api.store.list(&ct.key(), None).0;
-    let all_hrps = api.store.list(&hrp_t.key(), None).0;
-    for hcp in api.store.list(&hcp_t.key(), None).0 {
+    let all_clusters = api.store.list_shared(&ct.key(), None);
+    let all_hrps = api.store.list_shared(&hrp_t.key(), None);
+    for hcp in api.store.list_shared(&hcp_t.key(), None) {
         if deleting(&hcp) {
             continue;
         }
         let ns = ns_of(&hcp).to_string();
-        let sel = hcp
-            .pointer("/spec/clusterSelector")
-            .cloned()
-            .unwrap_or(json!({}));
-        let clusters: Vec<Value> = all_clusters
+        let sel =
+            ClusterSelector::compile(hcp.pointer("/spec/clusterSelector").unwrap_or(&Value::Null));
+        let clusters: Vec<&Value> = all_clusters
             .iter()
-            .filter(|c| ns_of(c) == ns && !deleting(c) && selector_matches(&sel, c))
-            .cloned()
+            .map(|c| &**c)
+            .filter(|c| ns_of(c) == ns && !deleting(c) && sel.matches(c))
             .collect();
         let mut wanted = Vec::new();
         for c in &clusters {
@@ -172,8 +196,16 @@ pub(crate) fn reconcile(world: &World, timers: &mut Timers) {
                     "ownerReferences": [owner_ref(&hcp, true)]},
                 "spec": spec});
             let k = Key::new(&hrp_t.key(), &ns, &name);
-            create(api, &k, hrp.clone());
-            update(api, &k, |v| v["spec"] = hrp["spec"].clone());
+            // Compared in place: copying every release's values to find them unchanged made
+            // the pass quadratic in the fleet.
+            match api
+                .store
+                .read(&k, |cur| cur.get("spec") == Some(&hrp["spec"]))
+            {
+                None => create(api, &k, hrp),
+                Some(false) => update(api, &k, |v| v["spec"] = hrp["spec"].clone()),
+                Some(true) => {}
+            }
         }
         // Releases for Clusters no longer selected are uninstalled.
         let uid = s(&hcp, "/metadata/uid").to_string();
@@ -189,6 +221,7 @@ pub(crate) fn reconcile(world: &World, timers: &mut Timers) {
         // Status only: releases created in this pass are counted in the next one.
         let releases: Vec<&Value> = all_hrps
             .iter()
+            .map(|h| &**h)
             .filter(|h| ns_of(h) == ns && wanted.iter().any(|w| w == name_of(h)))
             .collect();
         let ready = releases
@@ -210,12 +243,21 @@ pub(crate) fn reconcile(world: &World, timers: &mut Timers) {
             }),
         );
     }
-    for hrp in api.store.list(&hrp_t.key(), None).0 {
-        if deleting(&hrp) {
+    let hrps = api.store.list_shared(&hrp_t.key(), None);
+    for hrp in &hrps {
+        if deleting(hrp) {
             continue;
         }
-        release(world, timers, &hrp, &key_of(&hrp_t, &hrp), &ct.key());
+        release(world, timers, hrp, &key_of(&hrp_t, hrp), &ct.key());
     }
+    // Releases gone from the store leave the cache.
+    let live: std::collections::HashSet<Key> = hrps.iter().map(|h| key_of(&hrp_t, h)).collect();
+    world
+        .caaph
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .0
+        .retain(|k, _| live.contains(k));
     // Nodes of every cluster running Cilium are Ready (the CNI is up).
     for w in world.workloads() {
         let cni = w
@@ -300,6 +342,64 @@ fn summary_line(p: &(&str, bool, &str, &str)) -> String {
     }
 }
 
+/// What CAAPH's pass needs of one release's values, parsed once per values: the pass reads every
+/// release on every run, and parsing the YAML of every Cilium release with every mesh peer each
+/// time made the pass quadratic in the fleet (511 releases of 510 peers each).
+pub(crate) struct ParsedValues {
+    /// The values the entry was made from: the HelmReleaseProxy's uid and generation (its spec
+    /// changes only with a new generation) and the length of `spec.values`.
+    from: (String, i64, usize),
+    /// The values, or the YAML error.
+    values: Result<Value, String>,
+    /// Why Cilium's chart refuses them ([`cilium_values_refused`]).
+    refused: Option<String>,
+    /// What Cilium's chart would install with them.
+    cilium: Option<CiliumObjects>,
+}
+
+/// [`ParsedValues`] by HelmReleaseProxy.
+#[derive(Default)]
+pub(crate) struct ValuesCache(std::collections::HashMap<Key, std::sync::Arc<ParsedValues>>);
+
+/// `hrp`'s parsed values, from the cache when its spec has not changed since.
+fn parsed(world: &World, k: &Key, hrp: &Value) -> std::sync::Arc<ParsedValues> {
+    let text = s(hrp, "/spec/values");
+    let from = (
+        s(hrp, "/metadata/uid").to_string(),
+        hrp.pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(1),
+        text.len(),
+    );
+    let mut cache = world.caaph.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = cache.0.get(k)
+        && p.from == from
+    {
+        return p.clone();
+    }
+    let values = match serde_saphyr::from_str::<Value>(text) {
+        Ok(Value::Null) => Ok(json!({})),
+        Ok(v) => Ok(v),
+        Err(e) => Err(e.to_string()),
+    };
+    let cilium_chart = s(hrp, "/spec/chartName") == "cilium";
+    let (refused, cilium) = match &values {
+        Ok(v) if cilium_chart => match cilium_values_refused(v) {
+            Some(why) => (Some(why), None),
+            None => (None, Some(cilium_objects(v, s(hrp, "/spec/namespace")))),
+        },
+        _ => (None, None),
+    };
+    let p = std::sync::Arc::new(ParsedValues {
+        from,
+        values,
+        refused,
+        cilium,
+    });
+    cache.0.insert(k.clone(), p.clone());
+    p
+}
+
 /// Install (or refuse) one HelmReleaseProxy's release in its workload cluster.
 fn release(world: &World, timers: &mut Timers, hrp: &Value, k: &Key, cluster_res: &str) {
     let api = &world.management;
@@ -358,8 +458,8 @@ fn release(world: &World, timers: &mut Timers, hrp: &Value, k: &Key, cluster_res
         json!({"status": "failed", "revision": revision.max(1), "observedGeneration": gen_now,
             "conditions": release_conditions(hrp, (true, ""), (false, "HelmInstallOrUpgradeFailed", why))})
     };
-    let values: Value = match serde_saphyr::from_str::<Value>(s(hrp, "/spec/values")) {
-        Ok(Value::Null) => json!({}),
+    let entry = parsed(world, k, hrp);
+    let values = match &entry.values {
         Ok(v) => v,
         Err(e) => {
             set_status(api, k, failed(&format!("failed to parse values: {e}")));
@@ -369,13 +469,15 @@ fn release(world: &World, timers: &mut Timers, hrp: &Value, k: &Key, cluster_res
     let chart = s(hrp, "/spec/chartName");
     let release_ns = s(hrp, "/spec/namespace");
     if chart == "cilium" {
-        if let Some(why) = cilium_values_refused(&values) {
-            set_status(api, k, failed(&why));
+        if let Some(why) = &entry.refused {
+            set_status(api, k, failed(why));
             return;
         }
-        install_cilium(&w, &values, release_ns);
+        if let Some(objs) = &entry.cilium {
+            install_cilium(&w, objs);
+        }
     } else if let Some(ccm) = crate::ccm::by_chart(chart) {
-        crate::ccm::install(&w, ccm, s(hrp, "/spec/releaseName"), release_ns, &values);
+        crate::ccm::install(&w, ccm, s(hrp, "/spec/releaseName"), release_ns, values);
     }
     let deployed_gen = hrp
         .pointer("/status/observedGeneration")
@@ -456,7 +558,17 @@ fn get<'a>(v: &'a Value, p: &str) -> Option<&'a Value> {
     v.pointer(p)
 }
 
-fn install_cilium(w: &Api, values: &Value, release_ns: &str) {
+/// What Cilium's chart puts into a workload cluster that the simulator models, computed once per
+/// release values ([`ValuesCache`]): building the `cilium-clustermesh` Secret of every peer for
+/// every release on every pass made the pass quadratic in the fleet.
+pub(crate) struct CiliumObjects {
+    ns: String,
+    config: Value,
+    service: Option<Value>,
+    mesh_secret: Option<Value>,
+}
+
+fn cilium_objects(values: &Value, release_ns: &str) -> CiliumObjects {
     let ns = if release_ns.is_empty() {
         "kube-system"
     } else {
@@ -499,13 +611,8 @@ fn install_cilium(w: &Api, values: &Value, release_ns: &str) {
     });
     let labels =
         json!({"app.kubernetes.io/part-of": "cilium", "app.kubernetes.io/managed-by": "Helm"});
-    let ck = Key::new("/configmaps", ns, "cilium-config");
-    create(
-        w,
-        &ck,
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cilium-config", "namespace": ns, "labels": labels}, "data": data}),
-    );
-    update(w, &ck, |v| v["data"] = data.clone());
+    let config = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cilium-config", "namespace": ns, "labels": labels}, "data": data});
+    let mut service = None;
     if get(values, "/clustermesh/useAPIServer").and_then(Value::as_bool) == Some(true) {
         let svc_type = get(values, "/clustermesh/apiserver/service/type")
             .and_then(Value::as_str)
@@ -519,22 +626,12 @@ fn install_cilium(w: &Api, values: &Value, release_ns: &str) {
         if svc_type != "ClusterIP" {
             port["nodePort"] = json!(node_port);
         }
-        let sk = Key::new("/services", ns, "clustermesh-apiserver");
-        let svc = json!({"apiVersion": "v1", "kind": "Service",
+        service = Some(json!({"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "clustermesh-apiserver", "namespace": ns, "labels": {"k8s-app": "clustermesh-apiserver", "app.kubernetes.io/part-of": "cilium"}},
             "spec": {"type": svc_type, "selector": {"k8s-app": "clustermesh-apiserver"}, "ports": [port], "clusterIP": format!("10.96.0.{}", 10 + id % 200)},
-            "status": {"loadBalancer": {}}});
-        // A LoadBalancer gets its ingress from the cloud's service controller, not from the
-        // chart ([`crate::ccm::reconcile_services`]).
-        create(w, &sk, svc.clone());
-        update(w, &sk, |v| {
-            if v["spec"]["type"] != svc["spec"]["type"] {
-                v["status"] = svc["status"].clone();
-            }
-            v["spec"]["type"] = svc["spec"]["type"].clone();
-            v["spec"]["ports"] = svc["spec"]["ports"].clone();
-        });
+            "status": {"loadBalancer": {}}}));
     }
+    let mut mesh_secret = None;
     if get(values, "/clustermesh/config/enabled").and_then(Value::as_bool) == Some(true) {
         use base64::Engine;
         let domain = get(values, "/clustermesh/config/domain")
@@ -567,15 +664,56 @@ fn install_cilium(w: &Api, values: &Value, release_ns: &str) {
                 json!(base64::engine::general_purpose::STANDARD.encode(text)),
             );
         }
-        let data = Value::Object(data);
-        let sk = Key::new("/secrets", ns, "cilium-clustermesh");
-        create(
-            w,
-            &sk,
+        mesh_secret = Some(
             json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": "cilium-clustermesh", "namespace": ns, "labels": {"app.kubernetes.io/part-of": "cilium"}}, "data": data}),
         );
-        update(w, &sk, |v| v["data"] = data.clone());
+    }
+    CiliumObjects {
+        ns: ns.to_string(),
+        config,
+        service,
+        mesh_secret,
+    }
+}
+
+/// Write what Cilium's chart renders into the workload cluster, changing only what differs
+/// (looked at in place, so a pass over installed releases copies nothing).
+fn install_cilium(w: &Api, objs: &CiliumObjects) {
+    let ns = objs.ns.as_str();
+    let absent = |k: &Key| w.store.read(k, |_| ()).is_none();
+    let ck = Key::new("/configmaps", ns, "cilium-config");
+    if absent(&ck) {
+        create(w, &ck, objs.config.clone());
+    }
+    let data = &objs.config["data"];
+    if w.store.read(&ck, |v| v.get("data") == Some(data)) == Some(false) {
+        update(w, &ck, |v| v["data"] = data.clone());
+    }
+    if let Some(svc) = &objs.service {
+        // A LoadBalancer gets its ingress from the cloud's service controller, not from the
+        // chart ([`crate::ccm::reconcile_services`]).
+        let sk = Key::new("/services", ns, "clustermesh-apiserver");
+        if absent(&sk) {
+            create(w, &sk, svc.clone());
+        }
+        update(w, &sk, |v| {
+            if v["spec"]["type"] != svc["spec"]["type"] {
+                v["status"] = svc["status"].clone();
+            }
+            v["spec"]["type"] = svc["spec"]["type"].clone();
+            v["spec"]["ports"] = svc["spec"]["ports"].clone();
+        });
+    }
+    if let Some(sec) = &objs.mesh_secret {
+        let sk = Key::new("/secrets", ns, "cilium-clustermesh");
+        if absent(&sk) {
+            create(w, &sk, sec.clone());
+        }
+        let data = &sec["data"];
+        if w.store.read(&sk, |v| v.get("data") == Some(data)) == Some(false) {
+            update(w, &sk, |v| v["data"] = data.clone());
+        }
     }
     let _ = list;
 }

@@ -182,6 +182,8 @@ pub struct World {
     pub(crate) pod_security: Mutex<BTreeMap<String, serde_json::Value>>,
     /// Requests served by the Kubernetes APIs, by API and kind of request.
     requests: Mutex<BTreeMap<String, u64>>,
+    /// The simulated CAAPH's parsed release values ([`caaph::ValuesCache`]).
+    pub(crate) caaph: Mutex<caaph::ValuesCache>,
 }
 
 impl World {
@@ -406,6 +408,7 @@ impl World {
             probes: Mutex::new(outage::Probes::default()),
             pod_security: Mutex::new(BTreeMap::new()),
             requests: Mutex::new(BTreeMap::new()),
+            caaph: Mutex::new(caaph::ValuesCache::default()),
         })
     }
 }
@@ -560,6 +563,7 @@ pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
         probes: Mutex::new(outage::Probes::default()),
         pod_security: Mutex::new(BTreeMap::new()),
         requests: Mutex::new(BTreeMap::new()),
+        caaph: Mutex::new(caaph::ValuesCache::default()),
     });
     workload::seed_management(&world.management)?;
     // Workload clusters that existed before a restart come back with their objects.

@@ -280,6 +280,109 @@ impl Firewalls {
     }
 }
 
+/// One cluster's firewall towards its nodes (not the control-plane-only rules), compiled once
+/// per pass: every mesh link checks its peer's firewall, and at Cilium's maximum a pass checks
+/// 511 × 510 links against networks of hundreds of rules.
+#[derive(Debug)]
+enum FwView {
+    /// GCP: the network's rules that apply to this cluster's node tags (by index).
+    Gcp {
+        rules: Arc<Vec<GcpRule>>,
+        applicable: Vec<usize>,
+    },
+    /// AWS: the node ingress rules, (protocol, from, to, sources), and the NodePort sources.
+    Aws {
+        rules: Vec<(String, i64, i64, Vec<IpNet>)>,
+        node_port: Vec<IpNet>,
+    },
+}
+
+fn nets(ranges: &[&str]) -> Vec<IpNet> {
+    ranges
+        .iter()
+        .filter_map(|r| {
+            r.parse::<IpNet>()
+                .ok()
+                .or_else(|| r.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+        })
+        .collect()
+}
+
+impl FwView {
+    /// The view [`Firewalls::allows`] would take of `infra` for its nodes.
+    fn of(fw: &Firewalls, infra: &Value) -> Self {
+        let key = (
+            s(infra, "/spec/project").to_string(),
+            s(infra, "/spec/network/name").to_string(),
+        );
+        let gcp = |rules: Arc<Vec<GcpRule>>| {
+            let tags = gcp_tags(infra, false);
+            let applicable = (0..rules.len())
+                .filter(|&i| {
+                    let r = &rules[i];
+                    r.targets.is_empty() || r.targets.iter().any(|t| tags.contains(t))
+                })
+                .collect();
+            FwView::Gcp { rules, applicable }
+        };
+        match fw.gcp.get(&key) {
+            Some(rules) if s(infra, "/kind") == "GCPCluster" => gcp(rules.clone()),
+            _ if s(infra, "/kind") == "AWSCluster" => FwView::Aws {
+                rules: infra
+                    .pointer("/spec/network/additionalNodeIngressRules")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|r| {
+                        (
+                            s(r, "/protocol").to_string(),
+                            r.get("fromPort").and_then(Value::as_i64).unwrap_or(-1),
+                            r.get("toPort").and_then(Value::as_i64).unwrap_or(-1),
+                            nets(&strs(r.get("cidrBlocks"))),
+                        )
+                    })
+                    .collect(),
+                node_port: nets(&strs(
+                    infra.pointer("/spec/network/nodePortIngressRuleCidrBlocks"),
+                )),
+            },
+            _ => gcp(Arc::new(compile_rules(own_rules(infra)))),
+        }
+    }
+
+    /// [`allows`] with `control_plane` false, on the compiled rules.
+    fn allows(&self, src: &IpNet, proto: &str, port: u16) -> bool {
+        let covered = |ns: &[IpNet]| ns.iter().any(|n| n.contains(src));
+        match self {
+            FwView::Gcp { rules, applicable } => applicable.iter().any(|&i| {
+                let r = &rules[i];
+                (r.any_source || covered(&r.sources))
+                    && r.allowed.iter().any(|(p, ports)| {
+                        (p.eq_ignore_ascii_case(proto) || p == "all")
+                            && (ports.is_empty()
+                                || ports.iter().any(|(a, b)| *a <= port && port <= *b))
+                    })
+            }),
+            FwView::Aws { rules, node_port } => {
+                let port = i64::from(port);
+                rules.iter().any(|(p, from, to, sources)| {
+                    (p == "-1" || p.eq_ignore_ascii_case(proto))
+                        && (p == "-1" || (*from <= port && port <= *to))
+                        && covered(sources)
+                }) || (proto == "tcp" && (30000..=32767).contains(&port) && covered(node_port))
+            }
+        }
+    }
+}
+
+/// What the mesh pass knows of a member's infrastructure, worked out once per pass.
+#[derive(Debug)]
+struct Prepared {
+    cidr: Option<IpNet>,
+    net: Option<crate::network::NodeNet>,
+    fw: FwView,
+}
+
 /// What a workload cluster's Cilium is configured with.
 #[derive(Debug, Clone)]
 struct Member {
@@ -292,6 +395,8 @@ struct Member {
     ca: Option<String>,
     mesh_port: Option<u16>,
     infra: Option<Value>,
+    /// Filled by [`reconcile`] (tests check links without it).
+    prepared: Option<Arc<Prepared>>,
 }
 
 fn member(world: &World, api: &Arc<Api>) -> Option<Member> {
@@ -306,14 +411,18 @@ fn member(world: &World, api: &Arc<Api>) -> Option<Member> {
     } else {
         Some(("udp".to_string(), 8472))
     };
+    // Read in place: the Secret holds an entry per peer, and only their names matter here.
     let peers = api
         .store
-        .get(&Key::new("/secrets", "kube-system", "cilium-clustermesh"))
-        .and_then(|sec| {
-            sec.get("data")
-                .and_then(Value::as_object)
-                .map(|m| m.keys().cloned().collect())
-        })
+        .read(
+            &Key::new("/secrets", "kube-system", "cilium-clustermesh"),
+            |sec| {
+                sec.get("data")
+                    .and_then(Value::as_object)
+                    .map(|m| m.keys().cloned().collect())
+            },
+        )
+        .flatten()
         .unwrap_or_default();
     let ca = api
         .store
@@ -357,6 +466,7 @@ fn member(world: &World, api: &Arc<Api>) -> Option<Member> {
         ca,
         mesh_port,
         infra,
+        prepared: None,
     })
 }
 
@@ -456,27 +566,43 @@ fn link_in(
     let (Some(ai), Some(pi)) = (&a.infra, &peer.infra) else {
         return Err("infrastructure of one side is unknown".into());
     };
-    let (Some(acidr), Some(pcidr)) = (node_cidr(ai), node_cidr(pi)) else {
+    let cidr = |m: &Member, infra: &Value| match &m.prepared {
+        Some(p) => p.cidr,
+        None => node_cidr(infra),
+    };
+    let (Some(acidr), Some(pcidr)) = (cidr(a, ai), cidr(peer, pi)) else {
         return Err("node CIDR of one side is unknown".into());
     };
-    if let Err(cause) = net.reach(ai, &acidr, pi, &pcidr) {
+    let reach = match (&a.prepared, &peer.prepared) {
+        (Some(x), Some(y)) => match (&x.net, &y.net) {
+            (Some(na), Some(nb)) => net.reach_between(na, &acidr, nb, &pcidr),
+            _ => Ok(()),
+        },
+        _ => net.reach(ai, &acidr, pi, &pcidr),
+    };
+    let allows = |m: &Member, infra: &Value, src: &IpNet, proto: &str, port: u16| match &m.prepared
+    {
+        Some(p) => p.fw.allows(src, proto, port),
+        None => fw.allows(infra, src, proto, port, false),
+    };
+    if let Err(cause) = reach {
         return Err(format!(
             "no network path between `{}` nodes {acidr} and `{}` nodes {pcidr}: {cause}",
             a.name, peer.name
         ));
     }
-    if !fw.allows(pi, &acidr, "tcp", port, false) {
+    if !allows(peer, pi, &acidr, "tcp", port) {
         return Err(format!(
             "`{}` firewall does not allow tcp/{port} (clustermesh-apiserver) from `{}` nodes {acidr}: connection timed out",
             peer.name, a.name
         ));
     }
     if let Some((proto, tport)) = &a.tunnel {
-        for (dst, dinfra, src, scidr) in [
-            (&peer.name, pi, &a.name, &acidr),
-            (&a.name, ai, &peer.name, &pcidr),
+        for (dst, dm, dinfra, src, scidr) in [
+            (&peer.name, *peer, pi, &a.name, &acidr),
+            (&a.name, a, ai, &peer.name, &pcidr),
         ] {
-            if !fw.allows(dinfra, scidr, proto, *tport, false) {
+            if !allows(dm, dinfra, scidr, proto, *tport) {
                 return Err(format!(
                     "`{dst}` firewall does not allow {proto}/{tport} (tunnel) from `{src}` nodes {scidr}"
                 ));
@@ -511,7 +637,16 @@ pub struct Links {
 /// Recompute every workload cluster's mesh links.
 pub fn reconcile(world: &World, fw: &Firewalls) {
     let apis = world.workloads();
-    let members: Vec<Member> = apis.iter().filter_map(|a| member(world, a)).collect();
+    let mut members: Vec<Member> = apis.iter().filter_map(|a| member(world, a)).collect();
+    for m in &mut members {
+        m.prepared = m.infra.as_ref().map(|i| {
+            Arc::new(Prepared {
+                cidr: node_cidr(i),
+                net: crate::network::NodeNet::of(i),
+                fw: FwView::of(fw, i),
+            })
+        });
+    }
     let net = crate::network::Paths::build(world);
     let outages = crate::outage::current(world);
     let mut state = world.mesh.lock().unwrap_or_else(|e| e.into_inner());
@@ -677,6 +812,7 @@ mod tests {
             ca: Some("ca".into()),
             mesh_port: Some(32379),
             infra: Some(infra),
+            prepared: None,
         }
     }
 

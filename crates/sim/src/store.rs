@@ -6,8 +6,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -60,7 +60,10 @@ impl EventType {
     }
 }
 
-/// One change, as broadcast to watchers and controllers.
+/// One change, as broadcast to watchers and controllers. The objects are shared with the store
+/// and the history: a broadcast hands every subscriber its own copy of the event, and deep
+/// copies of every object for every subscriber and in the history made the simulator's memory
+/// and CPU grow with the fleet times its watches.
 #[derive(Debug, Clone)]
 pub struct Event {
     /// What happened.
@@ -68,12 +71,12 @@ pub struct Event {
     /// Which object.
     pub key: Key,
     /// The object after the change (before removal for deletes, with the new resourceVersion).
-    pub object: Value,
+    pub object: Arc<Value>,
     /// resourceVersion of the change.
     pub rv: u64,
     /// The object before the change (None for creations), so filtered watches can tell when an
     /// object left or entered their selection.
-    pub old: Option<Value>,
+    pub old: Option<Arc<Value>>,
 }
 
 /// Errors of store operations; the HTTP layer maps them to Kubernetes `Status` objects.
@@ -109,13 +112,52 @@ pub enum StoreError {
 #[derive(Default, Serialize, Deserialize)]
 struct Inner {
     rv: u64,
-    objects: BTreeMap<String, (Key, Value)>,
+    #[serde(with = "shared_objects")]
+    objects: Objects,
     #[serde(skip)]
     history: VecDeque<Event>,
 }
 
 fn map_key(k: &Key) -> String {
     format!("{}\u{0}{}\u{0}{}", k.resource, k.namespace, k.name)
+}
+
+/// The map keys of every object of `resource` (in `namespace`) lie in this range, since map keys
+/// start with the resource and the namespace, each followed by a NUL: a list reads its own
+/// objects instead of scanning the whole store.
+fn key_range(resource: &str, namespace: Option<&str>) -> (String, String) {
+    match namespace {
+        Some(ns) => (
+            format!("{resource}\u{0}{ns}\u{0}"),
+            format!("{resource}\u{0}{ns}\u{1}"),
+        ),
+        None => (format!("{resource}\u{0}"), format!("{resource}\u{1}")),
+    }
+}
+
+/// The objects by map key, each shared with the events and the history that carry it.
+type Objects = BTreeMap<String, (Key, Arc<Value>)>;
+
+/// The state file holds plain objects; in memory they are shared with the history.
+mod shared_objects {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(m: &Objects, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut out = ser.serialize_map(Some(m.len()))?;
+        for (k, (key, v)) in m {
+            out.serialize_entry(k, &(key, &**v))?;
+        }
+        out.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Objects, D::Error> {
+        let m: BTreeMap<String, (Key, Value)> = BTreeMap::deserialize(de)?;
+        Ok(m.into_iter()
+            .map(|(k, (key, v))| (k, (key, Arc::new(v))))
+            .collect())
+    }
 }
 
 /// The store. Cheap to share behind an `Arc`.
@@ -185,7 +227,24 @@ impl Store {
         self.lock()
             .objects
             .get(&map_key(key))
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| (**v).clone())
+    }
+
+    /// Read one object in place: for passes that need a little of a large object (a Secret with
+    /// one entry per mesh peer), where [`Store::get`]'s copy would dominate.
+    pub fn read<T>(&self, key: &Key, f: impl FnOnce(&Value) -> T) -> Option<T> {
+        self.lock().objects.get(&map_key(key)).map(|(_, v)| f(v))
+    }
+
+    /// Every object of a resource (optionally in one namespace), shared: for passes over large
+    /// objects (HelmChartProxies with every mesh peer) that copy little of each.
+    pub fn list_shared(&self, resource: &str, namespace: Option<&str>) -> Vec<Arc<Value>> {
+        let g = self.lock();
+        let (from, to) = key_range(resource, namespace);
+        g.objects
+            .range(from..to)
+            .map(|(_, (_, v))| v.clone())
+            .collect()
     }
 
     /// Visit every object in place, under the store's lock: for passes that read a little of
@@ -200,11 +259,14 @@ impl Store {
     /// Every object of a resource (optionally in one namespace), with the store's resourceVersion.
     pub fn list(&self, resource: &str, namespace: Option<&str>) -> (Vec<Value>, u64) {
         let g = self.lock();
+        let (from, to) = key_range(resource, namespace);
         let items = g
             .objects
-            .values()
-            .filter(|(k, _)| k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns))
-            .map(|(_, v)| v.clone())
+            .range(from..to)
+            .filter(|(_, (k, _))| {
+                k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns)
+            })
+            .map(|(_, (_, v))| (**v).clone())
             .collect();
         (items, g.rv)
     }
@@ -262,7 +324,7 @@ impl Store {
     {
         let mut g = self.lock();
         let mk = map_key(key);
-        let existing = g.objects.get(&mk).map(|(_, v)| v);
+        let existing = g.objects.get(&mk).map(|(_, v)| &**v);
         let unchanged = |cur: Option<&Value>| Ok(if answer { cur.cloned() } else { None });
         let (kind, object) = match f(existing)? {
             Change::Keep => return unchanged(existing),
@@ -293,13 +355,14 @@ impl Store {
                 }
             }
         };
-        let current = existing.cloned();
+        let current = g.objects.get(&mk).map(|(_, v)| v.clone());
         g.rv += 1;
         let rv = g.rv;
         let mut object = object;
         if let Some(m) = object.get_mut("metadata").and_then(Value::as_object_mut) {
             m.insert("resourceVersion".into(), json!(rv.to_string()));
         }
+        let object = Arc::new(object);
         if kind == EventType::Deleted {
             g.objects.remove(&mk);
         } else {
@@ -321,7 +384,7 @@ impl Store {
         self.dirty.store(true, Ordering::Release);
         drop(g);
         // Deleted objects come back in their final state, as the API server answers.
-        Ok(Some(object))
+        Ok(answer.then(|| Arc::unwrap_or_clone(object)))
     }
 
     /// Write the state file if anything changed since the last save (atomically, mode 0600:
@@ -491,6 +554,54 @@ mod tests {
         let (backlog, _) = st.watch_from(Some(st.rv() - 3)).unwrap();
         assert_eq!(backlog.len(), 3);
         assert!(backlog.iter().all(|e| e.old.is_some()));
+    }
+
+    #[test]
+    fn lists_read_only_their_resource_and_namespace() {
+        let st = Store::open(None).unwrap();
+        for (r, ns, n) in [
+            ("/pods", "a", "x"),
+            ("/pods", "ab", "y"),
+            ("/pods", "", "z"),
+            ("/podsx", "a", "w"),
+            ("/secrets", "a", "v"),
+        ] {
+            st.mutate(&Key::new(r, ns, n), |_| Ok(Change::Put(json!({}))))
+                .unwrap();
+        }
+        let names = |v: Vec<Value>| -> Vec<String> {
+            v.iter()
+                .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(names(st.list("/pods", Some("a")).0), ["x"]);
+        assert_eq!(names(st.list("/pods", None).0), ["z", "x", "y"]);
+        assert_eq!(st.list_shared("/pods", Some("ab")).len(), 1);
+        assert_eq!(st.list_shared("/podsx", None).len(), 1);
+        let k = Key::new("/secrets", "a", "v");
+        assert_eq!(
+            st.read(&k, |v| v["metadata"]["name"].clone()),
+            Some(json!("v"))
+        );
+        assert_eq!(st.read(&Key::new("/secrets", "b", "v"), |_| ()), None);
+    }
+
+    #[test]
+    fn events_share_the_stored_object() {
+        let st = Store::open(None).unwrap();
+        let mut rx = st.subscribe();
+        let k = Key::new("/configmaps", "default", "s");
+        st.mutate(&k, |_| Ok(Change::Put(json!({"data": {"a": "1"}}))))
+            .unwrap();
+        st.mutate(&k, |_| Ok(Change::Put(json!({"data": {"a": "2"}}))))
+            .unwrap();
+        let first = rx.try_recv().unwrap();
+        let second = rx.try_recv().unwrap();
+        // The second event's `old` is the very object the first event carried.
+        assert!(Arc::ptr_eq(&first.object, second.old.as_ref().unwrap()));
+        assert_eq!(second.object["data"]["a"], "2");
+        let (backlog, _) = st.watch_from(Some(first.rv)).unwrap();
+        assert!(Arc::ptr_eq(&backlog[0].object, &second.object));
     }
 
     #[test]

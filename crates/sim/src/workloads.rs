@@ -35,7 +35,7 @@
 //! `ServiceExportValid`). The simulator serves these kinds in every workload cluster; a real
 //! cluster has them only once the chart installs their CRDs (`clustermesh.mcsapi.installCRDs`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,8 +65,12 @@ pub const DISCOVERY: &str = "discovery.k8s.io";
 /// first pass anyway).
 #[derive(Debug, Default)]
 pub struct LinkMemory {
-    down_since: HashMap<(String, String), Instant>,
-    was_up: BTreeSet<(String, String)>,
+    /// By cluster key, then peer: since when the link has been down.
+    down_since: HashMap<String, HashMap<String, Instant>>,
+    /// By cluster key: the peers whose link has been up. Keyed by cluster, then peer, so a
+    /// pass over every link (511 × 510 at Cilium's maximum) looks links up without copying
+    /// their names.
+    was_up: HashMap<String, HashSet<String>>,
     /// A counter spreading connections over backends, as Cilium's random selection does.
     pub(crate) turn: u64,
 }
@@ -413,23 +417,37 @@ pub fn local_backends(api: &Api, cluster_name: &str, ns: &str, name: &str) -> Ve
 /// Remember link transitions (for the cache TTL) after [`crate::mesh::reconcile`] decided
 /// the links.
 fn remember_links(world: &World) {
-    let links = world.mesh.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let state = world.mesh.lock().unwrap_or_else(|e| e.into_inner());
     let mut mem = world.links.lock().unwrap_or_else(|e| e.into_inner());
-    let mut seen = BTreeSet::new();
-    for (key, l) in &links {
+    let mem = &mut *mem;
+    mem.down_since.retain(|k, _| state.contains_key(k));
+    mem.was_up.retain(|k, _| state.contains_key(k));
+    for (key, l) in state.iter() {
+        if !mem.down_since.contains_key(key) {
+            mem.down_since.insert(key.clone(), HashMap::new());
+        }
+        if !mem.was_up.contains_key(key) {
+            mem.was_up.insert(key.clone(), HashSet::new());
+        }
+        let (Some(down), Some(up)) = (mem.down_since.get_mut(key), mem.was_up.get_mut(key)) else {
+            continue;
+        };
         for link in &l.links {
-            let id = (key.clone(), link.peer.clone());
-            seen.insert(id.clone());
+            let peer = link.peer.as_str();
             if link.ready {
-                mem.down_since.remove(&id);
-                mem.was_up.insert(id);
-            } else {
-                mem.down_since.entry(id).or_insert_with(Instant::now);
+                down.remove(peer);
+                if !up.contains(peer) {
+                    up.insert(link.peer.clone());
+                }
+            } else if !down.contains_key(peer) {
+                down.insert(link.peer.clone(), Instant::now());
             }
         }
+        // Links no longer configured are forgotten.
+        let configured: HashSet<&str> = l.links.iter().map(|x| x.peer.as_str()).collect();
+        down.retain(|p, _| configured.contains(p.as_str()));
+        up.retain(|p| configured.contains(p.as_str()));
     }
-    mem.down_since.retain(|k, _| seen.contains(k));
-    mem.was_up.retain(|k| seen.contains(k));
 }
 
 /// Whether cluster `key` still holds what its link to peer `peer` (Cilium name) delivered:
@@ -445,11 +463,13 @@ pub fn knows(world: &World, api: &Api, key: &str, peer: &str) -> bool {
         return true;
     }
     let mem = world.links.lock().unwrap_or_else(|e| e.into_inner());
-    let id = (key.to_string(), peer.to_string());
-    if !mem.was_up.contains(&id) {
+    if !mem.was_up.get(key).is_some_and(|s| s.contains(peer)) {
         return false;
     }
-    match (cache_ttl(api), mem.down_since.get(&id)) {
+    match (
+        cache_ttl(api),
+        mem.down_since.get(key).and_then(|d| d.get(peer)),
+    ) {
         (None, _) => true,
         (Some(ttl), Some(since)) => since.elapsed() < world.scaled(ttl),
         (Some(_), None) => true,

@@ -73,7 +73,7 @@ pub(super) fn watch_stream(
             }
             let sel = |o: &Value| ls.matches(o) && fs.matches(o);
             let now = sel(&ev.object);
-            let was = ev.old.as_ref().is_some_and(sel);
+            let was = ev.old.as_deref().is_some_and(sel);
             match (ev.kind, was, now) {
                 (EventType::Deleted, w, n) => (w || n).then_some("DELETED"),
                 (_, false, true) => Some("ADDED"),
@@ -109,7 +109,10 @@ pub(super) fn watch_stream(
                 last_rv = ev.rv;
                 if let Some(ty) = translate(&ev)
                     && tx
-                        .send(encode(ty, present(ev.object, &t, &version)))
+                        .send(encode(
+                            ty,
+                            present(Arc::unwrap_or_clone(ev.object), &t, &version),
+                        ))
                         .await
                         .is_err()
                 {
@@ -128,7 +131,7 @@ pub(super) fn watch_stream(
                         if ev.rv <= last_rv { continue; }
                         last_rv = ev.rv;
                         if let Some(ty) = translate(&ev)
-                            && tx.send(encode(ty, present(ev.object, &t, &version))).await.is_err()
+                            && tx.send(encode(ty, present(Arc::unwrap_or_clone(ev.object), &t, &version))).await.is_err()
                         {
                             return;
                         }
