@@ -105,7 +105,7 @@ pub(crate) async fn first_pass(world: &Arc<World>) -> Timers {
 }
 
 /// Run every controller until `stop`, from the `timers` of [`first_pass`] (or none).
-pub(crate) async fn run(world: Arc<World>, mut stop: watch::Receiver<bool>, timers: Timers) {
+pub(crate) async fn run(world: Arc<World>, mut stop: watch::Receiver<bool>, mut timers: Timers) {
     let mut rx = world.management.store.subscribe();
     // Fast ticks only matter while a simulated delay runs; slow ticks pick up changes in
     // workload clusters (their stores are not subscribed) and anything else level-triggered.
@@ -117,7 +117,6 @@ pub(crate) async fn run(world: Arc<World>, mut stop: watch::Receiver<bool>, time
         .clamp(Duration::from_millis(200), Duration::from_millis(1000));
     let mut tick = tokio::time::interval(fast);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut timers = timers;
     let mut last = Instant::now()
         .checked_sub(slow)
         .unwrap_or_else(Instant::now);
