@@ -10,17 +10,19 @@
 //! cloud.google.com/network-connectivity/docs/vpn/concepts/supported-ike-ciphers); then the
 //! external VPN gateway with AWS's four tunnel addresses, four tunnels (HA interface 0 → peer
 //! interfaces 0 and 1, interface 1 → 2 and 3), the router's four interfaces and BGP peers; last,
-//! routes to the GCP node CIDRs in each VPC. AWS ↔ AWS: `transitGateway` attaches every VPC to
-//! its region's Transit Gateway, peers the regions' gateways (requested from the region first in
-//! name order, accepted in the other) with static routes both ways (peering attachments do not
-//! propagate), and routes each VPC's peers to its gateway; `vpcPeering` peers every pair of
-//! VPCs and routes both ways. `existing` and `publicAddresses` links need no step.
+//! the route to the GCP node CIDRs in each VPC (the fleet's node pool, see `through_tgw`).
+//! AWS ↔ AWS: `transitGateway` attaches every VPC to its region's Transit Gateway, peers the
+//! regions' gateways (requested from the region first in name order, accepted in the other)
+//! with static routes both ways (peering attachments do not propagate), and routes the fleet's
+//! node pool from each VPC to its gateway (one route per VPC, see `through_tgw`); `vpcPeering`
+//! peers every pair of VPCs and routes both ways. `existing` and `publicAddresses` links need
+//! no step.
 //!
 //! Firewalls need no step either: the plan's fleet-wide rules already admit every meshed
 //! cluster's node CIDR (never 0.0.0.0/0) on the GCP network and in each AWSCluster's security
 //! groups.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use ipnet::IpNet;
 use meshfleet_plan::{InterconnectNeed, LinkKind, Plan};
@@ -142,11 +144,14 @@ fn merge(mut a: Value, b: Value) -> Value {
     a
 }
 
-/// The steps, deduplicated by id, in order.
+/// The steps, deduplicated by id, in order. Shared steps (a region's Transit Gateway) serve
+/// thousands of links at fleet scale, so which links a step already lists is a set lookup, not
+/// a scan of its list.
 #[derive(Default)]
 struct Steps {
     out: Vec<Step>,
-    seen: BTreeMap<String, usize>,
+    seen: HashMap<String, usize>,
+    served: HashSet<(usize, String)>,
 }
 
 impl Steps {
@@ -159,13 +164,13 @@ impl Steps {
         link: &str,
         body: Value,
     ) -> String {
-        if let Some(i) = self.seen.get(&id) {
-            let links = &mut self.out[*i].links;
-            if !links.iter().any(|l| l == link) {
-                links.push(link.to_owned());
+        if let Some(&i) = self.seen.get(&id) {
+            if self.served.insert((i, link.to_owned())) {
+                self.out[i].links.push(link.to_owned());
             }
             return id;
         }
+        self.served.insert((self.out.len(), link.to_owned()));
         self.seen.insert(id.clone(), self.out.len());
         self.out.push(Step {
             id: id.clone(),
@@ -179,6 +184,46 @@ impl Steps {
     }
 }
 
+/// The destinations a VPC routes to its Transit Gateway for peer node networks `to`: the fleet's
+/// node pool once for every peer inside it, and a pinned CIDR outside the pool as itself.
+///
+/// One route per VPC, however large the fleet: a route per peer would be 254 routes in each of
+/// 255 VPCs, beyond EC2's default of 50 non-propagated routes per route table (Amazon VPC
+/// quotas, "Routes per route table"). The pool also covers the VPC's own CIDR, which is fine:
+/// the `local` route is more specific and EC2 picks the longest prefix that matches (Amazon VPC
+/// User Guide, "Route priority"); a summary route to the Transit Gateway is AWS's own pattern
+/// for hub-and-spoke networks.
+fn through_tgw(pool: Option<IpNet>, to: &[IpNet]) -> Vec<IpNet> {
+    let mut out = BTreeSet::new();
+    for c in to {
+        match pool {
+            Some(p) if p.contains(c) => out.insert(p),
+            _ => out.insert(*c),
+        };
+    }
+    out.into_iter().collect()
+}
+
+/// The phase of an action: the order the clouds require between kinds of resources, and what
+/// the executor runs side by side. A step refers only to steps of earlier phases, by `${…}` or
+/// by a resource URL (a tunnel names its gateways and router; the router's BGP patch names the
+/// tunnels), or needs one to have settled (a VPC route to a Transit Gateway needs the VPC's
+/// attachment `available`; a static route through a peering needs the peering accepted).
+pub fn phase(action: &str) -> u8 {
+    match action {
+        "vpnGateways.insert" | "routers.insert" | "CreateTransitGateway" => 0,
+        "CreateTransitGatewayVpcAttachment" | "CreateCustomerGateway" => 1,
+        "CreateVpnConnection" => 2,
+        "externalVpnGateways.insert" => 3,
+        "vpnTunnels.insert" => 4,
+        "routers.patch" => 5,
+        "CreateTransitGatewayPeeringAttachment" | "CreateVpcPeeringConnection" => 6,
+        "AcceptTransitGatewayPeeringAttachment" | "AcceptVpcPeeringConnection" => 7,
+        "CreateTransitGatewayRoute" => 8,
+        _ => 9,
+    }
+}
+
 /// An AWS cluster's VPC and its CIDR, from a link end.
 fn vpc_of(n: &InterconnectNeed, end: usize) -> (String, String, Vec<IpNet>) {
     let e = &n.ends[end];
@@ -189,7 +234,7 @@ fn vpc_of(n: &InterconnectNeed, end: usize) -> (String, String, Vec<IpNet>) {
     )
 }
 
-/// Every request the fleet's links need, in order. A VPC of CAPA's is referenced as
+/// Every request the fleet's links need, in [`phase`] order. A VPC of CAPA's is referenced as
 /// `${capa:<cluster>.<field>}` in the step's region, or `${capa:<cluster>@<region>.<field>}`
 /// in another (a VPC peering's accepter). `secrets` must hold every tunnel of
 /// [`tunnel_names`] (see [`Secrets::ensure`]); keys are referenced, never copied.
@@ -248,6 +293,7 @@ pub fn steps(fleet: &Fleet, plan: &Plan, secrets: &Secrets) -> Result<Vec<Step>,
             ),
         )
     };
+    let pool: Option<IpNet> = fleet.spec.network.nodes.pool.parse().ok();
     let vpc_route =
         |s: &mut Steps, region: &str, cluster: &str, to: &IpNet, via: Value, link: &str| {
             let mut body = json!({
@@ -439,12 +485,12 @@ pub fn steps(fleet: &Fleet, plan: &Plan, secrets: &Secrets) -> Result<Vec<Step>,
             );
             for n in links {
                 let (cluster, region, _) = vpc_of(n, 1);
-                for c in &n.ends[0].nodes {
+                for c in through_tgw(pool, &n.ends[0].nodes) {
                     vpc_route(
                         &mut s,
                         &region,
                         &cluster,
-                        c,
+                        &c,
                         json!({"TransitGatewayId": format!("${{{t}.transitGatewayId}}")}),
                         &n.name,
                     );
@@ -510,12 +556,12 @@ pub fn steps(fleet: &Fleet, plan: &Plan, secrets: &Secrets) -> Result<Vec<Step>,
                     }
                 }
                 for (t, region, cluster, to) in [(&ta, &ra, &ca, &nb), (&tb, &rb, &cb, &na)] {
-                    for c in to.iter() {
+                    for c in through_tgw(pool, to) {
                         vpc_route(
                             &mut s,
                             region,
                             cluster,
-                            c,
+                            &c,
                             json!({"TransitGatewayId": format!("${{{t}.transitGatewayId}}")}),
                             &n.name,
                         );
@@ -559,5 +605,8 @@ pub fn steps(fleet: &Fleet, plan: &Plan, secrets: &Secrets) -> Result<Vec<Step>,
             _ => {}
         }
     }
-    Ok(s.out)
+    // Stable: within a phase, the order the links were met in (region, then cluster).
+    let mut out = s.out;
+    out.sort_by_key(|x| phase(x.action));
+    Ok(out)
 }

@@ -8,7 +8,9 @@
 //! besides the secrets. A dry run only reads; a reference to a step that would be created is
 //! shown as "after <step>".
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+
+use futures_util::StreamExt;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -79,6 +81,8 @@ pub struct Options {
     pub attempts: u32,
     /// First backoff; doubles per attempt.
     pub backoff: Duration,
+    /// Steps of one phase (see [`crate::desired::phase`]) in flight at once.
+    pub parallel: usize,
 }
 
 impl Default for Options {
@@ -87,6 +91,9 @@ impl Default for Options {
             dry_run: false,
             attempts: 6,
             backoff: Duration::from_millis(500),
+            // Well inside EC2's mutating-action token bucket and Compute's per-project write
+            // quota; a throttled call is retried as transient.
+            parallel: 16,
         }
     }
 }
@@ -97,7 +104,8 @@ impl Default for Options {
     "step `{step}` failed: {why}\n  hint: fix the cause and re-run `meshfleet net setup`; it resumes where this run stopped"
 )]
 pub struct Failure {
-    /// The report up to and including the failed step.
+    /// The report of every step that ran: up to the failed step's phase, all of it (its steps
+    /// run side by side), the failed step's row marked failed.
     pub report: Report,
     /// The step's id.
     pub step: String,
@@ -143,10 +151,54 @@ enum Pending {
 struct Resolver<'a> {
     opts: &'a Options,
     secrets: &'a Secrets,
-    ids: Vec<&'a str>,
+    ids: HashSet<&'a str>,
     outputs: HashMap<String, Value>,
     capa: HashMap<(String, String), Option<CapaVpc>>,
     account: Option<String>,
+}
+
+/// The step a reference `step-id.path` names: the longest id it starts with, followed by a dot
+/// (ids hold dots themselves: a route's destination).
+fn step_of<'i>(ids: &HashSet<&'i str>, inner: &str) -> Option<&'i str> {
+    inner
+        .rmatch_indices('.')
+        .find_map(|(at, _)| ids.get(&inner[..at]).copied())
+}
+
+/// The step ids a body refers to.
+fn refs<'i>(ids: &HashSet<&'i str>, body: &Value, out: &mut Vec<&'i str>) {
+    match body {
+        Value::String(s) => {
+            if let Some(inner) = s.strip_prefix("${").and_then(|x| x.strip_suffix('}'))
+                && let Some(id) = step_of(ids, inner)
+            {
+                out.push(id);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| refs(ids, x, out)),
+        Value::Object(m) => m.values().for_each(|x| refs(ids, x, out)),
+        _ => {}
+    }
+}
+
+/// The CAPA VPCs a body refers to, as `(region, cluster)` (the step's region unless `@region`).
+fn capa_refs(region: &str, body: &Value, out: &mut Vec<(String, String)>) {
+    match body {
+        Value::String(s) => {
+            if let Some(rest) = s
+                .strip_prefix("${capa:")
+                .and_then(|x| x.strip_suffix('}'))
+                .and_then(|x| x.split_once('.'))
+                .map(|(c, _)| c)
+            {
+                let (cluster, region) = rest.split_once('@').unwrap_or((rest, region));
+                out.push((region.to_string(), cluster.to_string()));
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| capa_refs(region, x, out)),
+        Value::Object(m) => m.values().for_each(|x| capa_refs(region, x, out)),
+        _ => {}
+    }
 }
 
 /// Follow `a.b[0].c` into a value.
@@ -215,15 +267,10 @@ impl Resolver<'_> {
             });
         }
         // `step-id.path`: the longest step id the reference starts with.
-        let id = self
-            .ids
-            .iter()
-            .filter(|id| inner.len() > id.len() && inner.starts_with(**id))
-            .filter(|id| inner.as_bytes()[id.len()] == b'.')
-            .max_by_key(|id| id.len())
+        let id = step_of(&self.ids, inner)
             .ok_or_else(|| format!("reference `${{{inner}}}` names no step"))?;
         let path = &inner[id.len() + 1..];
-        match self.outputs.get(*id) {
+        match self.outputs.get(id) {
             None => Ok(Err(Pending::After((*id).to_string()))),
             Some(out) => follow(out, path).cloned().map(Ok).ok_or_else(|| {
                 format!("step `{id}`'s result has no `{path}` (the cloud answered without it)")
@@ -330,7 +377,12 @@ async fn retry<T, F: std::future::Future<Output = Result<T, ApiError>>>(
     }
 }
 
-/// Run `steps` in order against `api`.
+/// Run `steps` against `api`, phase by phase in their order: the steps of one phase (a run of
+/// consecutive steps with the same [`crate::desired::phase`], none referring to another) go out
+/// up to [`Options::parallel`] at a time, since at fleet scale a phase is hundreds of
+/// independent requests (an attachment or a route per VPC) that would otherwise wait on each
+/// other's round trips, and on AWS's minutes until an attachment is `available`. A failure stops
+/// the run after its phase: the report holds every step of that phase that ran, in order.
 pub async fn run<A: NetApi>(
     api: &A,
     steps: &[Step],
@@ -346,29 +398,103 @@ pub async fn run<A: NetApi>(
         account: None,
     };
     let mut report = Report::default();
-    for step in steps {
-        let mut row = StepRow {
-            kind: kind(step.action),
-            name: row_name(&step.id),
-            action: Action::Create,
-            status: Status::Failed,
-            detail: String::new(),
-        };
-        match one(api, &mut r, step, opts, &mut row).await {
-            Ok(()) => report.steps.push(row),
-            Err(why) => {
-                row.status = Status::Failed;
-                row.detail = why.clone();
-                report.steps.push(row);
-                return Err(Failure {
-                    report,
-                    step: step.id.clone(),
-                    why,
-                });
+    let mut at = 0;
+    while at < steps.len() {
+        let end = phase_end(&r.ids, steps, at);
+        let phase = &steps[at..end];
+        at = end;
+        prefetch_capa(api, &mut r, phase).await;
+        // Resolve every body first (the resolver's caches are shared), then write at once.
+        let mut ready = Vec::with_capacity(phase.len());
+        for step in phase {
+            let mut row = StepRow {
+                kind: kind(step.action),
+                name: row_name(&step.id),
+                action: Action::Create,
+                status: Status::Failed,
+                detail: String::new(),
+            };
+            let body = prepare(api, &mut r, step, opts, &mut row).await;
+            ready.push((step, row, body));
+        }
+        let done: Vec<_> = futures_util::stream::iter(ready)
+            .map(|(step, mut row, body)| async move {
+                let res = match body {
+                    Err(why) => Err(why),
+                    Ok(None) => Ok(None),
+                    Ok(Some(body)) => write(api, step, &body, opts, &mut row).await,
+                };
+                (step, row, res)
+            })
+            .buffered(opts.parallel.max(1))
+            .collect()
+            .await;
+        let mut failed = None;
+        for (step, mut row, res) in done {
+            match res {
+                Ok(out) => {
+                    if let Some(out) = out {
+                        r.outputs.insert(step.id.clone(), out);
+                    }
+                }
+                Err(why) => {
+                    row.status = Status::Failed;
+                    row.detail = why.clone();
+                    failed.get_or_insert((step.id.clone(), why));
+                }
             }
+            report.steps.push(row);
+        }
+        if let Some((step, why)) = failed {
+            return Err(Failure { report, step, why });
         }
     }
     Ok(report)
+}
+
+/// Where the phase that starts at `from` ends: the first step of another phase, or one that
+/// refers to a step of this phase.
+fn phase_end(ids: &HashSet<&str>, steps: &[Step], from: usize) -> usize {
+    let phase = crate::desired::phase(steps[from].action);
+    let mut inside: HashSet<&str> = HashSet::new();
+    let mut end = from;
+    let mut r = Vec::new();
+    while end < steps.len() && crate::desired::phase(steps[end].action) == phase {
+        r.clear();
+        refs(ids, &steps[end].body, &mut r);
+        if r.iter().any(|id| inside.contains(id)) {
+            break;
+        }
+        inside.insert(steps[end].id.as_str());
+        end += 1;
+    }
+    end.max(from + 1)
+}
+
+/// Look up, all at once, the CAPA VPCs a phase refers to that are not known yet; a lookup that
+/// fails is left for [`Resolver::value`] to repeat and report.
+async fn prefetch_capa<A: NetApi>(api: &A, r: &mut Resolver<'_>, phase: &[Step]) {
+    let mut want = Vec::new();
+    for step in phase {
+        capa_refs(&step.region, &step.body, &mut want);
+    }
+    want.sort_unstable();
+    want.dedup();
+    want.retain(|k| !r.capa.contains_key(k));
+    let opts = r.opts;
+    let found: Vec<_> = futures_util::stream::iter(want)
+        .map(|(region, cluster)| async move {
+            let v = retry(opts, || api.capa_vpc(&region, &cluster)).await;
+            ((region, cluster), v)
+        })
+        .buffer_unordered(opts.parallel.max(1))
+        .collect()
+        .await;
+    for (k, v) in found {
+        if let Ok(v) = v {
+            r.capa.insert(k, v);
+        }
+    }
 }
 
 /// Read, decide, write (unless `dry_run`): the action, the result for later references, the
@@ -411,13 +537,15 @@ async fn decide_and_write<A: NetApi>(
     })
 }
 
-async fn one<A: NetApi>(
+/// Resolve a step's body: `Some` to write, `None` when the row is already decided (a dry run
+/// waiting on a step it would create), or why it cannot run.
+async fn prepare<A: NetApi>(
     api: &A,
     r: &mut Resolver<'_>,
     step: &Step,
     opts: &Options,
     row: &mut StepRow,
-) -> Result<(), String> {
+) -> Result<Option<Value>, String> {
     let mut pending = Vec::new();
     let body = r.body(api, &step.region, &step.body, &mut pending).await?;
     if !pending.is_empty() {
@@ -432,13 +560,25 @@ async fn one<A: NetApi>(
         row.action = Action::Create;
         row.status = Status::Planned;
         row.detail = pending.join(", ");
-        return Ok(());
+        return Ok(None);
     }
+    Ok(Some(body))
+}
+
+/// Read, decide and write one resolved step, retrying transient failures; its result for later
+/// references.
+async fn write<A: NetApi>(
+    api: &A,
+    step: &Step,
+    body: &Value,
+    opts: &Options,
+    row: &mut StepRow,
+) -> Result<Option<Value>, String> {
     // A transient failure repeats the read too: a create whose answer was lost must be found,
     // not made twice (AWS tags are not unique).
     let mut attempt = 1;
     let (action, out, detail) = loop {
-        match decide_and_write(api, step, &body, opts.dry_run).await {
+        match decide_and_write(api, step, body, opts.dry_run).await {
             Err(ApiError::Transient(_)) if attempt < opts.attempts => {
                 tokio::time::sleep(backoff(opts, attempt)).await;
                 attempt += 1;
@@ -447,9 +587,6 @@ async fn one<A: NetApi>(
             Ok(x) => break x,
         }
     };
-    if let Some(out) = out {
-        r.outputs.insert(step.id.clone(), out);
-    }
     row.action = action;
     row.status = if opts.dry_run {
         Status::Planned
@@ -460,5 +597,5 @@ async fn one<A: NetApi>(
         row.status = Status::Done;
     }
     row.detail = detail;
-    Ok(())
+    Ok(out)
 }

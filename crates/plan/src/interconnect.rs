@@ -113,6 +113,23 @@ pub(crate) fn needs(fleet: &Fleet, plans: &[ClusterPlan], r: &mut Report) -> Vec
             });
         }
     }
+    // Every VPC peers every other and routes each one: EC2's default quotas are 50 active
+    // peerings per VPC and 50 non-propagated routes per route table, one of which CAPA's NAT
+    // route takes (Amazon VPC quotas). A Transit Gateway needs one route per VPC instead.
+    const PEERING_ROUTES: usize = 49;
+    if via == Some("vpcPeering") && vpcs.len() > PEERING_ROUTES + 1 {
+        r.push(
+            Diagnostic::warning(
+                "spec.interconnect.awsCrossRegion",
+                format!(
+                    "vpcPeering between {} AWS VPCs needs {} peerings and as many routes in each VPC, beyond EC2's default quotas of 50 peerings per VPC and 50 routes per route table",
+                    vpcs.len(),
+                    vpcs.len() - 1
+                ),
+            )
+            .with_hint("use `transitGateway` (one route per VPC, whatever the fleet's size), or raise both quotas first; `net setup` stops at `RouteLimitExceeded` otherwise"),
+        );
+    }
     if vpcs.len() > 1 && via.is_none() {
         let names: Vec<String> = vpcs
             .iter()

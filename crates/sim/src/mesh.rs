@@ -69,6 +69,19 @@ fn strs(v: Option<&Value>) -> Vec<&str> {
         .unwrap_or_default()
 }
 
+/// The sources CAPA admits to an AWSCluster's NodePorts (tcp 30000-32767) in the node security
+/// group: `spec.network.nodePortIngressRuleCidrBlocks`, and when that is unset or empty
+/// `0.0.0.0/0` (CAPA v2.11 `pkg/cloud/services/securitygroup/securitygroups.go`, the
+/// `SecurityGroupNode` case of `getSecurityGroupIngressRules`).
+fn node_port_sources(infra: &Value) -> Vec<&str> {
+    let set = strs(infra.pointer("/spec/network/nodePortIngressRuleCidrBlocks"));
+    if set.is_empty() {
+        vec!["0.0.0.0/0"]
+    } else {
+        set
+    }
+}
+
 /// Whether `infra`'s firewall lets `src` reach `proto`/`port` on the cluster's nodes
 /// (`control_plane`: also the control-plane-only rules).
 pub fn allows(infra: &Value, src: &IpNet, proto: &str, port: u16, control_plane: bool) -> bool {
@@ -98,10 +111,7 @@ pub fn allows(infra: &Value, src: &IpNet, proto: &str, port: u16, control_plane:
             });
             let node_port = proto == "tcp"
                 && (30000..=32767).contains(&port)
-                && cidr_covers(
-                    &strs(infra.pointer("/spec/network/nodePortIngressRuleCidrBlocks")),
-                    src,
-                );
+                && cidr_covers(&node_port_sources(infra), src);
             by_rule || node_port
         }
         _ => {
@@ -342,9 +352,7 @@ impl FwView {
                         )
                     })
                     .collect(),
-                node_port: nets(&strs(
-                    infra.pointer("/spec/network/nodePortIngressRuleCidrBlocks"),
-                )),
+                node_port: nets(&node_port_sources(infra)),
             },
             _ => gcp(Arc::new(compile_rules(own_rules(infra)))),
         }

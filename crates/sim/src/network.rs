@@ -330,10 +330,18 @@ impl Paths {
         statics || propagated
     }
 
+    /// Does the VPC send `cidr` to `target`? EC2 uses the most specific route that matches
+    /// (the longest prefix: Amazon VPC User Guide, "Route priority"), so a summary route to a
+    /// Transit Gateway carries a peer only while no longer prefix sends it elsewhere.
     fn vpc_route(vpc: &Vpc, cidr: &IpNet, target: &str) -> bool {
         vpc.routes
             .iter()
-            .any(|r| r.target == target && covers(&r.destination, cidr))
+            .filter_map(|r| {
+                let d = r.destination.parse::<IpNet>().ok()?;
+                d.contains(cidr).then_some((d.prefix_len(), r))
+            })
+            .max_by_key(|(len, _)| *len)
+            .is_some_and(|(_, r)| r.target == target)
     }
 
     fn aws_aws(

@@ -301,9 +301,12 @@ async fn fleet_lifecycle_bootstrap_cilium_mesh_and_teardown() {
         (x["connected"] == 1 && y["connected"] == 1).then_some(())
     })
     .await;
-    // Close the clustermesh port on aws-b: gcp-a's link goes down on every agent.
+    // Close the clustermesh port on aws-b: gcp-a's link goes down on every agent. The NodePorts
+    // must be narrowed too: left unset, CAPA opens them to 0.0.0.0/0.
     let aws = dyn_api(&client, &json!({"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2", "kind": "AWSCluster", "metadata": {"namespace": "fleet"}})).await;
-    aws.patch("aws-b", &PatchParams::default(), &Patch::Merge(json!({"spec": {"network": {"additionalNodeIngressRules": [
+    aws.patch("aws-b", &PatchParams::default(), &Patch::Merge(json!({"spec": {"network": {
+        "nodePortIngressRuleCidrBlocks": ["192.0.2.0/24"],
+        "additionalNodeIngressRules": [
         {"description": "vxlan", "protocol": "udp", "fromPort": 8472, "toPort": 8472, "cidrBlocks": ["10.0.0.0/14"]}]}}})))
         .await
         .unwrap();

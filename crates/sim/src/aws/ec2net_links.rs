@@ -692,6 +692,12 @@ pub(super) fn handle(aws: &Aws, region: &str, action: &str, p: &Params) -> Optio
     })
 }
 
+/// EC2's default quota of non-propagated routes in one route table.
+const ROUTES_PER_TABLE: usize = 50;
+/// The routes CAPA puts in a private subnet's table besides ours: `0.0.0.0/0` to the zone's NAT
+/// gateway (the `local` route does not count against the quota).
+const CAPA_ROUTES: usize = 1;
+
 /// `CreateRoute` / `ReplaceRoute` in a VPC's route table, to a Transit Gateway (which must be
 /// attached to that VPC, `available`) or a VPC peering connection of that VPC.
 fn route(aws: &Aws, action: &str, p: &Params) -> Result<String> {
@@ -731,6 +737,13 @@ fn route(aws: &Aws, action: &str, p: &Params) -> Result<String> {
         }
         let v = st.ec2.vpcs.get_mut(&vpc).expect("found above");
         let at = v.routes.iter().position(|r| r.destination == dest);
+        // EC2's default quota: 50 non-propagated routes per route table (Amazon VPC quotas,
+        // "Routes per route table"), refused with `RouteLimitExceeded`. CAPA's own routes (the
+        // local route, the default route to the NAT gateway) are not kept here, so they are
+        // counted apart.
+        if at.is_none() && !replace && v.routes.len() + CAPA_ROUTES >= ROUTES_PER_TABLE {
+            return Err(bad("RouteLimitExceeded", format!("The maximum number of routes ({ROUTES_PER_TABLE}) has been reached for route table {table}.")));
+        }
         let r = Route { destination: dest.clone(), target };
         match (at, replace) {
             (Some(_), false) => return Err(bad("RouteAlreadyExists", format!("The route identified by {dest} already exists."))),
