@@ -357,18 +357,29 @@ impl Kube {
         path: &str,
     ) -> Result<String, KubeError> {
         let object = format!("Pod `{namespace}/{pod}` port {port} `/{path}`");
-        let req = http::Request::get(format!(
+        let uri = format!(
             "/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/{}",
             path.trim_start_matches('/')
-        ))
-        .body(Vec::new())
-        .map_err(|e| KubeError::Malformed {
-            message: format!("{object}: {e}"),
-        })?;
-        self.once
-            .request_text(req)
-            .await
-            .map_err(|e| map_err("proxy to", object, e))
+        );
+        // A connection that could not be made (an API server busy with hundreds of clusters'
+        // handshakes) is tried twice more; an answer, even an error, is final: a proxy's 503
+        // means the Pod does not answer, and waiting on it would only delay the report.
+        let mut attempt: u64 = 0;
+        loop {
+            attempt += 1;
+            let req =
+                http::Request::get(&uri)
+                    .body(Vec::new())
+                    .map_err(|e| KubeError::Malformed {
+                        message: format!("{object}: {e}"),
+                    })?;
+            match self.once.request_text(req).await {
+                Err(e) if !matches!(e, kube::Error::Api(_)) && attempt < 3 => {
+                    tokio::time::sleep(Duration::from_millis(250 * attempt)).await;
+                }
+                other => return other.map_err(|e| map_err("proxy to", object, e)),
+            }
+        }
     }
 
     /// Delete one object (background propagation). `false` when it was already gone.

@@ -9,12 +9,21 @@ use super::{CaSummary, Facts, Planned, Problem};
 use crate::api::Api;
 use crate::{mesh, objects, workload};
 
-/// Read every planned cluster, concurrently.
+/// Clusters read at once: each opens its own connections to its API server, and hundreds of
+/// handshakes at once only make them time out.
+const CLUSTERS_AT_ONCE: usize = 32;
+
+/// Read every planned cluster, [`CLUSTERS_AT_ONCE`] at a time.
 pub async fn collect<A: Api>(mgmt: &A, fleet: &str, planned: &[Planned]) -> Vec<Facts> {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(CLUSTERS_AT_ONCE));
     let mut set = tokio::task::JoinSet::new();
     for (i, c) in planned.iter().enumerate() {
         let (mgmt, fleet, name) = (mgmt.clone(), fleet.to_string(), c.name.clone());
-        set.spawn(async move { (i, read_cluster(&mgmt, &fleet, &name).await) });
+        let permits = permits.clone();
+        set.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            (i, read_cluster(&mgmt, &fleet, &name).await)
+        });
     }
     let mut out = Vec::new();
     while let Some(r) = set.join_next().await {

@@ -1,6 +1,6 @@
 //! Judging what [`super::collect`] read against the plan. Pure: tested without a cluster.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use meshfleet_mesh::time::OffsetDateTime;
 use meshfleet_mesh::{MeshMember, MeshProblem};
@@ -106,11 +106,17 @@ pub fn evaluate(
             .or_else(|| f.proxy_peers.clone())
             .unwrap_or_default();
         let view = f.view.clone().unwrap_or_default();
+        // Looked up once per peer: at 511 clusters, scanning the lists made the report cubic.
+        let expected_set: HashSet<&str> = expected.iter().map(String::as_str).collect();
+        let configured_set: HashSet<&str> = configured.iter().map(String::as_str).collect();
+        let connected_set: HashSet<&str> = view.connected.iter().map(String::as_str).collect();
         // Cilium's problems are `peer: reason`, or about the cluster as a whole.
         let mut reasons: BTreeMap<String, String> = BTreeMap::new();
         for p in &view.problems {
             match p.split_once(": ") {
-                Some((peer, why)) if expected.iter().chain(&configured).any(|x| x == peer) => {
+                Some((peer, why))
+                    if expected_set.contains(peer) || configured_set.contains(peer) =>
+                {
                     reasons.insert(peer.to_string(), why.to_string());
                 }
                 _ if f.reachable && p.starts_with(mesh::NO_STATUS) => {
@@ -159,7 +165,7 @@ pub fn evaluate(
         if f.reachable {
             let missing: Vec<String> = expected
                 .iter()
-                .filter(|p| !configured.contains(p))
+                .filter(|p| !configured_set.contains(p.as_str()))
                 .cloned()
                 .collect();
             if !missing.is_empty() {
@@ -174,7 +180,7 @@ pub fn evaluate(
             }
             let extra: Vec<String> = configured
                 .iter()
-                .filter(|p| !expected.contains(p))
+                .filter(|p| !expected_set.contains(p.as_str()))
                 .cloned()
                 .collect();
             if !extra.is_empty() {
@@ -205,7 +211,7 @@ pub fn evaluate(
         let mut peers = Vec::new();
         let all: BTreeSet<&String> = expected.iter().chain(&configured).collect();
         for p in all {
-            let connected = view.connected.contains(p);
+            let connected = connected_set.contains(p.as_str());
             let reason = if connected {
                 None
             } else {
@@ -216,8 +222,8 @@ pub fn evaluate(
                         .unwrap_or_else(|| "Cilium reports nothing about this peer".to_string()),
                 )
             };
-            let is_expected = expected.contains(p);
-            let is_configured = configured.contains(p);
+            let is_expected = expected_set.contains(p.as_str());
+            let is_configured = configured_set.contains(p.as_str());
             if f.reachable
                 && f.view.is_some()
                 && !connected
