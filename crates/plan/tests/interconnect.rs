@@ -188,3 +188,41 @@ fn unset_links_make_the_mesh_partial_and_say_between_whom() {
     ));
     assert_eq!(p.partial_mesh(), None);
 }
+
+#[test]
+fn vpc_peering_past_ec2s_default_quotas_warns_and_transit_gateways_do_not() {
+    let names: Vec<String> = (0..51).map(|i| format!("a{i}")).collect();
+    let clusters: Vec<(&str, &str, &str)> = names
+        .iter()
+        .map(|n| (n.as_str(), "aws", "eu-west-1"))
+        .collect();
+    let peering = ok(&fleet(
+        "  interconnect: { awsCrossRegion: vpcPeering }\n",
+        &clusters,
+    ));
+    let w: Vec<&str> = peering
+        .warnings
+        .iter()
+        .map(|d| d.message.as_str())
+        .collect();
+    assert!(
+        w.iter()
+            .any(|m| m.contains("vpcPeering between 51 AWS VPCs") && m.contains("50 routes")),
+        "{w:?}"
+    );
+    let tgw = ok(&fleet(
+        "  interconnect: { awsCrossRegion: transitGateway }\n",
+        &clusters,
+    ));
+    assert!(
+        !tgw.warnings.iter().any(|d| d.message.contains("quota")),
+        "{:?}",
+        tgw.warnings
+    );
+    // Fifty VPCs peer 49 others each: inside the quotas, no warning.
+    let fifty = ok(&fleet(
+        "  interconnect: { awsCrossRegion: vpcPeering }\n",
+        &clusters[..50],
+    ));
+    assert!(!fifty.warnings.iter().any(|d| d.message.contains("quota")));
+}
