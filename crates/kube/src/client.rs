@@ -361,25 +361,32 @@ impl Kube {
             "/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/{}",
             path.trim_start_matches('/')
         );
+        let uri: http::Uri = uri.parse().map_err(|e| KubeError::Malformed {
+            message: format!("{object}: {e}"),
+        })?;
         // A connection that could not be made (an API server busy with hundreds of clusters'
         // handshakes) is tried twice more; an answer, even an error, is final: a proxy's 503
         // means the Pod does not answer, and waiting on it would only delay the report.
-        let mut attempt: u64 = 0;
-        loop {
-            attempt += 1;
-            let req =
-                http::Request::get(&uri)
-                    .body(Vec::new())
-                    .map_err(|e| KubeError::Malformed {
-                        message: format!("{object}: {e}"),
-                    })?;
-            match self.once.request_text(req).await {
-                Err(e) if !matches!(e, kube::Error::Api(_)) && attempt < 3 => {
-                    tokio::time::sleep(Duration::from_millis(250 * attempt)).await;
-                }
-                other => return other.map_err(|e| map_err("proxy to", object, e)),
-            }
-        }
+        let connecting = Retry {
+            attempts: 3,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_millis(500),
+        };
+        connecting
+            .run_if(
+                |e| !matches!(e, kube::Error::Api(_)),
+                || async {
+                    // The URI is valid, so building the request cannot fail on it.
+                    let req = http::Request::get(uri.clone())
+                        .body(Vec::new())
+                        .map_err(|e| {
+                            kube::Error::BuildRequest(kube::core::request::Error::BuildRequest(e))
+                        })?;
+                    self.once.request_text(req).await
+                },
+            )
+            .await
+            .map_err(|e| map_err("proxy to", object, e))
     }
 
     /// Delete one object (background propagation). `false` when it was already gone.

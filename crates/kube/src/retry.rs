@@ -49,7 +49,20 @@ impl Retry {
     }
 
     /// Run `f` until it succeeds, fails for good, or the attempts run out.
-    pub(crate) async fn run<T, F, Fut>(&self, mut f: F) -> Result<T, kube::Error>
+    pub(crate) async fn run<T, F, Fut>(&self, f: F) -> Result<T, kube::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        self.run_if(retryable, f).await
+    }
+
+    /// [`Retry::run`], retrying only the errors `worth` accepts.
+    pub(crate) async fn run_if<T, F, Fut>(
+        &self,
+        worth: impl Fn(&kube::Error) -> bool,
+        mut f: F,
+    ) -> Result<T, kube::Error>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
@@ -58,7 +71,7 @@ impl Retry {
         loop {
             match f().await {
                 Ok(v) => return Ok(v),
-                Err(e) if retryable(&e) && n + 1 < self.attempts => {
+                Err(e) if worth(&e) && n + 1 < self.attempts => {
                     n += 1;
                     tracing::debug!(attempt = n, error = %e, "retrying");
                     tokio::time::sleep(self.delay(n)).await;

@@ -9,9 +9,9 @@
 //! shown as "after <step>".
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use futures_util::StreamExt;
-use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -165,40 +165,27 @@ fn step_of<'i>(ids: &HashSet<&'i str>, inner: &str) -> Option<&'i str> {
         .find_map(|(at, _)| ids.get(&inner[..at]).copied())
 }
 
-/// The step ids a body refers to.
-fn refs<'i>(ids: &HashSet<&'i str>, body: &Value, out: &mut Vec<&'i str>) {
+/// Call `f` with the text of every `${…}` reference in a body.
+fn each_ref<'b>(body: &'b Value, f: &mut impl FnMut(&'b str)) {
     match body {
         Value::String(s) => {
-            if let Some(inner) = s.strip_prefix("${").and_then(|x| x.strip_suffix('}'))
-                && let Some(id) = step_of(ids, inner)
-            {
-                out.push(id);
+            if let Some(inner) = s.strip_prefix("${").and_then(|x| x.strip_suffix('}')) {
+                f(inner);
             }
         }
-        Value::Array(a) => a.iter().for_each(|x| refs(ids, x, out)),
-        Value::Object(m) => m.values().for_each(|x| refs(ids, x, out)),
+        Value::Array(a) => a.iter().for_each(|x| each_ref(x, f)),
+        Value::Object(m) => m.values().for_each(|x| each_ref(x, f)),
         _ => {}
     }
 }
 
-/// The CAPA VPCs a body refers to, as `(region, cluster)` (the step's region unless `@region`).
-fn capa_refs(region: &str, body: &Value, out: &mut Vec<(String, String)>) {
-    match body {
-        Value::String(s) => {
-            if let Some(rest) = s
-                .strip_prefix("${capa:")
-                .and_then(|x| x.strip_suffix('}'))
-                .and_then(|x| x.split_once('.'))
-                .map(|(c, _)| c)
-            {
-                let (cluster, region) = rest.split_once('@').unwrap_or((rest, region));
-                out.push((region.to_string(), cluster.to_string()));
-            }
-        }
-        Value::Array(a) => a.iter().for_each(|x| capa_refs(region, x, out)),
-        Value::Object(m) => m.values().for_each(|x| capa_refs(region, x, out)),
-        _ => {}
-    }
+/// A CAPA reference (`rest` follows `capa:`) as `(region, cluster, field)`; `None` when
+/// malformed. `cluster@region` names a VPC in another region than the step's (a peering's
+/// accepter).
+fn capa_ref<'a>(region: &'a str, rest: &'a str) -> Option<(&'a str, &'a str, &'a str)> {
+    let (cluster, field) = rest.split_once('.')?;
+    let (cluster, region) = cluster.split_once('@').unwrap_or((cluster, region));
+    Some((region, cluster, field))
 }
 
 /// Follow `a.b[0].c` into a value.
@@ -244,11 +231,8 @@ impl Resolver<'_> {
             return Ok(Ok(Value::String(self.account.clone().unwrap_or_default())));
         }
         if let Some(rest) = inner.strip_prefix("capa:") {
-            let (cluster, field) = rest
-                .split_once('.')
+            let (region, cluster, field) = capa_ref(region, rest)
                 .ok_or_else(|| format!("malformed reference `${{{inner}}}`"))?;
-            // `cluster@region`: a VPC in another region than the step's (a peering's accepter).
-            let (cluster, region) = cluster.split_once('@').unwrap_or((cluster, region));
             let key = (region.to_string(), cluster.to_string());
             if !self.capa.contains_key(&key) {
                 let v = retry(self.opts, || api.capa_vpc(region, cluster))
@@ -271,7 +255,7 @@ impl Resolver<'_> {
             .ok_or_else(|| format!("reference `${{{inner}}}` names no step"))?;
         let path = &inner[id.len() + 1..];
         match self.outputs.get(id) {
-            None => Ok(Err(Pending::After((*id).to_string()))),
+            None => Ok(Err(Pending::After(id.to_string()))),
             Some(out) => follow(out, path).cloned().map(Ok).ok_or_else(|| {
                 format!("step `{id}`'s result has no `{path}` (the cloud answered without it)")
             }),
@@ -458,11 +442,12 @@ fn phase_end(ids: &HashSet<&str>, steps: &[Step], from: usize) -> usize {
     let phase = crate::desired::phase(steps[from].action);
     let mut inside: HashSet<&str> = HashSet::new();
     let mut end = from;
-    let mut r = Vec::new();
     while end < steps.len() && crate::desired::phase(steps[end].action) == phase {
-        r.clear();
-        refs(ids, &steps[end].body, &mut r);
-        if r.iter().any(|id| inside.contains(id)) {
+        let mut within = false;
+        each_ref(&steps[end].body, &mut |inner| {
+            within |= step_of(ids, inner).is_some_and(|id| inside.contains(id));
+        });
+        if within {
             break;
         }
         inside.insert(steps[end].id.as_str());
@@ -476,7 +461,14 @@ fn phase_end(ids: &HashSet<&str>, steps: &[Step], from: usize) -> usize {
 async fn prefetch_capa<A: NetApi>(api: &A, r: &mut Resolver<'_>, phase: &[Step]) {
     let mut want = Vec::new();
     for step in phase {
-        capa_refs(&step.region, &step.body, &mut want);
+        each_ref(&step.body, &mut |inner| {
+            if let Some((region, cluster, _)) = inner
+                .strip_prefix("capa:")
+                .and_then(|rest| capa_ref(&step.region, rest))
+            {
+                want.push((region.to_string(), cluster.to_string()));
+            }
+        });
     }
     want.sort_unstable();
     want.dedup();
@@ -576,17 +568,9 @@ async fn write<A: NetApi>(
 ) -> Result<Option<Value>, String> {
     // A transient failure repeats the read too: a create whose answer was lost must be found,
     // not made twice (AWS tags are not unique).
-    let mut attempt = 1;
-    let (action, out, detail) = loop {
-        match decide_and_write(api, step, body, opts.dry_run).await {
-            Err(ApiError::Transient(_)) if attempt < opts.attempts => {
-                tokio::time::sleep(backoff(opts, attempt)).await;
-                attempt += 1;
-            }
-            Err(e) => return Err(e.to_string()),
-            Ok(x) => break x,
-        }
-    };
+    let (action, out, detail) = retry(opts, || decide_and_write(api, step, body, opts.dry_run))
+        .await
+        .map_err(|e| e.to_string())?;
     row.action = action;
     row.status = if opts.dry_run {
         Status::Planned

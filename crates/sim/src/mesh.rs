@@ -71,8 +71,9 @@ fn strs(v: Option<&Value>) -> Vec<&str> {
 
 /// The sources CAPA admits to an AWSCluster's NodePorts (tcp 30000-32767) in the node security
 /// group: `spec.network.nodePortIngressRuleCidrBlocks`, and when that is unset or empty
-/// `0.0.0.0/0` (CAPA v2.11 `pkg/cloud/services/securitygroup/securitygroups.go`, the
-/// `SecurityGroupNode` case of `getSecurityGroupIngressRules`).
+/// `0.0.0.0/0` (kubernetes-sigs/cluster-api-provider-aws@v2.11.1,
+/// `pkg/cloud/services/securitygroup/securitygroups.go`, the `SecurityGroupNode` case of
+/// `getSecurityGroupIngressRules`). A hand-written AWSCluster without the field is open too.
 fn node_port_sources(infra: &Value) -> Vec<&str> {
     let set = strs(infra.pointer("/spec/network/nodePortIngressRuleCidrBlocks"));
     if set.is_empty() {

@@ -331,7 +331,8 @@ impl Paths {
     }
 
     /// Does the VPC send `cidr` to `target`? EC2 uses the most specific route that matches
-    /// (the longest prefix: Amazon VPC User Guide, "Route priority"), so a summary route to a
+    /// (the longest prefix: Amazon VPC User Guide, "Route priority",
+    /// docs.aws.amazon.com/vpc/latest/userguide/route-tables.html), so a summary route to a
     /// Transit Gateway carries a peer only while no longer prefix sends it elsewhere.
     fn vpc_route(vpc: &Vpc, cidr: &IpNet, target: &str) -> bool {
         vpc.routes

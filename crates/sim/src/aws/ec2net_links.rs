@@ -692,10 +692,13 @@ pub(super) fn handle(aws: &Aws, region: &str, action: &str, p: &Params) -> Optio
     })
 }
 
-/// EC2's default quota of non-propagated routes in one route table.
+/// EC2's default quota of non-propagated routes in one route table (Amazon VPC quotas,
+/// docs.aws.amazon.com/vpc/latest/userguide/amazon-vpc-limits.html).
 const ROUTES_PER_TABLE: usize = 50;
 /// The routes CAPA puts in a private subnet's table besides ours: `0.0.0.0/0` to the zone's NAT
-/// gateway (the `local` route does not count against the quota).
+/// gateway (kubernetes-sigs/cluster-api-provider-aws@v2.11.1,
+/// `pkg/cloud/services/network/routetables.go`, `getNatGatewayPrivateRoute`); the `local` route
+/// does not count against the quota.
 const CAPA_ROUTES: usize = 1;
 
 /// `CreateRoute` / `ReplaceRoute` in a VPC's route table, to a Transit Gateway (which must be
