@@ -194,14 +194,8 @@ impl Steps {
 /// User Guide, "Route priority"); a summary route to the Transit Gateway is AWS's own pattern
 /// for hub-and-spoke networks.
 fn through_tgw(pool: Option<IpNet>, to: &[IpNet]) -> Vec<IpNet> {
-    let mut out = BTreeSet::new();
-    for c in to {
-        match pool {
-            Some(p) if p.contains(c) => out.insert(p),
-            _ => out.insert(*c),
-        };
-    }
-    out.into_iter().collect()
+    // The firewall matrix summarises its mesh sources the same way.
+    meshfleet_plan::summarise(pool, to)
 }
 
 /// The phase of an action: the order the clouds require between kinds of resources, and what

@@ -1,8 +1,8 @@
 //! The firewall matrix (DESIGN.md §3): who must reach whom on which port.
 //!
 //! The matrix stays linear in the number of clusters: a port every meshed node must reach on
-//! every other meshed node is one rule whose sources are all meshed node CIDRs (aggregated) and
-//! whose targets are every meshed cluster's nodes, never one rule per pair. Ports used only
+//! every other meshed node is one rule whose sources are the fleet's pools (see [`summarise`])
+//! and whose targets are every meshed cluster's nodes, never one rule per pair. Ports used only
 //! inside a cluster get one rule per cluster. Order is fixed: fleet-wide rules first, then each
 //! cluster's rules in fleet-file order.
 
@@ -123,6 +123,28 @@ fn datapath(
     }
 }
 
+/// The fleet-wide sources for `cidrs` (every cluster's block of one kind): the fleet's `pool`
+/// once for every block inside it, and a block pinned outside the pool as itself, aggregated.
+///
+/// Why the pool and not the blocks: every rule of the mesh names all clusters, and each
+/// cluster's infrastructure object (AWSCluster, GCPCluster) carries the rules that target its
+/// nodes. Listing the blocks made adding one cluster change every other cluster's
+/// infrastructure object (510 of them at 511 clusters) to add one source; with the pool the
+/// sources stay the same as the fleet grows inside it. The pool is the fleet's own address
+/// space (the planner allocates every block from it and keeps the three pools apart), so it
+/// admits nothing the blocks would not, beyond addresses no cluster holds yet. `net setup`
+/// routes the same pool through each Transit Gateway for the same reason.
+pub fn summarise(pool: Option<IpNet>, cidrs: &[IpNet]) -> Vec<IpNet> {
+    let mut out: Vec<IpNet> = Vec::with_capacity(1);
+    for c in cidrs {
+        match pool {
+            Some(p) if p.contains(c) => out.push(p.trunc()),
+            _ => out.push(*c),
+        }
+    }
+    IpNet::aggregate(&out)
+}
+
 /// Build the matrix. Unparsable management CIDRs are reported as errors.
 pub(crate) fn matrix(fleet: &Fleet, clusters: &[ClusterPlan], r: &mut Report) -> Vec<FirewallRule> {
     let spec = &fleet.spec;
@@ -161,8 +183,11 @@ pub(crate) fn matrix(fleet: &Fleet, clusters: &[ClusterPlan], r: &mut Report) ->
 
     let meshed = spec.mesh.enabled && !clusters.is_empty();
     if meshed {
-        let sources: Vec<IpNet> = clusters.iter().map(|c| c.network.nodes).collect();
+        let pool = |p: &meshfleet_spec::Pool| p.pool.trim().parse::<IpNet>().ok();
+        let nodes: Vec<IpNet> = clusters.iter().map(|c| c.network.nodes).collect();
+        let sources = summarise(pool(&spec.network.nodes), &nodes);
         let pods: Vec<IpNet> = clusters.iter().map(|c| c.network.pods).collect();
+        let pods = summarise(pool(&spec.network.pods), &pods);
         let targets: Vec<Target> = clusters.iter().map(|c| target(c, Role::Nodes)).collect();
         datapath(fleet, &sources, &pods, &targets, &mut out);
         let port = match spec.mesh.apiserver_service {

@@ -21,6 +21,7 @@ mod model;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+pub use firewall::summarise;
 use ipnet::IpNet;
 pub use lock::{LOCK_HEADER, Lock, LockError, LockedCluster};
 pub use model::*;

@@ -589,10 +589,8 @@ fn ipv6_pools_work() {
         .iter()
         .find(|r| r.purpose == Purpose::CiliumTunnel)
         .unwrap();
-    assert_eq!(
-        tunnel.sources,
-        vec![net("fd00:30::/63"), net("fd00:30:0:2::/64")]
-    );
+    // The fleet's node pool, not the blocks (see `summarise`).
+    assert_eq!(tunnel.sources, vec![net("fd00:30::/48")]);
 }
 
 // ---------------------------------------------------------------- firewall
@@ -664,7 +662,44 @@ fn kube_apiserver_gets_gcp_health_checks_only_on_gcp() {
 }
 
 #[test]
-fn mesh_rules_are_one_each_with_aggregated_sources() {
+fn mesh_sources_keep_a_pin_outside_the_pool_and_do_not_change_when_a_cluster_joins() {
+    let mut text = fleet_text("", &[]);
+    text.push_str(&cluster_yaml("a", "gcp", "europe-west1", ""));
+    text.push_str(&cluster_yaml(
+        "b",
+        "aws",
+        "eu-west-1",
+        "network: { nodes: 192.168.16.0/20 }",
+    ));
+    let two = ok(&parsed(&text), None);
+    let tunnel = |p: &Plan| rules(p, Purpose::CiliumTunnel)[0].sources.clone();
+    assert_eq!(
+        tunnel(&two),
+        vec![net("10.0.0.0/14"), net("192.168.16.0/20")]
+    );
+    // A third cluster inside the pool leaves every fleet-wide rule's sources as they were, so
+    // the other clusters' infrastructure objects do not change.
+    text.push_str(&cluster_yaml("c", "gcp", "us-east1", ""));
+    let three = ok(&parsed(&text), Some(&two.lock));
+    for purpose in [
+        Purpose::CiliumTunnel,
+        Purpose::CiliumHealth,
+        Purpose::ClustermeshApiserver,
+    ] {
+        let before: Vec<_> = rules(&two, purpose)
+            .iter()
+            .map(|r| r.sources.clone())
+            .collect();
+        let after: Vec<_> = rules(&three, purpose)
+            .iter()
+            .map(|r| r.sources.clone())
+            .collect();
+        assert_eq!(before, after, "{purpose}");
+    }
+}
+
+#[test]
+fn mesh_rules_are_one_each_with_the_pool_as_source() {
     let p = ok(&fleet("", THREE), None);
     for (purpose, proto, ports) in [
         (Purpose::CiliumTunnel, Protocol::Udp, vec![8472]),
@@ -673,7 +708,8 @@ fn mesh_rules_are_one_each_with_aggregated_sources() {
         let r = rules(&p, purpose);
         assert_eq!(r.len(), 1, "{purpose}");
         assert_eq!((r[0].protocol, &r[0].ports), (proto, &ports));
-        assert_eq!(r[0].sources, vec![net("10.0.0.0/19"), net("10.0.32.0/20")]);
+        // The default node pool: every block is inside it.
+        assert_eq!(r[0].sources, vec![net("10.0.0.0/14")]);
         assert_eq!(r[0].targets.len(), 3);
         assert!(r[0].targets.iter().all(|t| t.role == Role::Nodes));
     }
@@ -868,9 +904,9 @@ fn native_routing_opens_every_port_from_pod_cidrs_to_meshed_nodes() {
     );
     for r in &native {
         assert!(r.ports.is_empty(), "every port");
-        // The three /16 pod blocks 10.64-10.66 aggregate to two networks.
+        // The example's pod pool, which holds the three /16 pod blocks 10.64-10.66.
         let sources: Vec<String> = r.sources.iter().map(ToString::to_string).collect();
-        assert_eq!(sources, vec!["10.64.0.0/15", "10.66.0.0/16"]);
+        assert_eq!(sources, vec!["10.64.0.0/10"]);
         assert_eq!(r.targets.len(), 3);
     }
     assert!(

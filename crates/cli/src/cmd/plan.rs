@@ -247,8 +247,15 @@ fn firewall_summary(plan: &Plan) -> Table {
             None => groups.push((key, vec![r])),
         }
     }
-    let all_nodes =
-        ipnet::IpNet::aggregate(&plan.clusters.iter().map(|c| c.network.nodes).collect());
+    // Fleet-wide sources are the fleet's pools (`meshfleet_plan::summarise`); say which.
+    let covers = |sources: &[ipnet::IpNet],
+                  of: fn(&meshfleet_plan::ClusterPlan) -> ipnet::IpNet| {
+        !plan.clusters.is_empty()
+            && plan
+                .clusters
+                .iter()
+                .all(|c| sources.iter().any(|s| s.contains(&of(c))))
+    };
     let mut t = Table::new(["PURPOSE", "PROTOCOL", "SCOPE", "FROM", "TO"]);
     for (_, rules) in groups {
         let first = rules[0];
@@ -275,8 +282,10 @@ fn firewall_summary(plan: &Plan) -> Table {
             } else {
                 format!("{} CIDRs", first.sources.len())
             };
-            let from = if first.sources == all_nodes {
-                format!("all nodes: {list}")
+            let from = if covers(&first.sources, |c| c.network.nodes) {
+                format!("every node: {list}")
+            } else if covers(&first.sources, |c| c.network.pods) {
+                format!("every pod: {list}")
             } else {
                 list
             };
