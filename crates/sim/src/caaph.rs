@@ -7,6 +7,8 @@
 //! ([`cilium_values_refused`]); the cloud controller manager charts of [`crate::ccm::CHARTS`]
 //! run their Pod.
 
+use std::collections::HashMap;
+
 use serde_json::{Value, json};
 
 use crate::controllers::{
@@ -149,11 +151,27 @@ pub(crate) fn reconcile(world: &World, timers: &mut Timers) {
     };
     let all_clusters = api.store.list_shared(&ct.key(), None);
     let all_hrps = api.store.list_shared(&hrp_t.key(), None);
+    // Releases by their proxy's uid, so each proxy finds its own without a scan of every
+    // release (a scan per proxy was quadratic in the fleet).
+    let mut by_owner: HashMap<&str, Vec<&Value>> = HashMap::new();
+    for h in &all_hrps {
+        for r in h
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            by_owner.entry(s(r, "/uid")).or_default().push(&**h);
+        }
+    }
+    let rv = |v: &Value| s(v, "/metadata/resourceVersion").to_string();
     for hcp in api.store.list_shared(&hcp_t.key(), None) {
         if deleting(&hcp) {
             continue;
         }
         let ns = ns_of(&hcp).to_string();
+        let uid = s(&hcp, "/metadata/uid").to_string();
+        let owned: &[&Value] = by_owner.get(uid.as_str()).map_or(&[], Vec::as_slice);
         let sel =
             ClusterSelector::compile(hcp.pointer("/spec/clusterSelector").unwrap_or(&Value::Null));
         let clusters: Vec<&Value> = all_clusters
@@ -176,6 +194,32 @@ pub(crate) fn reconcile(world: &World, timers: &mut Timers) {
                 .and_then(|r| crate::controllers::resolve(api, r, &ns))
                 .map(|x| x.1)
                 .unwrap_or(json!({}));
+            let k = Key::new(&hrp_t.key(), &ns, &name);
+            // The release's spec is a function of the proxy, the Cluster and its control plane
+            // alone: when none of them and not the release itself changed since the pass that
+            // found the release up to date, it still is. Rendering every release's values (each
+            // with every mesh peer) on every pass was quadratic in the fleet.
+            let generation = owned
+                .iter()
+                .find(|h| name_of(h) == name)
+                .and_then(|h| h.pointer("/metadata/generation"))
+                .and_then(Value::as_i64);
+            let inputs = RenderInputs {
+                proxy: rv(&hcp),
+                cluster: rv(c),
+                control_plane: rv(&cp),
+                release: generation,
+            };
+            if world
+                .caaph
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .1
+                .get(&k)
+                == Some(&inputs)
+            {
+                continue;
+            }
             let values = render_template(s(&hcp, "/spec/valuesTemplate"), c, &cp);
             let mut spec = json!({
                 "clusterRef": {"apiVersion": s(c, "/apiVersion"), "kind": "Cluster", "name": name_of(c), "namespace": ns},
@@ -195,7 +239,6 @@ pub(crate) fn reconcile(world: &World, timers: &mut Timers) {
                     "helmreleaseproxy.addons.cluster.x-k8s.io/name": name_of(&hcp)},
                     "ownerReferences": [owner_ref(&hcp, true)]},
                 "spec": spec});
-            let k = Key::new(&hrp_t.key(), &ns, &name);
             // Compared in place: copying every release's values to find them unchanged made
             // the pass quadratic in the fleet.
             match api
@@ -204,25 +247,30 @@ pub(crate) fn reconcile(world: &World, timers: &mut Timers) {
             {
                 None => create(api, &k, hrp),
                 Some(false) => update(api, &k, |v| v["spec"] = hrp["spec"].clone()),
-                Some(true) => {}
+                Some(true) => {
+                    // Up to date as it stands: remembered until one of the inputs changes.
+                    world
+                        .caaph
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .1
+                        .insert(k, inputs);
+                }
             }
         }
         // Releases for Clusters no longer selected are uninstalled.
-        let uid = s(&hcp, "/metadata/uid").to_string();
-        for hrp in all_hrps.iter().filter(|h| ns_of(h) == ns) {
-            let owned = hrp
-                .pointer("/metadata/ownerReferences")
-                .and_then(Value::as_array)
-                .is_some_and(|a| a.iter().any(|r| s(r, "/uid") == uid));
-            if owned && !wanted.iter().any(|w| w == name_of(hrp)) {
+        for hrp in owned.iter().filter(|h| ns_of(h) == ns) {
+            if !wanted.iter().any(|w| w == name_of(hrp)) {
                 delete(api, &key_of(&hrp_t, hrp));
             }
         }
         // Status only: releases created in this pass are counted in the next one.
-        let releases: Vec<&Value> = all_hrps
+        let wanted_set: std::collections::HashSet<&str> =
+            wanted.iter().map(String::as_str).collect();
+        let releases: Vec<&Value> = owned
             .iter()
-            .map(|h| &**h)
-            .filter(|h| ns_of(h) == ns && wanted.iter().any(|w| w == name_of(h)))
+            .copied()
+            .filter(|h| ns_of(h) == ns && wanted_set.contains(name_of(h)))
             .collect();
         let ready = releases
             .iter()
@@ -252,12 +300,11 @@ pub(crate) fn reconcile(world: &World, timers: &mut Timers) {
     }
     // Releases gone from the store leave the cache.
     let live: std::collections::HashSet<Key> = hrps.iter().map(|h| key_of(&hrp_t, h)).collect();
-    world
-        .caaph
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .0
-        .retain(|k, _| live.contains(k));
+    {
+        let mut cache = world.caaph.lock().unwrap_or_else(|e| e.into_inner());
+        cache.0.retain(|k, _| live.contains(k));
+        cache.1.retain(|k, _| live.contains(k));
+    }
     // Nodes of every cluster running Cilium are Ready (the CNI is up).
     for w in world.workloads() {
         let cni = w
@@ -357,9 +404,24 @@ pub(crate) struct ParsedValues {
     cilium: Option<CiliumObjects>,
 }
 
-/// [`ParsedValues`] by HelmReleaseProxy.
+/// [`ParsedValues`] by HelmReleaseProxy, and what each release's spec was last found up to
+/// date with ([`RenderInputs`]).
 #[derive(Default)]
-pub(crate) struct ValuesCache(std::collections::HashMap<Key, std::sync::Arc<ParsedValues>>);
+pub(crate) struct ValuesCache(
+    std::collections::HashMap<Key, std::sync::Arc<ParsedValues>>,
+    HashMap<Key, RenderInputs>,
+);
+
+/// What a HelmReleaseProxy's spec is rendered from: the resourceVersions of its proxy, Cluster
+/// and control plane, and the release's own generation (a spec edited by someone else has a new
+/// one, and is put right on the next pass, as CAAPH does).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct RenderInputs {
+    proxy: String,
+    cluster: String,
+    control_plane: String,
+    release: Option<i64>,
+}
 
 /// `hrp`'s parsed values, from the cache when its spec has not changed since.
 fn parsed(world: &World, k: &Key, hrp: &Value) -> std::sync::Arc<ParsedValues> {

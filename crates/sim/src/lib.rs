@@ -165,6 +165,8 @@ pub struct World {
     identity: Mutex<Identity>,
     /// Each workload cluster's ClusterMesh links as its Cilium agents see them.
     pub(crate) mesh: Mutex<BTreeMap<String, mesh::Links>>,
+    /// What the last mesh pass computed the links from ([`mesh::Inputs`]).
+    pub(crate) mesh_inputs: Mutex<mesh::Inputs>,
     /// Mesh-link history for Cilium's cache TTL ([`workloads`]).
     pub(crate) links: Mutex<workloads::LinkMemory>,
     /// The bound address.
@@ -398,6 +400,7 @@ impl World {
             workloads: Mutex::new(BTreeMap::new()),
             identity: Mutex::new(identity),
             mesh: Mutex::new(BTreeMap::new()),
+            mesh_inputs: Mutex::new(mesh::Inputs::default()),
             links: Mutex::new(workloads::LinkMemory::default()),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             gcp: Arc::new(
@@ -555,6 +558,7 @@ pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
         workloads: Mutex::new(BTreeMap::new()),
         identity: Mutex::new(identity),
         mesh: Mutex::new(BTreeMap::new()),
+        mesh_inputs: Mutex::new(mesh::Inputs::default()),
         links: Mutex::new(workloads::LinkMemory::default()),
         addr,
         gcp,

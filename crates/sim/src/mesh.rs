@@ -11,6 +11,7 @@
 //! count. Why a link is down stays inside the simulator, as it does in a real agent's metrics.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -643,7 +644,61 @@ pub struct Links {
     pub links: Vec<Link>,
 }
 
+/// What the last mesh pass computed its links from: a fingerprint of what every link depends
+/// on beyond its two ends (the clouds' links, simulated outages, which names are not unique),
+/// and one per member of what its links depend on of it ([`Member::fingerprint`]).
+#[derive(Debug, Default)]
+pub(crate) struct Inputs {
+    shared: u64,
+    members: HashMap<String, u64>,
+}
+
+impl Prepared {
+    /// Hash what a link reads of this side. A GCP view hashes only the rules that apply to
+    /// its nodes: the network's whole rule list is the same for every member.
+    fn hash(&self, h: &mut impl Hasher) {
+        format!("{:?}{:?}", self.cidr, self.net).hash(h);
+        match &self.fw {
+            FwView::Gcp { rules, applicable } => {
+                for &i in applicable {
+                    format!("{:?}", rules[i]).hash(h);
+                }
+            }
+            FwView::Aws { rules, node_port } => format!("{rules:?}{node_port:?}").hash(h),
+        }
+    }
+}
+
+impl Member {
+    /// Everything [`link_in`] reads of this member, hashed (its peer list is not: a link's
+    /// verdict does not depend on the other names configured beside it).
+    fn fingerprint(&self) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (
+            &self.key,
+            &self.name,
+            self.id,
+            self.max,
+            &self.tunnel,
+            &self.ca,
+            self.mesh_port,
+            self.infra.is_some(),
+        )
+            .hash(&mut h);
+        match &self.prepared {
+            Some(p) => p.hash(&mut h),
+            None => self.infra.as_ref().map(Value::to_string).hash(&mut h),
+        }
+        h.finish()
+    }
+}
+
 /// Recompute every workload cluster's mesh links.
+///
+/// A link's verdict depends only on its two ends and on what [`Inputs::shared`] covers, so a
+/// link whose ends and shared inputs are as they were in the last pass keeps its state: the
+/// same verdict, and no new failure (a failure counts only when the reason changes). Checking
+/// all 511 × 510 links on every pass took most of the simulator's time once the fleet meshed.
 pub fn reconcile(world: &World, fw: &Firewalls) {
     let apis = world.workloads();
     let mut members: Vec<Member> = apis.iter().filter_map(|a| member(world, a)).collect();
@@ -658,9 +713,36 @@ pub fn reconcile(world: &World, fw: &Firewalls) {
     }
     let net = crate::network::Paths::build(world);
     let outages = crate::outage::current(world);
+    let index = by_name(&members);
+    let shared = {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        net.fingerprint().hash(&mut h);
+        format!("{outages:?}").hash(&mut h);
+        let mut taken: Vec<(&str, usize)> = index
+            .iter()
+            .filter(|(_, v)| v.len() > 1)
+            .map(|(k, v)| (*k, v.len()))
+            .collect();
+        taken.sort_unstable();
+        taken.hash(&mut h);
+        h.finish()
+    };
+    let now = Inputs {
+        shared,
+        members: members
+            .iter()
+            .map(|m| (m.key.clone(), m.fingerprint()))
+            .collect(),
+    };
+    let mut last = world.mesh_inputs.lock().unwrap_or_else(|e| e.into_inner());
+    let same_shared = last.shared == now.shared;
+    let unchanged = |key: &str| {
+        same_shared
+            && last.members.contains_key(key)
+            && last.members.get(key) == now.members.get(key)
+    };
     let mut state = world.mesh.lock().unwrap_or_else(|e| e.into_inner());
     let mut next = BTreeMap::new();
-    let index = by_name(&members);
     for me in &members {
         let before = state.remove(&me.key).unwrap_or_default();
         let was_by_peer: BTreeMap<&str, &Link> =
@@ -670,6 +752,13 @@ pub fn reconcile(world: &World, fw: &Firewalls) {
             .iter()
             .map(|p| {
                 let was = was_by_peer.get(p.as_str()).copied();
+                if let Some(was) = was
+                    && unchanged(&me.key)
+                    && let Some([peer]) = index.get(p.as_str()).map(Vec::as_slice)
+                    && unchanged(&peer.key)
+                {
+                    return was.clone();
+                }
                 let failures = was.map_or(0, |l| l.failures);
                 // A simulated outage or partition (crate::outage) blocks the link first.
                 let blocked = index
@@ -709,6 +798,7 @@ pub fn reconcile(world: &World, fw: &Firewalls) {
         );
     }
     *state = next;
+    *last = now;
 }
 
 /// The Prometheus text exposition an agent on `node` of workload cluster `key` serves on

@@ -227,6 +227,20 @@ impl Paths {
         Self::new(separate, ec2, gcp, down)
     }
 
+    /// A hash of everything a verdict of [`Paths::reach_between`] reads (the caches aside), so
+    /// the mesh pass can tell the clouds' links have not changed since its last pass.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.separate.hash(&mut h);
+        // Debug output of ordered maps is deterministic; the GCP projects are sorted first.
+        format!("{:?}", self.ec2).hash(&mut h);
+        let gcp: BTreeMap<&String, &GcpVpn> = self.gcp.iter().collect();
+        format!("{gcp:?}").hash(&mut h);
+        format!("{:?}", self.down).hash(&mut h);
+        h.finish()
+    }
+
     /// Whether nodes of `a` (node CIDR `acidr`) reach nodes of `b` (`bcidr`) and back; the
     /// cause when not.
     pub fn reach(&self, a: &Value, acidr: &IpNet, b: &Value, bcidr: &IpNet) -> Result<(), String> {

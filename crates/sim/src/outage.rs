@@ -124,6 +124,9 @@ fn clusters(m: &Api) -> Vec<(String, String, String)> {
 /// The Outage objects of the management cluster.
 pub fn objects(m: &Api) -> Vec<Value> {
     list(m, GROUP, KIND, None)
+        .into_iter()
+        .map(|o| (*o).clone())
+        .collect()
 }
 
 /// Resolve every Outage object against the clusters the management cluster holds now (a

@@ -23,7 +23,7 @@ pub(super) fn talos_configs(world: &World) {
     let Some(t) = ty(api, BOOT, "TalosConfig").cloned() else {
         return;
     };
-    for tc in api.store.list(&t.key(), None).0 {
+    for tc in api.store.list_shared(&t.key(), None) {
         if deleting(&tc) {
             continue;
         }

@@ -10,7 +10,7 @@ pub(super) fn clusters(world: &World, timers: &mut Timers) {
     // Listed once per pass: listing clones every object.
     let all_mds = list(api, CAPI, "MachineDeployment", None);
     let all_machines = list(api, CAPI, "Machine", None);
-    for c in api.store.list(&t.key(), None).0 {
+    for c in api.store.list_shared(&t.key(), None) {
         let k = key_of(&t, &c);
         let wl = format!("{}/{}", k.namespace, k.name);
         let g = generation(&c);
@@ -18,9 +18,9 @@ pub(super) fn clusters(world: &World, timers: &mut Timers) {
         let cp = c
             .pointer("/spec/controlPlaneRef")
             .and_then(|r| resolve(api, r, &k.namespace));
-        let mine = |m: &&Value| ns_of(m) == k.namespace && s(m, "/spec/clusterName") == k.name;
-        let mds: Vec<Value> = all_mds.iter().filter(mine).cloned().collect();
-        let machines: Vec<Value> = all_machines.iter().filter(mine).cloned().collect();
+        let mine = |m: &&Arc<Value>| ns_of(m) == k.namespace && s(m, "/spec/clusterName") == k.name;
+        let mds: Vec<Arc<Value>> = all_mds.iter().filter(mine).cloned().collect();
+        let machines: Vec<Arc<Value>> = all_machines.iter().filter(mine).cloned().collect();
         if deleting(&c) {
             teardown(world, &c, &k, infra, cp, &mds, &machines, timers);
             continue;
@@ -107,6 +107,7 @@ pub(super) fn clusters(world: &World, timers: &mut Timers) {
         };
         let cp_machines: Vec<&Value> = machines
             .iter()
+            .map(|m| &**m)
             .filter(|m| {
                 m.pointer("/metadata/labels/cluster.x-k8s.io~1control-plane")
                     .is_some()
@@ -114,6 +115,7 @@ pub(super) fn clusters(world: &World, timers: &mut Timers) {
             .collect();
         let w_machines: Vec<&Value> = machines
             .iter()
+            .map(|m| &**m)
             .filter(|m| {
                 m.pointer("/metadata/labels/cluster.x-k8s.io~1control-plane")
                     .is_none()

@@ -8,7 +8,7 @@ pub(super) fn control_planes(world: &World, timers: &mut Timers, fw: &mesh::Fire
         return;
     };
     let all_machines = list(api, CAPI, "Machine", None);
-    for tcp in api.store.list(&t.key(), None).0 {
+    for tcp in api.store.list_shared(&t.key(), None) {
         let k = key_of(&t, &tcp);
         if deleting(&tcp) {
             // Scale to zero, then let go.
@@ -109,7 +109,11 @@ pub(super) fn control_planes(world: &World, timers: &mut Timers, fw: &mesh::Fire
                 }
             }
         };
-        let live_now: Vec<&Value> = machines.iter().filter(|m| !deleting(m)).collect();
+        let live_now: Vec<&Value> = machines
+            .iter()
+            .map(|m| &**m)
+            .filter(|m| !deleting(m))
+            .collect();
         // Machines whose version, infrastructure template or Talos config differ from the
         // TalosControlPlane's (`MachinesNeedingRollout`, controllers/controlplane.go@v0.5.12).
         let outdated: Vec<&Value> = live_now
@@ -141,7 +145,7 @@ pub(super) fn control_planes(world: &World, timers: &mut Timers, fw: &mesh::Fire
                 1,
                 true,
             );
-            let one_deleting = machines.iter().any(deleting);
+            let one_deleting = machines.iter().any(|m| deleting(m));
             if current < replicas + surge {
                 create_machine();
             } else if all_noderefs
@@ -168,7 +172,11 @@ pub(super) fn control_planes(world: &World, timers: &mut Timers, fw: &mesh::Fire
             }
         }
         // Bootstrap: the provider dials Talos apid (tcp/50000) on the machines' addresses.
-        let live: Vec<&Value> = machines.iter().filter(|m| !deleting(m)).collect();
+        let live: Vec<&Value> = machines
+            .iter()
+            .map(|m| &**m)
+            .filter(|m| !deleting(m))
+            .collect();
         let provisioned = !live.is_empty()
             && live
                 .iter()

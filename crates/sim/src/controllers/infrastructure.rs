@@ -14,7 +14,7 @@ pub(super) fn infrastructure(world: &World, timers: &mut Timers) {
             continue;
         };
         let fin = format!("{}.infrastructure.cluster.x-k8s.io", kind.to_lowercase());
-        for o in api.store.list(&t.key(), None).0 {
+        for o in api.store.list_shared(&t.key(), None) {
             let k = key_of(&t, &o);
             let id = format!("infra/{}/{}/{}", kind, k.namespace, k.name);
             if deleting(&o) {

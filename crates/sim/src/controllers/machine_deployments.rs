@@ -10,8 +10,8 @@ pub(super) fn machine_deployments(world: &World) {
     let Some(mt) = ty(api, CAPI, "Machine").cloned() else {
         return;
     };
-    let all_machines = api.store.list(&mt.key(), None).0;
-    for md in api.store.list(&t.key(), None).0 {
+    let all_machines = api.store.list_shared(&mt.key(), None);
+    for md in api.store.list_shared(&t.key(), None) {
         let k = key_of(&t, &md);
         if deleting(&md) || cluster_of(api, &md).is_some_and(|c| deleting(&c)) {
             continue;
@@ -42,7 +42,11 @@ pub(super) fn machine_deployments(world: &World) {
             }
         }
         let machines = owned_machines(&all_machines, &md);
-        let live: Vec<&Value> = machines.iter().filter(|m| !deleting(m)).collect();
+        let live: Vec<&Value> = machines
+            .iter()
+            .map(|m| &**m)
+            .filter(|m| !deleting(m))
+            .collect();
         let infra_kind = cluster_infra(api, &cluster)
             .map(|(_, v)| s(&v, "/kind").to_string())
             .unwrap_or_else(|| "GCPCluster".into());

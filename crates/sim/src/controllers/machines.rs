@@ -18,7 +18,7 @@ pub(super) fn machines(world: &World, timers: &mut Timers) {
     let Some(t) = ty(api, CAPI, "Machine").cloned() else {
         return;
     };
-    let all = api.store.list(&t.key(), None).0;
+    let all = api.store.list_shared(&t.key(), None);
     for (i, m) in all.iter().enumerate() {
         let k = key_of(&t, m);
         let id = format!("machine/{}/{}", k.namespace, k.name);

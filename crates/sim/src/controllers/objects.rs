@@ -31,9 +31,9 @@ pub(crate) fn key_of(t: &ResourceType, v: &Value) -> Key {
     )
 }
 
-pub(crate) fn list(api: &Api, group: &str, kind: &str, ns: Option<&str>) -> Vec<Value> {
+pub(crate) fn list(api: &Api, group: &str, kind: &str, ns: Option<&str>) -> Vec<Arc<Value>> {
     match ty(api, group, kind) {
-        Some(t) => api.store.list(&t.key(), ns).0,
+        Some(t) => api.store.list_shared(&t.key(), ns),
         None => Vec::new(),
     }
 }
@@ -410,9 +410,8 @@ pub(super) fn talos_config(machine: &Value, spec: Value) -> Value {
         "spec": spec})
 }
 
-/// The machines in `all` that `owner` owns (callers list machines once per pass: listing
-/// clones every object).
-pub(super) fn owned_machines(all: &[Value], owner: &Value) -> Vec<Value> {
+/// The machines in `all` that `owner` owns (callers list machines once per pass, shared).
+pub(super) fn owned_machines(all: &[Arc<Value>], owner: &Value) -> Vec<Arc<Value>> {
     let uid = s(owner, "/metadata/uid");
     all.iter()
         .filter(|m| {

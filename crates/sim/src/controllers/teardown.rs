@@ -9,8 +9,8 @@ pub(super) fn teardown(
     k: &Key,
     infra: Option<(Key, Value)>,
     cp: Option<(Key, Value)>,
-    mds: &[Value],
-    machines: &[Value],
+    mds: &[Arc<Value>],
+    machines: &[Arc<Value>],
     timers: &mut Timers,
 ) {
     let api = &world.management;
@@ -34,7 +34,7 @@ pub(super) fn teardown(
         m.pointer("/metadata/labels/cluster.x-k8s.io~1control-plane")
             .is_none()
     };
-    let workers: Vec<&Value> = machines.iter().filter(is_worker).collect();
+    let workers: Vec<&Value> = machines.iter().map(|m| &**m).filter(is_worker).collect();
     if let Some(t) = ty(api, CAPI, "Machine") {
         for m in &workers {
             delete(api, &key_of(t, m));

@@ -603,12 +603,12 @@ fn list(api: &Api, t: &ResourceType, version: &str, ns: &str, r: &Req) -> Respon
         Ok(s) => s,
         Err(e) => return *e,
     };
-    let (items, rv) = api.store.list(&t.key(), (!ns.is_empty()).then_some(ns));
-    let items: Vec<Value> = items
-        .into_iter()
-        .filter(|o| ls.matches(o) && fs.matches(o))
-        .map(|o| present(o, t, version))
-        .collect();
+    let (items, rv) = api
+        .store
+        .list_where(&t.key(), (!ns.is_empty()).then_some(ns), |o| {
+            ls.matches(o) && fs.matches(o)
+        });
+    let items: Vec<Value> = items.into_iter().map(|o| present(o, t, version)).collect();
     if r.wants_table() {
         return json_response(
             StatusCode::OK,
