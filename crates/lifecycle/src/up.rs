@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::{StreamExt, TryStreamExt, stream};
 use meshfleet_kube::{KubeError, ObjectRef, Retry, status as kstatus};
 use meshfleet_plan::Plan;
 use meshfleet_render::{ClusterObjects, PeerEndpoint, Rendered};
@@ -292,6 +293,9 @@ impl<A> Shared<A> {
 /// How often a waiting cluster looks again. Cheap: it mostly reads the shared snapshot.
 const POLL: Duration = Duration::from_millis(100);
 
+/// Clusters the mesh phase of `up` visits at once (as `mesh status` reads them).
+const MESH_CONCURRENCY: usize = 32;
+
 /// How often the snapshot is listed.
 pub const LIST_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -571,21 +575,25 @@ async fn connect_mesh<A: Api>(
         Some((n.to_string(), peer_endpoint(e)))
     }));
 
-    // Check what Cilium would refuse before wiring anything.
-    let mut members = Vec::new();
-    for (n, o) in &up {
-        let Some(w) = &o.workload else { continue };
-        members.push(
-            mesh::member(
-                w,
-                n,
-                shared.opts.mesh_ids.get(*n).copied().unwrap_or(0),
-                shared.opts.max_connected,
-                o.endpoints.as_ref(),
-            )
-            .await?,
-        );
-    }
+    // Check what Cilium would refuse before wiring anything. Every step of this phase visits
+    // every cluster; one at a time, each waiting on its own round trips, it took minutes at
+    // 511 clusters, so each runs MESH_CONCURRENCY clusters at once (in fleet order).
+    let members: Vec<_> = stream::iter(
+        up.iter()
+            .filter_map(|(n, o)| Some((*n, o.workload.as_ref()?, *o))),
+    )
+    .map(|(n, w, o)| {
+        mesh::member(
+            w,
+            n,
+            shared.opts.mesh_ids.get(n).copied().unwrap_or(0),
+            shared.opts.max_connected,
+            o.endpoints.as_ref(),
+        )
+    })
+    .buffered(MESH_CONCURRENCY)
+    .try_collect()
+    .await?;
     let mut problems: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let checks = meshfleet_mesh::check_mesh(
         &members,
@@ -607,10 +615,18 @@ async fn connect_mesh<A: Api>(
         return Ok(problems);
     }
 
-    for c in up.keys() {
-        p.step(c, "connecting the mesh");
-        shared.mgmt.apply(&shared.cilium_proxy(c, &known)?).await?;
-    }
+    let proxies = up
+        .keys()
+        .map(|c| Ok((*c, shared.cilium_proxy(c, &known)?)))
+        .collect::<Result<Vec<_>, Error>>()?;
+    stream::iter(proxies)
+        .map(|(c, proxy)| async move {
+            p.step(c, "connecting the mesh");
+            shared.mgmt.apply(&proxy).await
+        })
+        .buffered(MESH_CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await?;
 
     let start = Instant::now();
     let mut pending: BTreeMap<&str, Vec<String>> = up
@@ -628,14 +644,24 @@ async fn connect_mesh<A: Api>(
             (*n, want)
         })
         .collect();
+    // Polled more slowly the longer it takes: every view reads every agent's gauges, one per
+    // peer, so a fast poll of 511 clusters moved gigabytes while the mesh settled.
+    let mut poll = Duration::from_millis(200);
     loop {
         let mut still = BTreeMap::new();
-        for (n, want) in pending {
-            let w = up.get(n).and_then(|o| o.workload.as_ref());
-            let view = match w {
-                Some(w) => mesh::view(w).await.unwrap_or_default(),
-                None => mesh::MeshView::default(),
-            };
+        let up = &up;
+        let views: Vec<_> = stream::iter(pending)
+            .map(|(n, want)| async move {
+                let view = match up.get(n).and_then(|o| o.workload.as_ref()) {
+                    Some(w) => mesh::view(w).await.unwrap_or_default(),
+                    None => mesh::MeshView::default(),
+                };
+                (n, want, view)
+            })
+            .buffered(MESH_CONCURRENCY)
+            .collect()
+            .await;
+        for (n, want, view) in views {
             let missing: Vec<String> = want
                 .iter()
                 .filter(|x| !view.connected.contains(x))
@@ -646,10 +672,18 @@ async fn connect_mesh<A: Api>(
             } else {
                 p.step(
                     n,
-                    &format!("waiting for mesh peers: {}", missing.join(", ")),
+                    &format!(
+                        "waiting for {} mesh peers: {}",
+                        missing.len(),
+                        meshfleet_plan::some(&missing)
+                    ),
                 );
                 if start.elapsed() > timeout {
-                    let mut why = vec![format!("not connected to {}", missing.join(", "))];
+                    let mut why = vec![format!(
+                        "not connected to {} peers: {}",
+                        missing.len(),
+                        meshfleet_plan::some(&missing)
+                    )];
                     why.extend(view.problems);
                     problems.insert(n.to_string(), why);
                 } else {
@@ -661,7 +695,8 @@ async fn connect_mesh<A: Api>(
             break;
         }
         pending = still;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(poll).await;
+        poll = (poll * 3 / 2).min(Duration::from_secs(2));
     }
     Ok(problems)
 }

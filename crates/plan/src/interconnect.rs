@@ -26,8 +26,9 @@ fn gcp_to_aws(v: GcpToAws) -> &'static str {
     }
 }
 
-/// Show at most a few items of a long list in a message.
-fn some(items: &[String]) -> String {
+/// At most four items of a long list, quoted, and how many more: a message that names every
+/// peer or link of a 511-cluster fleet is hundreds of kilobytes, once per cluster.
+pub fn some(items: &[String]) -> String {
     const SHOWN: usize = 4;
     let mut s = items
         .iter()

@@ -22,6 +22,7 @@ mod model;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub use firewall::summarise;
+pub use interconnect::some;
 use ipnet::IpNet;
 pub use lock::{LOCK_HEADER, Lock, LockError, LockedCluster};
 pub use model::*;

@@ -229,7 +229,7 @@ async fn converge(
     if mesh_on && !a.sim && !meshfleet_net::desired::made_links(&p.plan).is_empty() {
         ctx.info(&format!(
             "the links between node networks ({}) are created by `meshfleet net setup -f {}`: run it now that CAPA has made the AWS VPCs (it is idempotent); until they carry traffic the mesh across them is partial",
-            meshfleet_net::desired::made_links(&p.plan).join(", "),
+            meshfleet_plan::some(&meshfleet_net::desired::made_links(&p.plan)),
             p.input.path.display()
         ));
     }
