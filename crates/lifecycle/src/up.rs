@@ -615,14 +615,14 @@ async fn connect_mesh<A: Api>(
         return Ok(problems);
     }
 
-    let proxies = up
-        .keys()
-        .map(|c| Ok((*c, shared.cilium_proxy(c, &known)?)))
-        .collect::<Result<Vec<_>, Error>>()?;
-    stream::iter(proxies)
-        .map(|(c, proxy)| async move {
+    // Each proxy names every peer; built as it is sent, so only the ones in flight are held.
+    let known = &known;
+    stream::iter(up.keys())
+        .map(|c| async move {
             p.step(c, "connecting the mesh");
-            shared.mgmt.apply(&proxy).await
+            let proxy = shared.cilium_proxy(c, known)?;
+            shared.mgmt.apply(&proxy).await?;
+            Ok::<(), Error>(())
         })
         .buffered(MESH_CONCURRENCY)
         .try_collect::<Vec<_>>()

@@ -143,7 +143,11 @@ pub(crate) fn set_status(api: &Api, key: &Key, mut status: Value) {
                 ));
             }
         }
-        subject = cur.clone();
+        // The subject of the events only: a copy per call of every object with every status
+        // write (HelmReleaseProxies hold every mesh peer) was most of CAAPH's pass at 511.
+        if !events.is_empty() {
+            subject = cur.clone();
+        }
         if let Some(old) = cur.pointer("/status/conditions").and_then(Value::as_array)
             && let Some(new) = status.get_mut("conditions").and_then(Value::as_array_mut)
         {
