@@ -282,17 +282,7 @@ impl Store {
 
     /// Every object of a resource (optionally in one namespace), with the store's resourceVersion.
     pub fn list(&self, resource: &str, namespace: Option<&str>) -> (Vec<Value>, u64) {
-        let g = self.lock();
-        let (from, to) = key_range(resource, namespace);
-        let items = g
-            .objects
-            .range(from..to)
-            .filter(|(_, (k, _))| {
-                k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns)
-            })
-            .map(|(_, (_, v))| (**v).clone())
-            .collect();
-        (items, g.rv)
+        self.list_where(resource, namespace, |_| true)
     }
 
     /// Subscribe to changes after `since` (None: only future changes). Returns the backlog and
