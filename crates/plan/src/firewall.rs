@@ -135,14 +135,14 @@ fn datapath(
 /// admits nothing the blocks would not, beyond addresses no cluster holds yet. `net setup`
 /// routes the same pool through each Transit Gateway for the same reason.
 pub fn summarise(pool: Option<IpNet>, cidrs: &[IpNet]) -> Vec<IpNet> {
-    let mut out: Vec<IpNet> = Vec::with_capacity(1);
-    for c in cidrs {
-        match pool {
-            Some(p) if p.contains(c) => out.push(p.trunc()),
-            _ => out.push(*c),
-        }
-    }
-    IpNet::aggregate(&out)
+    let each: std::collections::BTreeSet<IpNet> = cidrs
+        .iter()
+        .map(|c| match pool {
+            Some(p) if p.contains(c) => p.trunc(),
+            _ => *c,
+        })
+        .collect();
+    IpNet::aggregate(&each.into_iter().collect())
 }
 
 /// Build the matrix. Unparsable management CIDRs are reported as errors.

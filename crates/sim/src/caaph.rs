@@ -258,15 +258,15 @@ pub(crate) fn reconcile(world: &World, timers: &mut Timers) {
                 }
             }
         }
+        let wanted_set: std::collections::HashSet<&str> =
+            wanted.iter().map(String::as_str).collect();
         // Releases for Clusters no longer selected are uninstalled.
         for hrp in owned.iter().filter(|h| ns_of(h) == ns) {
-            if !wanted.iter().any(|w| w == name_of(hrp)) {
+            if !wanted_set.contains(name_of(hrp)) {
                 delete(api, &key_of(&hrp_t, hrp));
             }
         }
         // Status only: releases created in this pass are counted in the next one.
-        let wanted_set: std::collections::HashSet<&str> =
-            wanted.iter().map(String::as_str).collect();
         let releases: Vec<&Value> = owned
             .iter()
             .copied()

@@ -656,7 +656,7 @@ pub(crate) struct Inputs {
 impl Prepared {
     /// Hash what a link reads of this side. A GCP view hashes only the rules that apply to
     /// its nodes: the network's whole rule list is the same for every member.
-    fn hash(&self, h: &mut impl Hasher) {
+    fn hash_into(&self, h: &mut impl Hasher) {
         format!("{:?}{:?}", self.cidr, self.net).hash(h);
         match &self.fw {
             FwView::Gcp { rules, applicable } => {
@@ -686,7 +686,7 @@ impl Member {
         )
             .hash(&mut h);
         match &self.prepared {
-            Some(p) => p.hash(&mut h),
+            Some(p) => p.hash_into(&mut h),
             None => self.infra.as_ref().map(Value::to_string).hash(&mut h),
         }
         h.finish()
@@ -738,8 +738,10 @@ pub fn reconcile(world: &World, fw: &Firewalls) {
     let same_shared = last.shared == now.shared;
     let unchanged = |key: &str| {
         same_shared
-            && last.members.contains_key(key)
-            && last.members.get(key) == now.members.get(key)
+            && last
+                .members
+                .get(key)
+                .is_some_and(|f| now.members.get(key) == Some(f))
     };
     let mut state = world.mesh.lock().unwrap_or_else(|e| e.into_inner());
     let mut next = BTreeMap::new();

@@ -7,7 +7,7 @@ pub(super) fn clusters(world: &World, timers: &mut Timers) {
     let Some(t) = ty(api, CAPI, "Cluster").cloned() else {
         return;
     };
-    // Listed once per pass: listing clones every object.
+    // Listed once per pass, shared with the store (a copy of each was most of the pass).
     let all_mds = list(api, CAPI, "MachineDeployment", None);
     let all_machines = list(api, CAPI, "Machine", None);
     for c in api.store.list_shared(&t.key(), None) {
